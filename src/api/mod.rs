@@ -1,0 +1,24 @@
+//! The custom resources of API group `iamra.dev`, version `v1alpha1`.
+//!
+//! Only types live here: every field carries the doc comment that becomes `kubectl explain`, and
+//! everything the API server can check at admission (required fields, enums, formats, CEL rules) is
+//! declared on the type so a bad object never reaches the controller.
+
+mod binding;
+mod crd;
+mod issuer;
+mod revocation;
+mod shared;
+mod workload_certificate;
+
+pub use binding::*;
+pub use crd::*;
+pub use issuer::*;
+pub use revocation::*;
+pub use shared::*;
+pub use workload_certificate::*;
+
+/// The API group of every iamra resource.
+pub const API_GROUP: &str = "iamra.dev";
+/// The one served and stored version.
+pub const API_VERSION: &str = "v1alpha1";

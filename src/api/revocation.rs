@@ -1,0 +1,114 @@
+//! `Revocation`: the permanent revocation of one certificate, the source of truth for the CRL.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::shared::{CertificateReference, IssuerReference, SERIAL_NUMBER_PATTERN};
+
+/// Desired state of a Revocation.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[kube(
+    group = "iamra.dev",
+    version = "v1alpha1",
+    kind = "Revocation",
+    plural = "revocations",
+    singular = "revocation",
+    namespaced,
+    doc = "Revokes one certificate of an Issuer. The CRL of an Issuer is built from its Revocation objects alone, so no operator state can un-revoke a certificate. A Revocation is permanent: its spec cannot change, and its deletion is held back until the revoked certificate has expired.",
+    status = "RevocationStatus",
+    shortname = "rev",
+    category = "iamra",
+    printcolumn = r#"{"name":"Issuer","type":"string","jsonPath":".spec.issuerRef.name"}"#,
+    printcolumn = r#"{"name":"Serial","type":"string","jsonPath":".status.serialNumber"}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".spec.reason"}"#,
+    printcolumn = r#"{"name":"CRL","type":"integer","jsonPath":".status.crlNumber"}"#,
+    printcolumn = r#"{"name":"Imported","type":"date","jsonPath":".status.importTime"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.serialNumber) != has(self.certificateRef)").message("exactly one target must be set: spec.serialNumber or spec.certificateRef"))]
+#[x_kube(validation = Rule::new("!has(self.reissue) || !self.reissue || has(self.certificateRef)").message("spec.reissue needs spec.certificateRef: only a WorkloadCertificate can be re-issued"))]
+#[x_kube(validation = Rule::new("self == oldSelf").message("a Revocation is permanent: its spec cannot be changed"))]
+pub struct RevocationSpec {
+    /// The Issuer, in this namespace, that signed the certificate; its CRL carries the revocation.
+    pub issuer_ref: IssuerReference,
+    /// Serial number of the certificate to revoke, in hex (colons and leading zeros omitted), as
+    /// `openssl x509 -noout -serial` prints it. Exactly one of `serialNumber` and
+    /// `certificateRef` must be set. A serial this Issuer never issued is still revoked, and
+    /// flagged in the status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = SERIAL_NUMBER_PATTERN))]
+    pub serial_number: Option<String>,
+    /// A WorkloadCertificate, in this namespace, whose current certificate is revoked. It is
+    /// resolved once to a serial number (recorded in the status) and never follows later
+    /// re-issues.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_ref: Option<CertificateReference>,
+    /// Why the certificate is revoked (RFC 5280 reason code). Default: `unspecified`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<RevocationReason>,
+    /// When the certificate is considered revoked. Default: when the Revocation was created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revocation_time: Option<Time>,
+    /// Re-issue the referenced WorkloadCertificate with a new key right after revoking it, so the
+    /// workload keeps working with a fresh certificate. Needs `certificateRef`. Default: false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reissue: Option<bool>,
+}
+
+// RFC 5280 CRL reason codes. `certificateHold` and `removeFromCRL` are left out on purpose:
+// revocation here is permanent.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum RevocationReason {
+    /// No reason given (code 0).
+    #[default]
+    Unspecified,
+    /// The private key was, or may have been, exposed (code 1).
+    KeyCompromise,
+    /// The CA key was, or may have been, exposed (code 2).
+    #[serde(rename = "cACompromise")]
+    CaCompromise,
+    /// The subject's name or other information changed (code 3).
+    AffiliationChanged,
+    /// The certificate was replaced by another (code 4).
+    Superseded,
+    /// The certificate is no longer needed (code 5).
+    CessationOfOperation,
+    /// A privilege in the certificate was withdrawn (code 9).
+    PrivilegeWithdrawn,
+    /// The attribute authority was compromised (code 10).
+    #[serde(rename = "aACompromise")]
+    AaCompromise,
+}
+
+/// Observed state of a Revocation.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RevocationStatus {
+    /// `Ready` is True once a CRL carrying this revocation is published and, when the Issuer has a
+    /// Roles Anywhere target, imported.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// The revoked serial number, lowercase hex, resolved once from the spec.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serial_number: Option<String>,
+    /// The effective revocation time written into the CRL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revocation_time: Option<Time>,
+    /// Expiry of the revoked certificate, when the Issuer knows it; after that the entry may
+    /// leave the CRL and the Revocation may be deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_not_after: Option<Time>,
+    /// Number of the first CRL that carried this revocation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crl_number: Option<i64>,
+    /// When Roles Anywhere first accepted a CRL carrying this revocation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub import_time: Option<Time>,
+}

@@ -1,0 +1,83 @@
+//! Types and validation patterns shared by more than one resource.
+
+use kube::KubeSchema;
+use serde::{Deserialize, Serialize};
+
+/// A Go-style duration as Kubernetes users write them (`2160h`, `90m`, `1h30m`, `45s`), parsed by
+/// the API server's CEL `duration()` and by [`crate::api::parse_duration`].
+pub const DURATION_PATTERN: &str = r"^([0-9]+h)?([0-9]+m)?([0-9]+s)?$";
+
+/// The ARN of a Roles Anywhere trust anchor: `arn:<partition>:rolesanywhere:<region>:<account>:trust-anchor/<uuid>`.
+pub const TRUST_ANCHOR_ARN_PATTERN: &str = r"^arn:aws[a-z-]*:rolesanywhere:[a-z]{2}(-[a-z]+)+-[0-9]:[0-9]{12}:trust-anchor/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$";
+
+/// The ARN of a Roles Anywhere profile: `arn:<partition>:rolesanywhere:<region>:<account>:profile/<uuid>`.
+pub const PROFILE_ARN_PATTERN: &str = r"^arn:aws[a-z-]*:rolesanywhere:[a-z]{2}(-[a-z]+)+-[0-9]:[0-9]{12}:profile/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$";
+
+/// The ARN of an IAM role: `arn:<partition>:iam::<account>:role/<path and name>`.
+pub const ROLE_ARN_PATTERN: &str =
+    r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9+=,.@_/-]{1,512}$";
+
+/// An AWS region name such as `eu-west-1` or `us-gov-west-1`.
+pub const REGION_PATTERN: &str = r"^[a-z]{2}(-[a-z]+)+-[0-9]$";
+
+/// An `http(s)://` URL, for endpoint overrides and CRL distribution points.
+pub const HTTP_URL_PATTERN: &str = r"^https?://[^\s/$.?#][^\s]*$";
+
+/// A Kubernetes object name (DNS-1123 subdomain).
+pub const OBJECT_NAME_PATTERN: &str =
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+
+/// A certificate serial number in hexadecimal, up to the 20 octets RFC 5280 allows.
+pub const SERIAL_NUMBER_PATTERN: &str = r"^[0-9a-fA-F]{1,40}$";
+
+/// Refers to an Issuer in the same namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IssuerReference {
+    /// Name of the Issuer, in the namespace of the referring object.
+    #[schemars(length(min = 1, max = 253), regex(pattern = OBJECT_NAME_PATTERN))]
+    pub name: String,
+}
+
+/// Refers to a WorkloadCertificate in the same namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CertificateReference {
+    /// Name of the WorkloadCertificate, in the namespace of the referring object.
+    #[schemars(length(min = 1, max = 253), regex(pattern = OBJECT_NAME_PATTERN))]
+    pub name: String,
+}
+
+/// An X.509 distinguished name. Attributes are written in the order listed here.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.commonName) || has(self.organizations) || has(self.organizationalUnits) || has(self.countries) || has(self.localities) || has(self.provinces)").message("subject must have at least one attribute: IAM Roles Anywhere refuses certificates with an empty subject"))]
+pub struct Subject {
+    /// Common name (CN). IAM Roles Anywhere exposes it to IAM policies as `aws:PrincipalTag/x509Subject/CN`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64))]
+    pub common_name: Option<String>,
+    /// Organizations (O).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub organizations: Option<Vec<String>>,
+    /// Organizational units (OU).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub organizational_units: Option<Vec<String>>,
+    /// Countries (C), two-letter ISO 3166 codes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub countries: Option<Vec<String>>,
+    /// Localities (L).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub localities: Option<Vec<String>>,
+    /// States or provinces (ST).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub provinces: Option<Vec<String>>,
+}
+
+/// The standard `Ready` condition type every iamra resource reports.
+pub const CONDITION_READY: &str = "Ready";

@@ -1,0 +1,4 @@
+//! iamra: AWS access for Kubernetes workloads through IAM Roles Anywhere, without long-lived keys.
+
+pub mod api;
+pub mod localenv;

@@ -1,0 +1,35 @@
+//! Integration tests on a real etcd + kube-apiserver, started once for this test binary and
+//! stopped when the run ends. Every test gets its own namespace.
+
+mod cluster;
+mod rbac;
+mod samples;
+mod schema_validation;
+mod tls_providers;
+
+use std::process::ExitCode;
+
+use cluster::TestCluster;
+
+fn main() -> ExitCode {
+    let arguments = libtest_mimic::Arguments::from_args();
+    let cluster = if arguments.list {
+        TestCluster::not_started()
+    } else {
+        match TestCluster::start() {
+            Ok(cluster) => cluster,
+            Err(error) => {
+                eprintln!("cannot start the test control plane: {error:#}");
+                return ExitCode::FAILURE;
+            }
+        }
+    };
+    let mut trials = Vec::new();
+    trials.extend(samples::trials(&cluster));
+    trials.extend(schema_validation::trials(&cluster));
+    trials.extend(rbac::trials(&cluster));
+    trials.extend(tls_providers::trials(&cluster));
+    let conclusion = libtest_mimic::run(&arguments, trials);
+    drop(cluster);
+    conclusion.exit_code()
+}

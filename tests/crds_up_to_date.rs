@@ -1,0 +1,31 @@
+//! `crds/` must hold exactly what `iamra crds` generates from the Rust types.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use iamra::api::{crd_file_name, crd_yaml, custom_resource_definitions};
+
+#[test]
+fn checked_in_crds_match_the_types() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("crds");
+    let mut expected_files = BTreeSet::new();
+    for crd in custom_resource_definitions() {
+        let file = crd_file_name(&crd);
+        let generated = crd_yaml(&crd).expect("CRDs serialize to YAML");
+        let checked_in = std::fs::read_to_string(dir.join(&file)).unwrap_or_default();
+        assert!(
+            checked_in == generated,
+            "crds/{file} is stale: run `cargo run -- crds --output-dir crds`"
+        );
+        expected_files.insert(file);
+    }
+    let present: BTreeSet<String> = std::fs::read_dir(&dir)
+        .expect("crds/ exists")
+        .filter_map(|entry| entry.ok())
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        present, expected_files,
+        "crds/ holds files no type generates"
+    );
+}

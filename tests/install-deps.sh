@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs what the tests need and a fresh machine lacks; each step is skipped when already done.
+#   openssl          checks every certificate and CRL the tests produce
+#   moto[server]     the KMS emulator (moto_server on loopback)
+#   kube-apiserver, etcd   built from Go modules, cached in ~/.cache/iamra-test-bins
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+if ! command -v openssl >/dev/null 2>&1; then
+  echo "installing openssl" >&2
+  apt-get update -qq && apt-get install -y -qq openssl >/dev/null
+fi
+
+if ! python3 -c 'import moto.server, flask' >/dev/null 2>&1; then
+  echo "installing moto[server]" >&2
+  python3 -m pip install --quiet 'moto[server]>=5,<6'
+fi
+
+bash tests/kube-bins/build.sh >/dev/null
