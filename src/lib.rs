@@ -1,4 +1,8 @@
 //! iamra: AWS access for Kubernetes workloads through IAM Roles Anywhere, without long-lived keys.
 
 pub mod api;
+pub mod controller;
 pub mod localenv;
+pub mod pki;
+pub mod signer;
+pub mod telemetry;

@@ -6,6 +6,8 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use iamra::api::{crd_file_name, crd_yaml, custom_resource_definitions};
+use iamra::controller::ControllerOptions;
+use iamra::telemetry::{self, LogFormat};
 
 #[derive(Parser)]
 #[command(
@@ -14,12 +16,30 @@ use iamra::api::{crd_file_name, crd_yaml, custom_resource_definitions};
     about = "AWS IAM Roles Anywhere for Kubernetes workloads"
 )]
 struct Cli {
+    /// Log format on stderr.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value_t,
+        env = "IAMRA_LOG_FORMAT"
+    )]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the operator against the current kubeconfig (or in-cluster configuration).
+    Controller {
+        /// Watch only this namespace instead of the whole cluster.
+        #[arg(long, env = "IAMRA_NAMESPACE")]
+        namespace: Option<String>,
+        /// Reconciles of one kind running at once.
+        #[arg(long, default_value_t = 16)]
+        concurrency: u16,
+    },
     /// Print the CustomResourceDefinitions generated from the API types.
     Crds {
         /// Write one file per CRD into this directory instead of printing them.
@@ -32,6 +52,34 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Crds { output_dir } => print_crds(output_dir),
+        Command::Controller {
+            namespace,
+            concurrency,
+        } => {
+            telemetry::init(cli.log_format);
+            let runtime = tokio::runtime::Runtime::new()?;
+            runtime.block_on(async {
+                let client = kube::Client::try_default()
+                    .await
+                    .context("no usable kubeconfig or in-cluster configuration")?;
+                let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+                tracing::info!(
+                    namespace = namespace.as_deref().unwrap_or("<all>"),
+                    "controller starting"
+                );
+                iamra::controller::run(
+                    client,
+                    aws,
+                    ControllerOptions {
+                        namespace,
+                        concurrency,
+                    },
+                )
+                .await;
+                tracing::info!("controller stopped");
+                Ok(())
+            })
+        }
     }
 }
 

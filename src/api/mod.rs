@@ -6,6 +6,7 @@
 
 mod binding;
 mod crd;
+mod duration;
 mod issuer;
 mod revocation;
 mod shared;
@@ -13,6 +14,7 @@ mod workload_certificate;
 
 pub use binding::*;
 pub use crd::*;
+pub use duration::*;
 pub use issuer::*;
 pub use revocation::*;
 pub use shared::*;

@@ -48,35 +48,35 @@ pub struct CertificateReference {
     pub name: String,
 }
 
-/// An X.509 distinguished name. Attributes are written in the order listed here.
+/// An X.509 distinguished name. Attributes are written in the order C, ST, L, O, OU, CN.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("has(self.commonName) || has(self.organizations) || has(self.organizationalUnits) || has(self.countries) || has(self.localities) || has(self.provinces)").message("subject must have at least one attribute: IAM Roles Anywhere refuses certificates with an empty subject"))]
+#[x_kube(validation = Rule::new("has(self.commonName) || has(self.organization) || has(self.organizationalUnit) || has(self.country) || has(self.locality) || has(self.province)").message("subject must have at least one attribute: IAM Roles Anywhere refuses certificates with an empty subject"))]
 pub struct Subject {
     /// Common name (CN). IAM Roles Anywhere exposes it to IAM policies as `aws:PrincipalTag/x509Subject/CN`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 64))]
     pub common_name: Option<String>,
-    /// Organizations (O).
+    /// Organization (O).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1))]
-    pub organizations: Option<Vec<String>>,
-    /// Organizational units (OU).
+    #[schemars(length(min = 1, max = 64))]
+    pub organization: Option<String>,
+    /// Organizational unit (OU).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1))]
-    pub organizational_units: Option<Vec<String>>,
-    /// Countries (C), two-letter ISO 3166 codes.
+    #[schemars(length(min = 1, max = 64))]
+    pub organizational_unit: Option<String>,
+    /// Country (C), a two-letter ISO 3166 code.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1))]
-    pub countries: Option<Vec<String>>,
-    /// Localities (L).
+    #[schemars(regex(pattern = r"^[A-Z]{2}$"))]
+    pub country: Option<String>,
+    /// Locality (L).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1))]
-    pub localities: Option<Vec<String>>,
-    /// States or provinces (ST).
+    #[schemars(length(min = 1, max = 128))]
+    pub locality: Option<String>,
+    /// State or province (ST).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1))]
-    pub provinces: Option<Vec<String>>,
+    #[schemars(length(min = 1, max = 128))]
+    pub province: Option<String>,
 }
 
 /// The standard `Ready` condition type every iamra resource reports.

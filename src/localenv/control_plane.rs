@@ -196,8 +196,10 @@ impl ControlPlane {
     /// Starts etcd and kube-apiserver on free loopback ports, waits until the API server is
     /// ready, and installs the CRDs.
     pub async fn start(binaries: &ControlPlaneBinaries) -> Result<Self, ControlPlaneError> {
+        // IAMRA_KEEP_LOGS=1 keeps the servers' logs and data after the run, for debugging.
         let workdir = tempfile::Builder::new()
             .prefix("iamra-control-plane-")
+            .disable_cleanup(std::env::var_os("IAMRA_KEEP_LOGS").is_some())
             .tempdir()
             .map_err(io_error(&std::env::temp_dir()))?;
         let dir = workdir.path().to_path_buf();

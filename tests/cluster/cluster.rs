@@ -11,6 +11,8 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, ObjectMeta, PostParams};
 use libtest_mimic::{Failed, Trial};
 
+use crate::processes::{MotoServer, TestProcess, start_controller};
+
 /// The control plane of this test binary, shared by all its tests.
 #[derive(Clone)]
 pub struct TestCluster {
@@ -20,6 +22,7 @@ pub struct TestCluster {
 struct Inner {
     // Held so the servers run until the cluster is dropped at the end of main.
     control_plane: Option<ControlPlane>,
+    moto: Option<MotoServer>,
     kubeconfig: PathBuf,
     namespaces_created: AtomicUsize,
     // Each test runs its own Tokio runtime; the control plane was started on this one.
@@ -36,6 +39,7 @@ impl TestCluster {
         };
         let runtime = tokio::runtime::Runtime::new()?;
         let control_plane = runtime.block_on(ControlPlane::start(&binaries))?;
+        let moto = MotoServer::start(control_plane.workdir())?;
         eprintln!(
             "control plane at {} (logs in {})",
             control_plane.url(),
@@ -45,6 +49,7 @@ impl TestCluster {
             inner: Arc::new(Inner {
                 kubeconfig: control_plane.kubeconfig_path().to_path_buf(),
                 control_plane: Some(control_plane),
+                moto: Some(moto),
                 namespaces_created: AtomicUsize::new(0),
                 _runtime: Some(runtime),
             }),
@@ -56,6 +61,7 @@ impl TestCluster {
         Self {
             inner: Arc::new(Inner {
                 control_plane: None,
+                moto: None,
                 kubeconfig: PathBuf::new(),
                 namespaces_created: AtomicUsize::new(0),
                 _runtime: None,
@@ -85,10 +91,24 @@ impl TestCluster {
         Ok(self.control_plane()?.url().to_string())
     }
 
-    /// The kubeconfig of the admin user.
-    #[allow(dead_code)]
-    pub fn kubeconfig(&self) -> &Path {
-        &self.inner.kubeconfig
+    /// The moto server's URL, the KMS endpoint of the tests.
+    pub fn kms_endpoint(&self) -> anyhow::Result<String> {
+        Ok(self
+            .inner
+            .moto
+            .as_ref()
+            .context("moto was not started")?
+            .url
+            .clone())
+    }
+
+    /// Starts an `iamra controller` process that watches `namespace`.
+    pub fn start_controller(&self, namespace: &str) -> anyhow::Result<TestProcess> {
+        start_controller(
+            &self.inner.kubeconfig,
+            namespace,
+            self.control_plane()?.workdir(),
+        )
     }
 
     /// Creates a fresh namespace named after the test.
@@ -157,4 +177,31 @@ pub fn api_for(
         other => anyhow::bail!("not an iamra kind: {other}"),
     };
     Ok(Api::namespaced_with(client.clone(), namespace, &resource))
+}
+
+/// Polls `check` until it returns Some, failing after `timeout` with `what` and the last state.
+pub async fn wait_for<T, F, Fut>(
+    what: &str,
+    timeout: std::time::Duration,
+    mut check: F,
+) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<Option<T>>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut last_error = None;
+    loop {
+        match check().await {
+            Ok(Some(value)) => return Ok(value),
+            Ok(None) => {}
+            Err(error) => last_error = Some(error),
+        }
+        if tokio::time::Instant::now() > deadline {
+            anyhow::bail!(
+                "timed out after {timeout:?} waiting for {what}; last error: {last_error:?}"
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }

@@ -2,6 +2,10 @@
 //! stopped when the run ends. Every test gets its own namespace.
 
 mod cluster;
+mod issuance;
+mod kms;
+mod openssl;
+mod processes;
 mod rbac;
 mod samples;
 mod schema_validation;
@@ -28,6 +32,8 @@ fn main() -> ExitCode {
     trials.extend(samples::trials(&cluster));
     trials.extend(schema_validation::trials(&cluster));
     trials.extend(rbac::trials(&cluster));
+    trials.extend(issuance::trials(&cluster));
+    trials.extend(kms::trials(&cluster));
     trials.extend(tls_providers::trials(&cluster));
     let conclusion = libtest_mimic::run(&arguments, trials);
     drop(cluster);

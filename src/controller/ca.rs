@@ -1,0 +1,332 @@
+//! Loading an Issuer's CA (and creating it the first time): the key from a Secret or from KMS,
+//! the certificate checked against the key.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use kube::ResourceExt;
+use kube::api::{Api, ObjectMeta, PostParams};
+use rcgen::{KeyPair, PublicKeyData};
+
+use time::OffsetDateTime;
+
+use super::context::{Context, KmsKeyLocation};
+use super::secret_layout::{
+    CA_CERTIFICATE_KEY, MANAGED_BY_LABEL, MANAGED_BY_VALUE, TLS_CERTIFICATE_KEY,
+    TLS_PRIVATE_KEY_KEY, secret_text,
+};
+use crate::api::{Issuer, Subject, parse_duration};
+use crate::pki::{
+    CaCertificateSpec, ParsedCertificate, distinguished_name, generate_ca_key,
+    parse_certificate_pem, self_signed_ca,
+};
+use crate::signer::CaSigner;
+
+/// Validity of a CA the operator creates when the Issuer names none: ten years.
+pub const DEFAULT_CA_DURATION: &str = "87600h";
+
+/// A CA ready to sign.
+pub struct LoadedCa {
+    pub signer: Arc<CaSigner>,
+    pub certificate_pem: String,
+    pub certificate: ParsedCertificate,
+    /// True for a root: its own key verifies its signature.
+    pub self_signed: bool,
+    /// True when this load created the CA.
+    pub created: bool,
+}
+
+/// Why a CA cannot be used, as the Issuer's Ready condition reports it.
+#[derive(Debug, Clone)]
+pub struct CaProblem {
+    pub reason: &'static str,
+    pub message: String,
+    /// Worth retrying soon (network, API) rather than waiting for a spec change.
+    pub transient: bool,
+}
+
+impl CaProblem {
+    fn permanent(reason: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            reason,
+            message: message.into(),
+            transient: false,
+        }
+    }
+    fn transient(reason: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            reason,
+            message: message.into(),
+            transient: true,
+        }
+    }
+}
+
+impl From<kube::Error> for CaProblem {
+    fn from(error: kube::Error) -> Self {
+        CaProblem::transient("KubernetesAPIError", error.to_string())
+    }
+}
+
+/// Loads the Issuer's CA. With `create_missing`, a missing CA is created (a local key when
+/// `bootstrap` allows, or a KMS-signed certificate); only the Issuer reconciler passes it.
+pub async fn load_ca(
+    ctx: &Context,
+    issuer: &Issuer,
+    create_missing: bool,
+) -> Result<LoadedCa, CaProblem> {
+    let namespace = issuer.namespace().unwrap_or_default();
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
+    match (&issuer.spec.local, &issuer.spec.kms) {
+        (Some(local), None) => {
+            let existing = secrets.get_opt(&local.secret_name).await?;
+            match existing {
+                Some(secret) => load_local(&secret, &local.secret_name),
+                None if create_missing && local.bootstrap.unwrap_or(true) => {
+                    let key =
+                        generate_ca_key(local.key_algorithm.unwrap_or_default()).map_err(|e| {
+                            CaProblem::permanent("CAKeyGenerationFailed", e.to_string())
+                        })?;
+                    let spec = ca_spec(issuer)?;
+                    let certificate = self_signed_ca(&spec, &key)
+                        .map_err(|e| CaProblem::permanent("CASigningFailed", e.to_string()))?;
+                    let data = BTreeMap::from([
+                        (TLS_CERTIFICATE_KEY.to_string(), certificate.pem()),
+                        (TLS_PRIVATE_KEY_KEY.to_string(), key.serialize_pem()),
+                    ]);
+                    let (stored, created) = create_ca_secret(
+                        &secrets,
+                        issuer,
+                        &local.secret_name,
+                        "kubernetes.io/tls",
+                        data,
+                    )
+                    .await?;
+                    let mut loaded = load_local(&stored, &local.secret_name)?;
+                    loaded.created = created;
+                    Ok(loaded)
+                }
+                None => Err(CaProblem::permanent(
+                    "SecretNotFound",
+                    format!(
+                        "CA Secret {namespace}/{} does not exist and spec.local.bootstrap is false",
+                        local.secret_name
+                    ),
+                )),
+            }
+        }
+        (None, Some(kms)) => {
+            let location = KmsKeyLocation {
+                key_id: kms.key_id.clone(),
+                region: kms.region.clone(),
+                endpoint: kms.endpoint.clone(),
+            };
+            let key = match ctx.kms_key(&location).await {
+                Ok(key) => key,
+                Err(error) => {
+                    let transient = matches!(error, crate::signer::KmsError::GetPublicKey { .. });
+                    return Err(CaProblem {
+                        reason: "KMSKeyUnusable",
+                        message: error.to_string(),
+                        transient,
+                    });
+                }
+            };
+            let signer = Arc::new(CaSigner::Kms(key.clone()));
+            let existing = secrets.get_opt(&kms.certificate_secret_name).await?;
+            let (pem, created) = match existing {
+                Some(secret) => (
+                    secret_text(&secret, CA_CERTIFICATE_KEY).ok_or_else(|| {
+                        CaProblem::permanent(
+                            "InvalidCASecret",
+                            format!(
+                                "Secret {} has no {CA_CERTIFICATE_KEY}",
+                                kms.certificate_secret_name
+                            ),
+                        )
+                    })?,
+                    false,
+                ),
+                None if create_missing => {
+                    let spec = ca_spec(issuer)?;
+                    let signing_key = signer.clone();
+                    let certificate = tokio::task::spawn_blocking(move || {
+                        self_signed_ca(&spec, signing_key.as_ref())
+                    })
+                    .await
+                    .map_err(|e| CaProblem::transient("CASigningFailed", e.to_string()))?
+                    .map_err(|e| {
+                        CaProblem::transient(
+                            "CASigningFailed",
+                            key.take_last_error()
+                                .map(|k| k.to_string())
+                                .unwrap_or_else(|| e.to_string()),
+                        )
+                    })?;
+                    let data =
+                        BTreeMap::from([(CA_CERTIFICATE_KEY.to_string(), certificate.pem())]);
+                    let (stored, created) = create_ca_secret(
+                        &secrets,
+                        issuer,
+                        &kms.certificate_secret_name,
+                        "Opaque",
+                        data,
+                    )
+                    .await?;
+                    let pem = secret_text(&stored, CA_CERTIFICATE_KEY).ok_or_else(|| {
+                        CaProblem::permanent(
+                            "InvalidCASecret",
+                            format!(
+                                "Secret {} has no {CA_CERTIFICATE_KEY}",
+                                kms.certificate_secret_name
+                            ),
+                        )
+                    })?;
+                    (pem, created)
+                }
+                None => {
+                    return Err(CaProblem::transient(
+                        "IssuerNotReady",
+                        format!(
+                            "CA certificate Secret {} does not exist yet",
+                            kms.certificate_secret_name
+                        ),
+                    ));
+                }
+            };
+            let certificate = check_ca_certificate(&pem, key.public_key_info())?;
+            let self_signed = certificate.is_signed_by(&certificate.public_key_info);
+            Ok(LoadedCa {
+                signer,
+                certificate_pem: pem,
+                certificate,
+                self_signed,
+                created,
+            })
+        }
+        _ => Err(CaProblem::permanent(
+            "InvalidSpec",
+            "exactly one of spec.local and spec.kms must be set",
+        )),
+    }
+}
+
+/// Marks a CA Secret the operator created, so an operator-made CA is told from a supplied one.
+pub const CREATED_BY_ANNOTATION: &str = "iamra.dev/created-for-issuer";
+
+fn ca_spec(issuer: &Issuer) -> Result<CaCertificateSpec, CaProblem> {
+    let default_subject = Subject {
+        common_name: Some(format!(
+            "iamra {}/{}",
+            issuer.namespace().unwrap_or_default(),
+            issuer.name_any()
+        )),
+        ..Default::default()
+    };
+    let subject = distinguished_name(issuer.spec.subject.as_ref().unwrap_or(&default_subject));
+    let duration = parse_duration(
+        issuer
+            .spec
+            .duration
+            .as_deref()
+            .unwrap_or(DEFAULT_CA_DURATION),
+    )
+    .map_err(|e| CaProblem::permanent("InvalidSpec", e.to_string()))?;
+    let now = OffsetDateTime::now_utc();
+    Ok(CaCertificateSpec {
+        subject,
+        not_before: now - crate::pki::NOT_BEFORE_BACKDATE,
+        not_after: now + duration,
+    })
+}
+
+/// Creates the CA Secret unless another writer won the race, in which case theirs is used:
+/// an existing CA key is never overwritten. The flag says whether this call created it.
+async fn create_ca_secret(
+    secrets: &Api<Secret>,
+    issuer: &Issuer,
+    name: &str,
+    type_: &str,
+    data: BTreeMap<String, String>,
+) -> Result<(Secret, bool), CaProblem> {
+    let secret = Secret {
+        metadata: ObjectMeta {
+            name: Some(name.to_string()),
+            labels: Some(BTreeMap::from([(
+                MANAGED_BY_LABEL.to_string(),
+                MANAGED_BY_VALUE.to_string(),
+            )])),
+            annotations: Some(BTreeMap::from([(
+                CREATED_BY_ANNOTATION.to_string(),
+                issuer.name_any(),
+            )])),
+            ..Default::default()
+        },
+        type_: Some(type_.to_string()),
+        data: Some(
+            data.into_iter()
+                .map(|(k, v)| (k, ByteString(v.into_bytes())))
+                .collect(),
+        ),
+        ..Default::default()
+    };
+    match secrets.create(&PostParams::default(), &secret).await {
+        Ok(created) => Ok((created, true)),
+        Err(kube::Error::Api(status)) if status.code == 409 => {
+            Ok((secrets.get(name).await?, false))
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
+fn load_local(secret: &Secret, name: &str) -> Result<LoadedCa, CaProblem> {
+    let invalid =
+        |what: String| CaProblem::permanent("InvalidCASecret", format!("Secret {name}: {what}"));
+    let pem = secret_text(secret, TLS_CERTIFICATE_KEY)
+        .ok_or_else(|| invalid(format!("no {TLS_CERTIFICATE_KEY}")))?;
+    let key_pem = secret_text(secret, TLS_PRIVATE_KEY_KEY)
+        .ok_or_else(|| invalid(format!("no {TLS_PRIVATE_KEY_KEY}")))?;
+    let key = KeyPair::from_pem(&key_pem).map_err(|_| {
+        invalid(format!(
+            "{TLS_PRIVATE_KEY_KEY} is not a PEM PKCS#8, SEC1 or PKCS#1 private key"
+        ))
+    })?;
+    let certificate = check_ca_certificate(&pem, &key.subject_public_key_info())
+        .map_err(|problem| invalid(problem.message))?;
+    let self_signed = certificate.is_signed_by(&certificate.public_key_info);
+    Ok(LoadedCa {
+        signer: Arc::new(CaSigner::Local(key)),
+        certificate_pem: pem,
+        certificate,
+        self_signed,
+        created: false,
+    })
+}
+
+/// The CA certificate must be a CA, able to sign certificates, valid now, and for `public_key_info`.
+fn check_ca_certificate(pem: &str, public_key_info: &[u8]) -> Result<ParsedCertificate, CaProblem> {
+    let certificate = parse_certificate_pem(pem)
+        .map_err(|e| CaProblem::permanent("InvalidCACertificate", e.to_string()))?;
+    if !certificate.is_ca || !certificate.can_sign_certificates {
+        return Err(CaProblem::permanent(
+            "InvalidCACertificate",
+            "the certificate is not a CA (BasicConstraints CA:true and keyCertSign are required)",
+        ));
+    }
+    if certificate.public_key_info != public_key_info {
+        return Err(CaProblem::permanent(
+            "KeyMismatch",
+            "the CA certificate is not for this key",
+        ));
+    }
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    if certificate.not_after <= now {
+        return Err(CaProblem::permanent(
+            "CAExpired",
+            "the CA certificate has expired",
+        ));
+    }
+    Ok(certificate)
+}

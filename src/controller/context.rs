@@ -1,0 +1,125 @@
+//! What every reconciler shares: the client, the event recorder, and AWS clients.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use kube::Resource;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use tokio::sync::Mutex;
+
+use crate::signer::{KmsError, KmsSigningKey, KmsSigningOptions};
+
+/// The field manager of everything the controller writes.
+pub const FIELD_MANAGER: &str = "iamra";
+
+/// The API server refuses event notes longer than this.
+const EVENT_NOTE_MAX_BYTES: usize = 1024;
+
+/// Cuts `text` to at most `max` bytes on a character boundary, marking the cut.
+fn truncate(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max.saturating_sub(3);
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push_str("...");
+    }
+    text
+}
+
+/// Shared state of the controllers.
+pub struct Context {
+    pub client: kube::Client,
+    recorder: Recorder,
+    aws: aws_config::SdkConfig,
+    kms_options: KmsSigningOptions,
+    kms_keys: Mutex<HashMap<KmsKeyLocation, Arc<KmsSigningKey>>>,
+}
+
+/// Identifies one KMS key as an Issuer names it.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+pub struct KmsKeyLocation {
+    pub key_id: String,
+    pub region: String,
+    pub endpoint: Option<String>,
+}
+
+impl Context {
+    pub fn new(client: kube::Client, aws: aws_config::SdkConfig, instance: String) -> Self {
+        let reporter = Reporter {
+            controller: "iamra".into(),
+            instance: Some(instance),
+        };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            aws,
+            kms_options: KmsSigningOptions::default(),
+            kms_keys: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Publishes an event about `object`. Failing to record an event never fails a reconcile.
+    pub async fn publish_event<K>(
+        &self,
+        object: &K,
+        warning: bool,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) where
+        K: Resource<DynamicType = ()>,
+    {
+        let event = Event {
+            type_: if warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: reason.into(),
+            note: Some(truncate(note, EVENT_NOTE_MAX_BYTES)),
+            action: action.into(),
+            secondary: None,
+        };
+        if let Err(error) = self.recorder.publish(&event, &object.object_ref(&())).await {
+            tracing::warn!(%error, reason, "could not record event");
+        }
+    }
+
+    /// The signing key for a KMS key, fetched once (GetPublicKey) and shared afterwards.
+    pub async fn kms_key(&self, location: &KmsKeyLocation) -> Result<Arc<KmsSigningKey>, KmsError> {
+        let mut keys = self.kms_keys.lock().await;
+        if let Some(key) = keys.get(location) {
+            return Ok(key.clone());
+        }
+        let mut config = aws_sdk_kms::config::Builder::from(&self.aws)
+            .region(aws_sdk_kms::config::Region::new(location.region.clone()))
+            .retry_config(aws_sdk_kms::config::retry::RetryConfig::standard().with_max_attempts(6));
+        if let Some(endpoint) = &location.endpoint {
+            config = config.endpoint_url(endpoint);
+        }
+        let client = aws_sdk_kms::Client::from_conf(config.build());
+        let key =
+            Arc::new(KmsSigningKey::connect(client, &location.key_id, &self.kms_options).await?);
+        keys.insert(location.clone(), key.clone());
+        Ok(key)
+    }
+
+    /// Forgets a KMS key so the next use fetches it again (after the Issuer changed or failed).
+    pub async fn forget_kms_key(&self, location: &KmsKeyLocation) {
+        self.kms_keys.lock().await.remove(location);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::truncate;
+
+    #[test]
+    fn truncates_on_a_character_boundary() {
+        assert_eq!(truncate("short".into(), 10), "short");
+        let cut = truncate("é".repeat(600), 1024);
+        assert!(cut.len() <= 1024 && cut.ends_with("..."), "{}", cut.len());
+    }
+}

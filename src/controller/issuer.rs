@@ -1,0 +1,144 @@
+//! Issuer reconciler: load (or create) the CA, check key and certificate match, report Ready.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::ResourceExt;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use serde_json::json;
+use tracing::instrument;
+
+use super::ca::load_ca;
+use super::conditions::{condition, status_changed};
+use super::context::{Context, FIELD_MANAGER};
+use super::error::Error;
+use crate::api::{CONDITION_READY, Issuer, IssuerStatus};
+
+/// A Ready Issuer is looked at again this often (CA expiry, a deleted CA Secret).
+const RESYNC_INTERVAL: Duration = Duration::from_secs(600);
+/// Retry delay for problems that can clear up by themselves (KMS or API unreachable).
+pub const TRANSIENT_RETRY: Duration = Duration::from_secs(10);
+/// Retry delay for configuration problems, which usually need a change of spec or Secret.
+pub const CONFIGURATION_RETRY: Duration = Duration::from_secs(60);
+
+#[instrument(skip(issuer, ctx), fields(namespace = issuer.namespace(), name = issuer.name_any()))]
+pub async fn reconcile(issuer: Arc<Issuer>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let namespace = issuer
+        .namespace()
+        .ok_or(Error::MissingObjectKey("namespace"))?;
+    let api: Api<Issuer> = Api::namespaced(ctx.client.clone(), &namespace);
+    let previous = issuer.status.clone().unwrap_or_default();
+    let generation = issuer.metadata.generation;
+
+    match load_ca(&ctx, &issuer, true).await {
+        Ok(ca) => {
+            if ca.created {
+                ctx.publish_event(
+                    issuer.as_ref(),
+                    false,
+                    "CACreated",
+                    "Bootstrap",
+                    format!(
+                        "Created self-signed CA, SHA-256 fingerprint {}",
+                        fingerprint(&ca.certificate.der)
+                    ),
+                )
+                .await;
+            }
+            let status = IssuerStatus {
+                conditions: vec![condition(
+                    &previous.conditions,
+                    CONDITION_READY,
+                    true,
+                    "CAReady",
+                    format!(
+                        "CA key ({}) and certificate loaded and matching",
+                        ca.signer.source_name()
+                    ),
+                    generation,
+                )],
+                observed_generation: generation,
+                key_source: Some(ca.signer.source_name().to_string()),
+                ca_certificate: Some(ca.certificate_pem.clone()),
+                ca_fingerprint_sha256: Some(fingerprint(&ca.certificate.der)),
+                ca_not_after: jiff::Timestamp::from_second(ca.certificate.not_after)
+                    .ok()
+                    .map(Time),
+                ..previous.clone()
+            };
+            if status_changed(&previous, &status) {
+                tracing::info!(key_source = ca.signer.source_name(), "issuer ready");
+                patch_status(&api, &issuer, &status).await?;
+            }
+            Ok(Action::requeue(RESYNC_INTERVAL))
+        }
+        Err(problem) => {
+            tracing::warn!(reason = problem.reason, message = %problem.message, "issuer not ready");
+            let status = IssuerStatus {
+                conditions: vec![condition(
+                    &previous.conditions,
+                    CONDITION_READY,
+                    false,
+                    problem.reason,
+                    problem.message.clone(),
+                    generation,
+                )],
+                observed_generation: generation,
+                ..previous.clone()
+            };
+            if status_changed(&previous, &status) {
+                patch_status(&api, &issuer, &status).await?;
+                ctx.publish_event(
+                    issuer.as_ref(),
+                    true,
+                    problem.reason,
+                    "LoadCA",
+                    problem.message.clone(),
+                )
+                .await;
+            }
+            Ok(Action::requeue(if problem.transient {
+                TRANSIENT_RETRY
+            } else {
+                CONFIGURATION_RETRY
+            }))
+        }
+    }
+}
+
+async fn patch_status(
+    api: &Api<Issuer>,
+    issuer: &Issuer,
+    status: &IssuerStatus,
+) -> Result<(), Error> {
+    let patch = json!({
+        "apiVersion": "iamra.dev/v1alpha1",
+        "kind": "Issuer",
+        "status": status,
+    });
+    api.patch_status(
+        &issuer.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
+    Ok(())
+}
+
+/// SHA-256 of the DER certificate, colon-separated uppercase hex as `openssl x509 -fingerprint`
+/// prints it.
+pub fn fingerprint(der: &[u8]) -> String {
+    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+pub fn error_policy(_issuer: Arc<Issuer>, error: &Error, _ctx: Arc<Context>) -> Action {
+    tracing::warn!(error = %error, label = error.metric_label(), "issuer reconcile failed");
+    Action::requeue(TRANSIENT_RETRY)
+}

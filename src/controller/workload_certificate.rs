@@ -1,0 +1,651 @@
+//! WorkloadCertificate reconciler: issue into the Secret, renew, re-issue when the Secret is
+//! deleted, tampered with or stale, and report it all in the status.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::runtime::controller::Action;
+use kube::{Resource, ResourceExt};
+use rcgen::{KeyPair, PublicKeyData};
+use serde_json::json;
+use time::OffsetDateTime;
+use tracing::instrument;
+
+use super::ca::{LoadedCa, load_ca};
+use super::conditions::{condition, is_true, status_changed};
+use super::context::{Context, FIELD_MANAGER};
+use super::error::Error;
+use super::issuance_policy::{IssuanceInput, IssuanceTrigger, SecretState, Verdict, decide};
+use super::issuer::{CONFIGURATION_RETRY, TRANSIENT_RETRY};
+use super::secret_layout::*;
+use crate::api::{
+    CONDITION_READY, Issuer, PrivateKeyRotationPolicy, WorkloadCertificate,
+    WorkloadCertificateSpec, WorkloadCertificateStatus, WorkloadKeyAlgorithm, parse_duration,
+};
+use crate::pki::{
+    LeafCertificateSpec, NOT_BEFORE_BACKDATE, distinguished_name, generate_workload_key,
+    issue_leaf, key_matches_algorithm, parse_certificate_pem, random_serial_number,
+};
+use crate::signer::CaSigner;
+
+/// Condition type set while a certificate is being issued.
+pub const CONDITION_ISSUING: &str = "Issuing";
+/// Lifetime when the spec names none.
+pub const DEFAULT_DURATION: &str = "24h";
+/// A Ready certificate is looked at again at least this often, whatever its renewal time.
+const MAX_REQUEUE: Duration = Duration::from_secs(3600);
+
+/// The spec's durations and choices with defaults applied.
+#[derive(Clone, Debug)]
+struct CertificateSettings {
+    duration: Duration,
+    renew_before: Duration,
+    key_algorithm: WorkloadKeyAlgorithm,
+    rotation: PrivateKeyRotationPolicy,
+}
+
+impl CertificateSettings {
+    fn from_spec(spec: &WorkloadCertificateSpec) -> Result<Self, String> {
+        let duration = parse_duration(spec.duration.as_deref().unwrap_or(DEFAULT_DURATION))
+            .map_err(|e| e.to_string())?;
+        let renew_before = match &spec.renew_before {
+            Some(text) => parse_duration(text).map_err(|e| e.to_string())?,
+            None => duration / 3,
+        };
+        if renew_before >= duration {
+            return Err(format!(
+                "renewBefore ({renew_before:?}) must be shorter than duration ({duration:?})"
+            ));
+        }
+        Ok(Self {
+            duration,
+            renew_before,
+            key_algorithm: spec.key_algorithm.unwrap_or_default(),
+            rotation: spec.private_key_rotation_policy.unwrap_or_default(),
+        })
+    }
+}
+
+/// Hash of what the certificate is issued for; a change of any of it re-issues.
+fn spec_hash(spec: &WorkloadCertificateSpec, settings: &CertificateSettings) -> String {
+    let relevant = json!({
+        "issuer": spec.issuer_ref.name,
+        "subject": spec.subject,
+        "uris": spec.uris,
+        "dnsNames": spec.dns_names,
+        "keyAlgorithm": settings.key_algorithm,
+        "duration": settings.duration.as_secs(),
+        "renewBefore": settings.renew_before.as_secs(),
+    });
+    let digest =
+        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, relevant.to_string().as_bytes());
+    digest.as_ref()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A problem to report on the WorkloadCertificate before retrying.
+struct Problem {
+    reason: &'static str,
+    message: String,
+    retry: Option<Duration>,
+}
+
+#[instrument(skip(certificate, ctx), fields(namespace = certificate.namespace(), name = certificate.name_any()))]
+pub async fn reconcile(
+    certificate: Arc<WorkloadCertificate>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    let namespace = certificate
+        .namespace()
+        .ok_or(Error::MissingObjectKey("namespace"))?;
+    let reconciler = Reconciler {
+        api: Api::namespaced(ctx.client.clone(), &namespace),
+        secrets: Api::namespaced(ctx.client.clone(), &namespace),
+        issuers: Api::namespaced(ctx.client.clone(), &namespace),
+        certificate,
+        ctx,
+    };
+    match reconciler.run().await {
+        Ok(action) => Ok(action),
+        Err(ProblemOrError::Problem(problem)) => reconciler.report(problem).await,
+        Err(ProblemOrError::Error(error)) => Err(error),
+    }
+}
+
+enum ProblemOrError {
+    Problem(Problem),
+    Error(Error),
+}
+
+impl<E: Into<Error>> From<E> for ProblemOrError {
+    fn from(error: E) -> Self {
+        ProblemOrError::Error(error.into())
+    }
+}
+
+struct Reconciler {
+    api: Api<WorkloadCertificate>,
+    secrets: Api<Secret>,
+    issuers: Api<Issuer>,
+    certificate: Arc<WorkloadCertificate>,
+    ctx: Arc<Context>,
+}
+
+impl Reconciler {
+    fn previous_status(&self) -> WorkloadCertificateStatus {
+        self.certificate.status.clone().unwrap_or_default()
+    }
+
+    async fn run(&self) -> Result<Action, ProblemOrError> {
+        let spec = &self.certificate.spec;
+        let settings = CertificateSettings::from_spec(spec).map_err(|message| {
+            ProblemOrError::Problem(Problem {
+                reason: "InvalidSpec",
+                message,
+                retry: None,
+            })
+        })?;
+        let ca = self.issuer_ca().await?;
+        let secret = self.secrets.get_opt(&spec.secret_name).await?;
+        if let Some(secret) = &secret
+            && !self.owns(secret)
+        {
+            return Err(ProblemOrError::Problem(Problem {
+                reason: "SecretInUse",
+                message: format!(
+                    "Secret {} exists and was not written for this WorkloadCertificate; it is left untouched",
+                    spec.secret_name
+                ),
+                retry: Some(CONFIGURATION_RETRY),
+            }));
+        }
+        let state = secret
+            .as_ref()
+            .map(|s| inspect_secret(s, &ca, settings.key_algorithm));
+        let hash = spec_hash(spec, &settings);
+        let previous = self.previous_status();
+        let renewal_time = state
+            .as_ref()
+            .map(|s| s.not_after - settings.renew_before.as_secs() as i64);
+        let input = IssuanceInput {
+            secret: state.clone(),
+            status_serial: previous.serial_number.clone(),
+            status_revision: previous.revision.unwrap_or(0),
+            spec_hash: hash.clone(),
+            renewal_time,
+            now: OffsetDateTime::now_utc().unix_timestamp(),
+        };
+        match decide(&input) {
+            Verdict::UpToDate | Verdict::Adopt => {
+                let (Some(secret), Some(state)) = (secret, state) else {
+                    return Err(ProblemOrError::Error(Error::MissingObjectKey("secret")));
+                };
+                self.record_current(&secret, &state, &settings).await
+            }
+            Verdict::Issue(trigger) => self.issue(trigger, &ca, secret, &settings, hash).await,
+        }
+    }
+
+    /// The Issuer's CA, or the problem that keeps this certificate waiting for it.
+    async fn issuer_ca(&self) -> Result<LoadedCa, ProblemOrError> {
+        let issuer_name = &self.certificate.spec.issuer_ref.name;
+        let waiting = |reason: &'static str, message: String| {
+            ProblemOrError::Problem(Problem {
+                reason,
+                message,
+                retry: Some(CONFIGURATION_RETRY),
+            })
+        };
+        let Some(issuer) = self.issuers.get_opt(issuer_name).await? else {
+            return Err(waiting(
+                "IssuerNotFound",
+                format!("Issuer {issuer_name} does not exist"),
+            ));
+        };
+        let issuer_conditions = issuer
+            .status
+            .as_ref()
+            .map(|s| s.conditions.as_slice())
+            .unwrap_or_default();
+        if !is_true(issuer_conditions, CONDITION_READY) {
+            return Err(waiting(
+                "IssuerNotReady",
+                format!("Issuer {issuer_name} is not Ready"),
+            ));
+        }
+        load_ca(&self.ctx, &issuer, false).await.map_err(|problem| {
+            waiting(
+                "IssuerNotReady",
+                format!("Issuer {issuer_name}: {}", problem.message),
+            )
+        })
+    }
+
+    /// A Secret this certificate may overwrite: it carries our label, or does not exist.
+    fn owns(&self, secret: &Secret) -> bool {
+        secret.labels().get(CERTIFICATE_NAME_LABEL) == Some(&self.certificate.name_any())
+    }
+
+    /// Writes the status for the certificate already in the Secret (up to date, or adopted
+    /// after a restart lost the status write).
+    async fn record_current(
+        &self,
+        secret: &Secret,
+        state: &SecretState,
+        settings: &CertificateSettings,
+    ) -> Result<Action, ProblemOrError> {
+        let previous = self.previous_status();
+        let revision = state
+            .annotated_revision
+            .unwrap_or(0)
+            .max(previous.revision.unwrap_or(0));
+        let certificate = secret_text(secret, TLS_CERTIFICATE_KEY)
+            .and_then(|pem| parse_certificate_pem(&pem).ok())
+            .ok_or(Error::MissingObjectKey("tls.crt"))?;
+        let renewal = certificate.not_after - settings.renew_before.as_secs() as i64;
+        let generation = self.certificate.metadata.generation;
+        let status = WorkloadCertificateStatus {
+            conditions: vec![
+                condition(
+                    &previous.conditions,
+                    CONDITION_READY,
+                    true,
+                    "Issued",
+                    format!(
+                        "Certificate {} is valid and up to date",
+                        certificate.serial_hex
+                    ),
+                    generation,
+                ),
+                condition(
+                    &previous.conditions,
+                    CONDITION_ISSUING,
+                    false,
+                    "UpToDate",
+                    "No issuance needed",
+                    generation,
+                ),
+            ],
+            observed_generation: generation,
+            serial_number: Some(certificate.serial_hex.clone()),
+            not_before: timestamp(certificate.not_before),
+            not_after: timestamp(certificate.not_after),
+            renewal_time: timestamp(renewal),
+            revision: Some(revision),
+        };
+        if status_changed(&previous, &status) {
+            if previous.serial_number.as_deref() != Some(certificate.serial_hex.as_str()) {
+                tracing::info!(serial = %certificate.serial_hex, revision, "adopted the certificate already in the Secret");
+            }
+            self.patch_status(&status).await?;
+        }
+        Ok(requeue_at(renewal))
+    }
+
+    async fn issue(
+        &self,
+        trigger: IssuanceTrigger,
+        ca: &LoadedCa,
+        secret: Option<Secret>,
+        settings: &CertificateSettings,
+        spec_hash: String,
+    ) -> Result<Action, ProblemOrError> {
+        let spec = &self.certificate.spec;
+        let previous = self.previous_status();
+        let generation = self.certificate.metadata.generation;
+        tracing::info!(reason = trigger.reason(), "issuing certificate");
+        let mut issuing = previous.clone();
+        issuing.conditions = vec![
+            previous
+                .conditions
+                .iter()
+                .find(|c| c.type_ == CONDITION_READY)
+                .cloned()
+                .unwrap_or_else(|| {
+                    condition(
+                        &[],
+                        CONDITION_READY,
+                        false,
+                        "Issuing",
+                        "The first certificate is being issued",
+                        generation,
+                    )
+                }),
+            condition(
+                &previous.conditions,
+                CONDITION_ISSUING,
+                true,
+                trigger.reason(),
+                trigger.message(),
+                generation,
+            ),
+        ];
+        self.patch_status(&issuing).await?;
+
+        let now = OffsetDateTime::now_utc();
+        let not_after = now + settings.duration;
+        if not_after.unix_timestamp() > ca.certificate.not_after {
+            return Err(ProblemOrError::Problem(Problem {
+                reason: "CertificateOutlivesCA",
+                message: format!(
+                    "a {:?} certificate would expire after its CA (CA notAfter {}); shorten spec.duration or renew the CA",
+                    settings.duration, ca.certificate.not_after
+                ),
+                retry: Some(CONFIGURATION_RETRY),
+            }));
+        }
+        let reusable_key = match (settings.rotation, &secret) {
+            (PrivateKeyRotationPolicy::Never, Some(secret)) => {
+                secret_text(secret, TLS_PRIVATE_KEY_KEY)
+                    .and_then(|pem| KeyPair::from_pem(&pem).ok())
+                    .filter(|key| key_matches_algorithm(key, settings.key_algorithm))
+                    .map(|key| key.serialize_pem())
+            }
+            _ => None,
+        };
+        let leaf_spec = LeafCertificateSpec {
+            subject: distinguished_name(&spec.subject),
+            uris: spec.uris.clone(),
+            dns_names: spec.dns_names.clone(),
+            serial_number: random_serial_number().map_err(Error::from)?,
+            not_before: now - NOT_BEFORE_BACKDATE,
+            not_after,
+            crl_distribution_point: None,
+        };
+        let signer = ca.signer.clone();
+        let ca_pem = ca.certificate_pem.clone();
+        let key_algorithm = settings.key_algorithm;
+        let signed = tokio::task::spawn_blocking(move || {
+            sign_leaf(&leaf_spec, reusable_key, key_algorithm, &ca_pem, &signer)
+        })
+        .await
+        .map_err(|e| Error::SigningTask(e.to_string()))?;
+        let (leaf_pem, key_pem) = match signed {
+            Ok(pair) => pair,
+            Err(message) => {
+                return Err(ProblemOrError::Problem(Problem {
+                    reason: "SigningFailed",
+                    message,
+                    retry: Some(TRANSIENT_RETRY),
+                }));
+            }
+        };
+        let issued = parse_certificate_pem(&leaf_pem).map_err(Error::from)?;
+        let revision = previous.revision.unwrap_or(0).max(
+            secret
+                .as_ref()
+                .and_then(|s| secret_annotation(s, REVISION_ANNOTATION))
+                .and_then(|r| r.parse().ok())
+                .unwrap_or(0),
+        ) + 1;
+        let chain = if ca.self_signed {
+            leaf_pem.clone()
+        } else {
+            format!("{leaf_pem}{}", ca.certificate_pem)
+        };
+        self.write_secret(
+            secret,
+            chain,
+            key_pem,
+            ca.certificate_pem.clone(),
+            &issued.serial_hex,
+            revision,
+            &spec_hash,
+        )
+        .await?;
+
+        let renewal = issued.not_after - settings.renew_before.as_secs() as i64;
+        let status = WorkloadCertificateStatus {
+            conditions: vec![
+                condition(
+                    &[],
+                    CONDITION_READY,
+                    true,
+                    "Issued",
+                    format!(
+                        "Certificate {} issued ({})",
+                        issued.serial_hex,
+                        trigger.message()
+                    ),
+                    generation,
+                ),
+                condition(
+                    &previous.conditions,
+                    CONDITION_ISSUING,
+                    false,
+                    "Issued",
+                    "No issuance needed",
+                    generation,
+                ),
+            ],
+            observed_generation: generation,
+            serial_number: Some(issued.serial_hex.clone()),
+            not_before: timestamp(issued.not_before),
+            not_after: timestamp(issued.not_after),
+            renewal_time: timestamp(renewal),
+            revision: Some(revision),
+        };
+        self.patch_status(&status).await?;
+        self.ctx
+            .publish_event(
+                self.certificate.as_ref(),
+                false,
+                "Issued",
+                "Issue",
+                format!(
+                    "Issued certificate {} (revision {revision}) into Secret {}: {}",
+                    issued.serial_hex,
+                    spec.secret_name,
+                    trigger.message()
+                ),
+            )
+            .await;
+        Ok(requeue_at(renewal))
+    }
+
+    /// Writes certificate, key and annotations in one request, so the Secret is never
+    /// half-written; replacing guards on the resourceVersion read before issuing.
+    #[allow(clippy::too_many_arguments)]
+    async fn write_secret(
+        &self,
+        existing: Option<Secret>,
+        chain: String,
+        key_pem: String,
+        ca_pem: String,
+        serial: &str,
+        revision: i64,
+        spec_hash: &str,
+    ) -> Result<(), Error> {
+        let spec = &self.certificate.spec;
+        let template = spec.secret_template.clone().unwrap_or_default();
+        let mut labels = template.labels;
+        labels.insert(MANAGED_BY_LABEL.into(), MANAGED_BY_VALUE.into());
+        labels.insert(CERTIFICATE_NAME_LABEL.into(), self.certificate.name_any());
+        let mut annotations = template.annotations;
+        annotations.insert(SERIAL_ANNOTATION.into(), serial.into());
+        annotations.insert(REVISION_ANNOTATION.into(), revision.to_string());
+        annotations.insert(SPEC_HASH_ANNOTATION.into(), spec_hash.into());
+        let data = BTreeMap::from([
+            (
+                TLS_CERTIFICATE_KEY.to_string(),
+                ByteString(chain.into_bytes()),
+            ),
+            (
+                TLS_PRIVATE_KEY_KEY.to_string(),
+                ByteString(key_pem.into_bytes()),
+            ),
+            (
+                CA_CERTIFICATE_KEY.to_string(),
+                ByteString(ca_pem.into_bytes()),
+            ),
+        ]);
+        let owner = self
+            .certificate
+            .controller_owner_ref(&())
+            .ok_or(Error::MissingObjectKey("uid"))?;
+        let secret = Secret {
+            metadata: ObjectMeta {
+                name: Some(spec.secret_name.clone()),
+                labels: Some(labels),
+                annotations: Some(annotations),
+                owner_references: Some(vec![owner]),
+                resource_version: existing
+                    .as_ref()
+                    .and_then(|s| s.metadata.resource_version.clone()),
+                ..Default::default()
+            },
+            type_: Some("kubernetes.io/tls".into()),
+            data: Some(data),
+            ..Default::default()
+        };
+        match existing {
+            None => self.secrets.create(&PostParams::default(), &secret).await?,
+            Some(_) => {
+                self.secrets
+                    .replace(&spec.secret_name, &PostParams::default(), &secret)
+                    .await?
+            }
+        };
+        Ok(())
+    }
+
+    async fn patch_status(&self, status: &WorkloadCertificateStatus) -> Result<(), Error> {
+        let patch = json!({
+            "apiVersion": "iamra.dev/v1alpha1",
+            "kind": "WorkloadCertificate",
+            "status": status,
+        });
+        self.api
+            .patch_status(
+                &self.certificate.name_any(),
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&patch),
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn report(&self, problem: Problem) -> Result<Action, Error> {
+        tracing::warn!(reason = problem.reason, message = %problem.message, "certificate not issued");
+        let previous = self.previous_status();
+        let generation = self.certificate.metadata.generation;
+        let mut status = previous.clone();
+        status.observed_generation = generation;
+        status.conditions = vec![
+            condition(
+                &previous.conditions,
+                CONDITION_READY,
+                false,
+                problem.reason,
+                problem.message.clone(),
+                generation,
+            ),
+            condition(
+                &previous.conditions,
+                CONDITION_ISSUING,
+                false,
+                problem.reason,
+                problem.message.clone(),
+                generation,
+            ),
+        ];
+        if status_changed(&previous, &status) {
+            self.patch_status(&status).await?;
+            self.ctx
+                .publish_event(
+                    self.certificate.as_ref(),
+                    true,
+                    problem.reason,
+                    "Issue",
+                    problem.message,
+                )
+                .await;
+        }
+        Ok(match problem.retry {
+            Some(delay) => Action::requeue(delay),
+            None => Action::await_change(),
+        })
+    }
+}
+
+/// Generates (or reuses) the key and signs the leaf; runs on a blocking thread because a KMS
+/// signature is a network call. Returns PEM certificate and PEM PKCS#8 key.
+fn sign_leaf(
+    spec: &LeafCertificateSpec,
+    reusable_key_pem: Option<String>,
+    algorithm: WorkloadKeyAlgorithm,
+    ca_pem: &str,
+    signer: &Arc<CaSigner>,
+) -> Result<(String, String), String> {
+    let key = match reusable_key_pem.and_then(|pem| KeyPair::from_pem(&pem).ok()) {
+        Some(key) => key,
+        None => generate_workload_key(algorithm).map_err(|e| e.to_string())?,
+    };
+    let issuer =
+        rcgen::Issuer::from_ca_cert_pem(ca_pem, signer.as_ref()).map_err(|e| e.to_string())?;
+    let certificate = issue_leaf(spec, &key, &issuer).map_err(|error| match signer.as_ref() {
+        CaSigner::Kms(kms) => kms
+            .take_last_error()
+            .map(|e| e.to_string())
+            .unwrap_or_else(|| error.to_string()),
+        CaSigner::Local(_) => error.to_string(),
+    })?;
+    Ok((certificate.pem(), key.serialize_pem()))
+}
+
+/// What the Secret holds, checked against the CA and the requested key algorithm.
+fn inspect_secret(secret: &Secret, ca: &LoadedCa, algorithm: WorkloadKeyAlgorithm) -> SecretState {
+    let certificate =
+        secret_text(secret, TLS_CERTIFICATE_KEY).and_then(|pem| parse_certificate_pem(&pem).ok());
+    let key = secret_text(secret, TLS_PRIVATE_KEY_KEY).and_then(|pem| KeyPair::from_pem(&pem).ok());
+    let annotation = |name| secret_annotation(secret, name).map(str::to_string);
+    SecretState {
+        certificate_serial: certificate.as_ref().map(|c| c.serial_hex.clone()),
+        not_after: certificate
+            .as_ref()
+            .map(|c| c.not_after)
+            .unwrap_or_default(),
+        key_matches_certificate: match (&certificate, &key) {
+            (Some(certificate), Some(key)) => {
+                certificate.public_key_info == key.subject_public_key_info()
+            }
+            _ => false,
+        },
+        signed_by_current_ca: certificate
+            .as_ref()
+            .is_some_and(|c| c.is_signed_by(&ca.certificate.public_key_info)),
+        key_algorithm_matches: key
+            .as_ref()
+            .is_some_and(|key| key_matches_algorithm(key, algorithm)),
+        annotated_serial: annotation(SERIAL_ANNOTATION),
+        annotated_revision: annotation(REVISION_ANNOTATION).and_then(|r| r.parse().ok()),
+        annotated_spec_hash: annotation(SPEC_HASH_ANNOTATION),
+    }
+}
+
+fn timestamp(unix_seconds: i64) -> Option<Time> {
+    jiff::Timestamp::from_second(unix_seconds).ok().map(Time)
+}
+
+/// Requeue at the renewal time, but at least every [`MAX_REQUEUE`].
+fn requeue_at(unix_seconds: i64) -> Action {
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    let wait = Duration::from_secs(unix_seconds.saturating_sub(now).max(1) as u64);
+    Action::requeue(wait.min(MAX_REQUEUE))
+}
+
+pub fn error_policy(
+    _certificate: Arc<WorkloadCertificate>,
+    error: &Error,
+    _ctx: Arc<Context>,
+) -> Action {
+    tracing::warn!(error = %error, label = error.metric_label(), "workload certificate reconcile failed");
+    Action::requeue(TRANSIENT_RETRY)
+}

@@ -1,0 +1,80 @@
+//! Reading certificates back: what the controller compares with the spec and the status.
+
+use x509_parser::prelude::*;
+
+use super::{PkiError, serial_hex};
+
+/// The facts about a certificate the controller acts on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParsedCertificate {
+    pub der: Vec<u8>,
+    pub serial_hex: String,
+    /// Seconds since the Unix epoch.
+    pub not_before: i64,
+    /// Seconds since the Unix epoch.
+    pub not_after: i64,
+    /// DER SubjectPublicKeyInfo.
+    pub public_key_info: Vec<u8>,
+    pub is_ca: bool,
+    pub can_sign_certificates: bool,
+}
+
+impl ParsedCertificate {
+    /// Whether `issuer_public_key_info` (DER SPKI) verifies this certificate's signature.
+    pub fn is_signed_by(&self, issuer_public_key_info: &[u8]) -> bool {
+        let Ok((_, certificate)) = X509Certificate::from_der(&self.der) else {
+            return false;
+        };
+        let Ok((_, issuer_key)) = SubjectPublicKeyInfo::from_der(issuer_public_key_info) else {
+            return false;
+        };
+        certificate.verify_signature(Some(&issuer_key)).is_ok()
+    }
+}
+
+/// The DER contents of every `CERTIFICATE` block in a PEM bundle, in order.
+pub fn pem_blocks(pem: &str) -> Result<Vec<Vec<u8>>, PkiError> {
+    let mut blocks = Vec::new();
+    for block in Pem::iter_from_buffer(pem.as_bytes()) {
+        let block = block.map_err(|e| PkiError::InvalidPem(e.to_string()))?;
+        if block.label == "CERTIFICATE" {
+            blocks.push(block.contents);
+        }
+    }
+    if blocks.is_empty() {
+        return Err(PkiError::InvalidPem("no CERTIFICATE block".into()));
+    }
+    Ok(blocks)
+}
+
+/// The first certificate of a PEM bundle.
+pub fn parse_certificate_pem(pem: &str) -> Result<ParsedCertificate, PkiError> {
+    let blocks = pem_blocks(pem)?;
+    parse_certificate_der(&blocks[0])
+}
+
+/// One DER certificate.
+pub fn parse_certificate_der(der: &[u8]) -> Result<ParsedCertificate, PkiError> {
+    let (_, certificate) =
+        X509Certificate::from_der(der).map_err(|e| PkiError::InvalidCertificate(e.to_string()))?;
+    let validity = certificate.validity();
+    let is_ca = certificate
+        .basic_constraints()
+        .ok()
+        .flatten()
+        .is_some_and(|constraints| constraints.value.ca);
+    let can_sign_certificates = certificate
+        .key_usage()
+        .ok()
+        .flatten()
+        .is_some_and(|usage| usage.value.key_cert_sign());
+    Ok(ParsedCertificate {
+        der: der.to_vec(),
+        serial_hex: serial_hex(certificate.raw_serial()),
+        not_before: validity.not_before.timestamp(),
+        not_after: validity.not_after.timestamp(),
+        public_key_info: certificate.public_key().raw.to_vec(),
+        is_ca,
+        can_sign_certificates,
+    })
+}

@@ -1,0 +1,75 @@
+//! Workload (leaf) certificates, shaped for what IAM Roles Anywhere checks.
+
+use std::time::Duration;
+
+use rcgen::{
+    Certificate, CertificateParams, CrlDistributionPoint, DistinguishedName,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyUsagePurpose, PublicKeyData, SanType, SerialNumber,
+    SigningKey,
+};
+use time::OffsetDateTime;
+
+use super::PkiError;
+
+/// notBefore is set this far in the past so a relying party whose clock runs slightly behind
+/// does not see a certificate from the future.
+pub const NOT_BEFORE_BACKDATE: Duration = Duration::from_secs(60);
+
+/// What a workload certificate says.
+#[derive(Clone, Debug)]
+pub struct LeafCertificateSpec {
+    pub subject: DistinguishedName,
+    pub uris: Vec<String>,
+    pub dns_names: Vec<String>,
+    pub serial_number: SerialNumber,
+    pub not_before: OffsetDateTime,
+    pub not_after: OffsetDateTime,
+    pub crl_distribution_point: Option<String>,
+}
+
+impl LeafCertificateSpec {
+    fn params(&self) -> Result<CertificateParams, PkiError> {
+        let mut params = CertificateParams::default();
+        params.distinguished_name = self.subject.clone();
+        params.serial_number = Some(self.serial_number.clone());
+        params.not_before = self.not_before;
+        params.not_after = self.not_after;
+        // Roles Anywhere: v3, CA:false when BasicConstraints is present, digitalSignature.
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.use_authority_key_identifier_extension = true;
+        for uri in &self.uris {
+            let value = uri
+                .as_str()
+                .try_into()
+                .map_err(|_| PkiError::InvalidSubjectAltName(uri.clone()))?;
+            params.subject_alt_names.push(SanType::URI(value));
+        }
+        for dns_name in &self.dns_names {
+            let value = dns_name
+                .as_str()
+                .try_into()
+                .map_err(|_| PkiError::InvalidSubjectAltName(dns_name.clone()))?;
+            params.subject_alt_names.push(SanType::DnsName(value));
+        }
+        if let Some(url) = &self.crl_distribution_point {
+            params.crl_distribution_points = vec![CrlDistributionPoint {
+                uris: vec![url.clone()],
+            }];
+        }
+        Ok(params)
+    }
+}
+
+/// Signs a workload certificate for `public_key` with the CA `issuer`.
+pub fn issue_leaf(
+    spec: &LeafCertificateSpec,
+    public_key: &impl PublicKeyData,
+    issuer: &Issuer<'_, impl SigningKey>,
+) -> Result<Certificate, PkiError> {
+    if spec.not_after <= spec.not_before {
+        return Err(PkiError::Validity("notAfter is not after notBefore".into()));
+    }
+    Ok(spec.params()?.signed_by(public_key, issuer)?)
+}

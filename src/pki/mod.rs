@@ -1,0 +1,38 @@
+//! Certificates, keys and CRLs as pure functions of bytes and parameters: no Kubernetes, no I/O.
+
+mod ca;
+mod inspect;
+mod leaf;
+mod serial;
+mod subject;
+mod workload_key;
+
+pub use ca::{CaCertificateSpec, generate_ca_key, self_signed_ca};
+pub use inspect::{ParsedCertificate, parse_certificate_der, parse_certificate_pem, pem_blocks};
+pub use leaf::{LeafCertificateSpec, NOT_BEFORE_BACKDATE, issue_leaf};
+pub use serial::{SERIAL_NUMBER_BYTES, random_serial_number, serial_hex};
+pub use subject::distinguished_name;
+pub use workload_key::{generate_workload_key, key_matches_algorithm};
+
+/// Why a PKI operation failed. Never carries key material.
+#[derive(Debug, thiserror::Error)]
+pub enum PkiError {
+    #[error("certificate library: {0}")]
+    Rcgen(#[from] rcgen::Error),
+    #[error("not a PEM certificate: {0}")]
+    InvalidPem(String),
+    #[error("not a valid X.509 certificate: {0}")]
+    InvalidCertificate(String),
+    #[error("not a usable private key (expected PEM PKCS#8, SEC1 or PKCS#1)")]
+    InvalidPrivateKey,
+    #[error("the private key does not belong to the certificate")]
+    KeyMismatch,
+    #[error("the certificate is not a CA (BasicConstraints CA:true with keyCertSign is required)")]
+    NotACertificateAuthority,
+    #[error("invalid subject alternative name {0:?}")]
+    InvalidSubjectAltName(String),
+    #[error("the system random number generator failed")]
+    Random,
+    #[error("validity out of range: {0}")]
+    Validity(String),
+}

@@ -1,0 +1,222 @@
+//! Issuers whose CA key is in KMS (moto's server): the CA certificate and every leaf are signed
+//! through KMS and pass openssl; unusable keys are reported on the Issuer.
+
+use anyhow::Context;
+use aws_sdk_kms::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_kms::types::{KeySpec, KeyUsageType};
+use iamra::api::*;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::Api;
+use libtest_mimic::Trial;
+
+use crate::cluster::{TestCluster, trial, wait_for};
+use crate::issuance::{
+    SETTLE, apply, check_issued, secret_text, wait_certificate_ready, wait_event,
+    wait_issuer_ready, workload_certificate,
+};
+use crate::openssl;
+
+pub fn trials(cluster: &TestCluster) -> Vec<Trial> {
+    vec![
+        trial("kms::ecc_p256_key_signs_ca_and_leaves", cluster, |c| {
+            signs_ca_and_leaves(c, KeySpec::EccNistP256, "ecdsa-with-SHA256")
+        }),
+        trial("kms::rsa_2048_key_signs_ca_and_leaves", cluster, |c| {
+            signs_ca_and_leaves(c, KeySpec::Rsa2048, "sha256WithRSAEncryption")
+        }),
+        trial("kms::rejects_encryption_key", cluster, |c| {
+            rejects_key(
+                c,
+                Some((KeySpec::SymmetricDefault, KeyUsageType::EncryptDecrypt)),
+                None,
+                "key usage is ENCRYPT_DECRYPT, SIGN_VERIFY is required",
+            )
+        }),
+        trial("kms::rejects_p384_key", cluster, |c| {
+            rejects_key(
+                c,
+                Some((KeySpec::EccNistP384, KeyUsageType::SignVerify)),
+                None,
+                "key spec ECC_NIST_P384 cannot sign with SHA-256",
+            )
+        }),
+        trial("kms::reports_missing_key", cluster, |c| {
+            rejects_key(
+                c,
+                None,
+                None,
+                "KMS GetPublicKey for alias/does-not-exist failed",
+            )
+        }),
+        trial("kms::reports_unreachable_kms", cluster, |c| {
+            rejects_key(
+                c,
+                Some((KeySpec::EccNistP256, KeyUsageType::SignVerify)),
+                Some("http://127.0.0.1:9"),
+                "KMS GetPublicKey for",
+            )
+        }),
+    ]
+}
+
+fn kms_client(endpoint: &str) -> aws_sdk_kms::Client {
+    let config = aws_sdk_kms::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("eu-west-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "tests"))
+        .build();
+    aws_sdk_kms::Client::from_conf(config)
+}
+
+async fn create_key(endpoint: &str, spec: KeySpec, usage: KeyUsageType) -> anyhow::Result<String> {
+    let key = kms_client(endpoint)
+        .create_key()
+        .key_spec(spec)
+        .key_usage(usage)
+        .send()
+        .await?;
+    Ok(key
+        .key_metadata()
+        .context("no key metadata")?
+        .key_id()
+        .to_string())
+}
+
+fn kms_issuer(key_id: &str, endpoint: &str) -> Issuer {
+    Issuer::new(
+        "kms-ca",
+        IssuerSpec {
+            local: None,
+            kms: Some(KmsKeySource {
+                key_id: key_id.into(),
+                region: "eu-west-1".into(),
+                endpoint: Some(endpoint.into()),
+                certificate_secret_name: "kms-ca-certificate".into(),
+            }),
+            subject: Some(Subject {
+                common_name: Some("iamra KMS test CA".into()),
+                ..Default::default()
+            }),
+            duration: None,
+            crl: None,
+            roles_anywhere: None,
+        },
+    )
+}
+
+async fn signs_ca_and_leaves(
+    cluster: TestCluster,
+    spec: KeySpec,
+    signature_algorithm: &str,
+) -> anyhow::Result<()> {
+    let endpoint = cluster.kms_endpoint()?;
+    let key_id = create_key(&endpoint, spec, KeyUsageType::SignVerify).await?;
+    let client = cluster.client().await?;
+    let namespace = cluster.namespace(&client, "kms").await?;
+    let issuers: Api<Issuer> = Api::namespaced(client.clone(), &namespace);
+    let certificates: Api<WorkloadCertificate> = Api::namespaced(client.clone(), &namespace);
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
+    let _controller = cluster.start_controller(&namespace)?;
+
+    apply(&issuers, &kms_issuer(&key_id, &endpoint)).await?;
+    let issuer = wait_issuer_ready(&issuers, "kms-ca").await?;
+    let status = issuer.status.context("status")?;
+    anyhow::ensure!(
+        status.key_source.as_deref() == Some("KMS"),
+        "key source {:?}",
+        status.key_source
+    );
+    let ca_pem = status.ca_certificate.context("no CA certificate")?;
+    let stored = secrets.get("kms-ca-certificate").await?;
+    anyhow::ensure!(
+        secret_text(&stored, "ca.crt")? == ca_pem,
+        "stored CA differs from status"
+    );
+    anyhow::ensure!(
+        stored
+            .data
+            .as_ref()
+            .is_some_and(|d| !d.contains_key("tls.key")),
+        "a KMS CA Secret must hold no private key"
+    );
+
+    // The self-signed CA's signature was made by KMS: openssl checks it with the KMS public key.
+    openssl::verify_self_signed_ca(&ca_pem)?;
+    let public_key = kms_client(&endpoint)
+        .get_public_key()
+        .key_id(&key_id)
+        .send()
+        .await?;
+    let ca = iamra::pki::parse_certificate_pem(&ca_pem)?;
+    anyhow::ensure!(
+        public_key.public_key().map(|b| b.as_ref().to_vec()) == Some(ca.public_key_info),
+        "CA certificate is not for the KMS key"
+    );
+    let ca_text = openssl::certificate_text(&ca_pem)?;
+    anyhow::ensure!(
+        ca_text.contains(signature_algorithm) && ca_text.contains("CA:TRUE"),
+        "{ca_text}"
+    );
+
+    for (name, algorithm) in [
+        ("ecdsa", WorkloadKeyAlgorithm::EcdsaP256),
+        ("rsa", WorkloadKeyAlgorithm::Rsa2048),
+    ] {
+        apply(
+            &certificates,
+            &workload_certificate(name, "kms-ca", algorithm),
+        )
+        .await?;
+        let certificate = wait_certificate_ready(&certificates, name, 1).await?;
+        let (chain, _) = check_issued(&secrets, &certificate, &ca_pem).await?;
+        anyhow::ensure!(
+            openssl::certificate_text(&chain)?.contains(signature_algorithm),
+            "{name}: not signed by the KMS key's algorithm"
+        );
+    }
+    Ok(())
+}
+
+async fn rejects_key(
+    cluster: TestCluster,
+    key: Option<(KeySpec, KeyUsageType)>,
+    endpoint_override: Option<&'static str>,
+    expected: &'static str,
+) -> anyhow::Result<()> {
+    let endpoint = cluster.kms_endpoint()?;
+    let key_id = match key {
+        Some((spec, usage)) => create_key(&endpoint, spec, usage).await?,
+        None => "alias/does-not-exist".to_string(),
+    };
+    let client = cluster.client().await?;
+    let namespace = cluster.namespace(&client, "kmsbad").await?;
+    let issuers: Api<Issuer> = Api::namespaced(client.clone(), &namespace);
+    let _controller = cluster.start_controller(&namespace)?;
+    apply(
+        &issuers,
+        &kms_issuer(&key_id, endpoint_override.unwrap_or(&endpoint)),
+    )
+    .await?;
+    let condition = wait_for("Issuer reports the unusable key", SETTLE, || async {
+        let issuer = issuers.get("kms-ca").await?;
+        Ok(issuer.status.and_then(|s| {
+            s.conditions
+                .into_iter()
+                .find(|c| c.type_ == CONDITION_READY && c.status == "False")
+        }))
+    })
+    .await?;
+    anyhow::ensure!(
+        condition.reason == "KMSKeyUnusable",
+        "reason {}",
+        condition.reason
+    );
+    anyhow::ensure!(
+        condition.message.contains(expected),
+        "message does not say {expected:?}: {}",
+        condition.message
+    );
+    wait_event(&client, &namespace, "kms-ca", "KMSKeyUnusable").await?;
+    Ok(())
+}

@@ -1,0 +1,114 @@
+//! Processes the tests start: the iamra controller and the moto KMS emulator.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use iamra::localenv::free_loopback_port;
+
+/// Dummy credentials: moto accepts any, and the controller must never reach real AWS.
+pub const AWS_TEST_ENV: &[(&str, &str)] = &[
+    ("AWS_ACCESS_KEY_ID", "testing"),
+    ("AWS_SECRET_ACCESS_KEY", "testing"),
+    ("AWS_REGION", "eu-west-1"),
+    ("AWS_EC2_METADATA_DISABLED", "true"),
+];
+
+/// A child process killed when dropped, with its output in a log file.
+pub struct TestProcess {
+    child: Child,
+    pub log: PathBuf,
+}
+
+impl TestProcess {
+    fn spawn(command: &mut Command, log: PathBuf) -> anyhow::Result<Self> {
+        let out = File::create(&log)?;
+        let err = out.try_clone()?;
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .with_context(|| format!("starting {command:?}"))?;
+        Ok(Self { child, log })
+    }
+
+    /// Kills the process at once (SIGKILL): no graceful shutdown, like a crashed pod.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// The log so far, for failure messages.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for TestProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `iamra controller --namespace <namespace>` against the test cluster.
+pub fn start_controller(
+    kubeconfig: &Path,
+    namespace: &str,
+    log_dir: &Path,
+) -> anyhow::Result<TestProcess> {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_iamra"));
+    command
+        .args(["controller", "--namespace", namespace])
+        .env("KUBECONFIG", kubeconfig)
+        .env("RUST_LOG", "info,iamra=debug")
+        .envs(AWS_TEST_ENV.iter().copied());
+    let log = log_dir.join(format!("controller-{namespace}-{}.log", unique_suffix()));
+    TestProcess::spawn(&mut command, log)
+}
+
+fn unique_suffix() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default()
+}
+
+/// moto's server mode on a loopback port: the KMS the tests sign with.
+pub struct MotoServer {
+    _process: TestProcess,
+    pub url: String,
+}
+
+impl MotoServer {
+    pub fn start(log_dir: &Path) -> anyhow::Result<Self> {
+        let port = free_loopback_port()?;
+        let mut command = Command::new("python3");
+        command.args([
+            "-m",
+            "moto.server",
+            "-H",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+        ]);
+        let process = TestProcess::spawn(&mut command, log_dir.join("moto.log"))?;
+        let url = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "moto server did not listen on {url}: {} (install with `pip install 'moto[server]'`)",
+                process.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(Self {
+            _process: process,
+            url,
+        })
+    }
+}
