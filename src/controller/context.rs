@@ -7,6 +7,7 @@ use kube::Resource;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use tokio::sync::Mutex;
 
+use super::backoff::Backoff;
 use crate::signer::{KmsError, KmsSigningKey, KmsSigningOptions};
 
 /// The field manager of everything the controller writes.
@@ -35,6 +36,8 @@ pub struct Context {
     aws: aws_config::SdkConfig,
     kms_options: KmsSigningOptions,
     kms_keys: Mutex<HashMap<KmsKeyLocation, Arc<KmsSigningKey>>>,
+    /// Retry delays of failing objects, keyed by uid.
+    pub backoff: Backoff,
 }
 
 /// Identifies one KMS key as an Issuer names it.
@@ -57,6 +60,7 @@ impl Context {
             aws,
             kms_options: KmsSigningOptions::default(),
             kms_keys: Mutex::new(HashMap::new()),
+            backoff: Backoff::default(),
         }
     }
 

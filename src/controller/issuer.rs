@@ -18,9 +18,9 @@ use crate::api::{CONDITION_READY, Issuer, IssuerStatus};
 
 /// A Ready Issuer is looked at again this often (CA expiry, a deleted CA Secret).
 const RESYNC_INTERVAL: Duration = Duration::from_secs(600);
-/// Retry delay for problems that can clear up by themselves (KMS or API unreachable).
+/// First retry delay for problems that can clear up by themselves (KMS or API unreachable).
 pub const TRANSIENT_RETRY: Duration = Duration::from_secs(10);
-/// Retry delay for configuration problems, which usually need a change of spec or Secret.
+/// First retry delay for configuration problems, which usually need a change of spec or Secret.
 pub const CONFIGURATION_RETRY: Duration = Duration::from_secs(60);
 
 #[instrument(skip(issuer, ctx), fields(namespace = issuer.namespace(), name = issuer.name_any()))]
@@ -31,9 +31,11 @@ pub async fn reconcile(issuer: Arc<Issuer>, ctx: Arc<Context>) -> Result<Action,
     let api: Api<Issuer> = Api::namespaced(ctx.client.clone(), &namespace);
     let previous = issuer.status.clone().unwrap_or_default();
     let generation = issuer.metadata.generation;
+    let uid = issuer.uid().unwrap_or_default();
 
     match load_ca(&ctx, &issuer, true).await {
         Ok(ca) => {
+            ctx.backoff.reset(&uid);
             if ca.created {
                 ctx.publish_event(
                     issuer.as_ref(),
@@ -138,7 +140,10 @@ pub fn fingerprint(der: &[u8]) -> String {
         .join(":")
 }
 
-pub fn error_policy(_issuer: Arc<Issuer>, error: &Error, _ctx: Arc<Context>) -> Action {
+pub fn error_policy(issuer: Arc<Issuer>, error: &Error, ctx: Arc<Context>) -> Action {
     tracing::warn!(error = %error, label = error.metric_label(), "issuer reconcile failed");
-    Action::requeue(TRANSIENT_RETRY)
+    Action::requeue(
+        ctx.backoff
+            .next_delay(&issuer.uid().unwrap_or_default(), TRANSIENT_RETRY),
+    )
 }

@@ -1,5 +1,6 @@
 //! The operator: one reconciler per custom resource, sharing one [`Context`].
 
+mod backoff;
 mod ca;
 mod conditions;
 mod context;

@@ -90,6 +90,15 @@ fn spec_hash(spec: &WorkloadCertificateSpec, settings: &CertificateSettings) -> 
         .collect()
 }
 
+/// What one issuance needs besides the Secret.
+struct Issuance<'a> {
+    trigger: IssuanceTrigger,
+    ca: &'a LoadedCa,
+    crl_distribution_point: Option<String>,
+    settings: &'a CertificateSettings,
+    spec_hash: String,
+}
+
 /// A problem to report on the WorkloadCertificate before retrying.
 struct Problem {
     reason: &'static str,
@@ -112,8 +121,12 @@ pub async fn reconcile(
         certificate,
         ctx,
     };
+    let uid = reconciler.certificate.uid().unwrap_or_default();
     match reconciler.run().await {
-        Ok(action) => Ok(action),
+        Ok(action) => {
+            reconciler.ctx.backoff.reset(&uid);
+            Ok(action)
+        }
         Err(ProblemOrError::Problem(problem)) => reconciler.report(problem).await,
         Err(ProblemOrError::Error(error)) => Err(error),
     }
@@ -152,7 +165,7 @@ impl Reconciler {
                 retry: None,
             })
         })?;
-        let ca = self.issuer_ca().await?;
+        let (ca, crl_distribution_point) = self.issuer_ca().await?;
         let secret = self.secrets.get_opt(&spec.secret_name).await?;
         if let Some(secret) = &secret
             && !self.owns(secret)
@@ -189,12 +202,22 @@ impl Reconciler {
                 };
                 self.record_current(&secret, &state, &settings).await
             }
-            Verdict::Issue(trigger) => self.issue(trigger, &ca, secret, &settings, hash).await,
+            Verdict::Issue(trigger) => {
+                let issuance = Issuance {
+                    trigger,
+                    ca: &ca,
+                    crl_distribution_point,
+                    settings: &settings,
+                    spec_hash: hash,
+                };
+                self.issue(issuance, secret).await
+            }
         }
     }
 
-    /// The Issuer's CA, or the problem that keeps this certificate waiting for it.
-    async fn issuer_ca(&self) -> Result<LoadedCa, ProblemOrError> {
+    /// The Issuer's CA and CRL distribution point, or the problem that keeps this certificate
+    /// waiting for them.
+    async fn issuer_ca(&self) -> Result<(LoadedCa, Option<String>), ProblemOrError> {
         let issuer_name = &self.certificate.spec.issuer_ref.name;
         let waiting = |reason: &'static str, message: String| {
             ProblemOrError::Problem(Problem {
@@ -220,12 +243,20 @@ impl Reconciler {
                 format!("Issuer {issuer_name} is not Ready"),
             ));
         }
-        load_ca(&self.ctx, &issuer, false).await.map_err(|problem| {
-            waiting(
-                "IssuerNotReady",
-                format!("Issuer {issuer_name}: {}", problem.message),
-            )
-        })
+        let ca = load_ca(&self.ctx, &issuer, false)
+            .await
+            .map_err(|problem| {
+                waiting(
+                    "IssuerNotReady",
+                    format!("Issuer {issuer_name}: {}", problem.message),
+                )
+            })?;
+        let crl_distribution_point = issuer
+            .spec
+            .crl
+            .as_ref()
+            .and_then(|crl| crl.distribution_point_url.clone());
+        Ok((ca, crl_distribution_point))
     }
 
     /// A Secret this certificate may overwrite: it carries our label, or does not exist.
@@ -291,12 +322,16 @@ impl Reconciler {
 
     async fn issue(
         &self,
-        trigger: IssuanceTrigger,
-        ca: &LoadedCa,
+        issuance: Issuance<'_>,
         secret: Option<Secret>,
-        settings: &CertificateSettings,
-        spec_hash: String,
     ) -> Result<Action, ProblemOrError> {
+        let Issuance {
+            trigger,
+            ca,
+            crl_distribution_point,
+            settings,
+            spec_hash,
+        } = issuance;
         let spec = &self.certificate.spec;
         let previous = self.previous_status();
         let generation = self.certificate.metadata.generation;
@@ -357,7 +392,7 @@ impl Reconciler {
             serial_number: random_serial_number().map_err(Error::from)?,
             not_before: now - NOT_BEFORE_BACKDATE,
             not_after,
-            crl_distribution_point: None,
+            crl_distribution_point,
         };
         let signer = ca.signer.clone();
         let ca_pem = ca.certificate_pem.clone();
@@ -569,7 +604,11 @@ impl Reconciler {
                 .await;
         }
         Ok(match problem.retry {
-            Some(delay) => Action::requeue(delay),
+            Some(base) => Action::requeue(
+                self.ctx
+                    .backoff
+                    .next_delay(&self.certificate.uid().unwrap_or_default(), base),
+            ),
             None => Action::await_change(),
         })
     }

@@ -36,3 +36,6 @@ pub enum PkiError {
     #[error("validity out of range: {0}")]
     Validity(String),
 }
+
+#[cfg(test)]
+mod tests;

@@ -327,9 +327,17 @@ async fn setup(cluster: &TestCluster, prefix: &str) -> anyhow::Result<Setup> {
     })
 }
 
+/// Written into the certificates of the Issuers these tests create.
+const CRL_DISTRIBUTION_POINT: &str = "http://iamra.test/crl/ca.crl";
+
 /// A Ready local Issuer named `ca`; returns its CA certificate PEM.
 async fn ready_local_issuer(s: &Setup) -> anyhow::Result<String> {
-    apply(&s.issuers, &local_issuer("ca", "ca-key")).await?;
+    let mut issuer = local_issuer("ca", "ca-key");
+    issuer.spec.crl = Some(CrlSettings {
+        distribution_point_url: Some(CRL_DISTRIBUTION_POINT.into()),
+        ..Default::default()
+    });
+    apply(&s.issuers, &issuer).await?;
     let issuer = wait_issuer_ready(&s.issuers, "ca").await?;
     issuer
         .status

@@ -1,0 +1,56 @@
+//! Per-object exponential backoff for retries, reset by the next success.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// The longest wait between two retries of one object.
+pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(300);
+
+#[derive(Default)]
+pub struct Backoff {
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Backoff {
+    /// `base` doubled for every failure of `key` since its last success, up to
+    /// [`MAX_RETRY_DELAY`].
+    pub fn next_delay(&self, key: &str, base: Duration) -> Duration {
+        let Ok(mut failures) = self.failures.lock() else {
+            return base;
+        };
+        let count = failures.entry(key.to_string()).or_insert(0);
+        let delay = base.saturating_mul(1u32 << (*count).min(16));
+        *count = count.saturating_add(1);
+        delay.min(MAX_RETRY_DELAY)
+    }
+
+    /// Forgets the failures of `key`.
+    pub fn reset(&self, key: &str) {
+        if let Ok(mut failures) = self.failures.lock() {
+            failures.remove(key);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn doubles_caps_and_resets() {
+        let backoff = Backoff::default();
+        let base = Duration::from_secs(5);
+        let delays: Vec<u64> = (0..8)
+            .map(|_| backoff.next_delay("a", base).as_secs())
+            .collect();
+        assert_eq!(delays, [5, 10, 20, 40, 80, 160, 300, 300]);
+        assert_eq!(
+            backoff.next_delay("b", base).as_secs(),
+            5,
+            "keys are independent"
+        );
+        backoff.reset("a");
+        assert_eq!(backoff.next_delay("a", base).as_secs(), 5);
+    }
+}

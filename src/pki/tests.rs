@@ -1,0 +1,203 @@
+//! The certificates the PKI layer makes, read back with x509-parser: every property IAM Roles
+//! Anywhere checks, with fixed inputs and no cluster.
+
+use ::time::{Duration, OffsetDateTime};
+use rcgen::{DnType, Issuer, PublicKeyData};
+use x509_parser::extensions::{GeneralName, ParsedExtension};
+use x509_parser::prelude::*;
+
+use super::*;
+use crate::api::{CaKeyAlgorithm, Subject, WorkloadKeyAlgorithm};
+
+fn ca(algorithm: CaKeyAlgorithm) -> (rcgen::KeyPair, String) {
+    let key = generate_ca_key(algorithm).unwrap();
+    let mut subject = rcgen::DistinguishedName::new();
+    subject.push(DnType::CommonName, "test CA");
+    let now = OffsetDateTime::now_utc();
+    let spec = CaCertificateSpec {
+        subject,
+        not_before: now,
+        not_after: now + Duration::days(365),
+    };
+    let certificate = self_signed_ca(&spec, &key).unwrap();
+    (key, certificate.pem())
+}
+
+fn leaf_spec(crl: Option<&str>) -> LeafCertificateSpec {
+    let now = OffsetDateTime::now_utc();
+    LeafCertificateSpec {
+        subject: distinguished_name(&Subject {
+            common_name: Some("app".into()),
+            organization: Some("Example".into()),
+            ..Default::default()
+        }),
+        uris: vec!["spiffe://cluster.local/ns/a/sa/b".into()],
+        dns_names: vec!["app.a.svc".into()],
+        serial_number: random_serial_number().unwrap(),
+        not_before: now,
+        not_after: now + Duration::hours(24),
+        crl_distribution_point: crl.map(str::to_string),
+    }
+}
+
+#[test]
+fn leaf_has_everything_roles_anywhere_checks() {
+    for (ca_algorithm, leaf_algorithm) in [
+        (CaKeyAlgorithm::EcdsaP256, WorkloadKeyAlgorithm::EcdsaP256),
+        (CaKeyAlgorithm::Rsa2048, WorkloadKeyAlgorithm::Rsa2048),
+        (CaKeyAlgorithm::EcdsaP384, WorkloadKeyAlgorithm::EcdsaP256),
+    ] {
+        let (ca_key, ca_pem) = ca(ca_algorithm);
+        let issuer = Issuer::from_ca_cert_pem(&ca_pem, &ca_key).unwrap();
+        let leaf_key = generate_workload_key(leaf_algorithm).unwrap();
+        assert!(key_matches_algorithm(&leaf_key, leaf_algorithm));
+        let spec = leaf_spec(Some("http://iamra.example/crl/ns/ca.crl"));
+        let pem = issue_leaf(&spec, &leaf_key, &issuer).unwrap().pem();
+
+        let parsed = parse_certificate_pem(&pem).unwrap();
+        let ca_parsed = parse_certificate_pem(&ca_pem).unwrap();
+        assert!(
+            parsed.is_signed_by(&ca_parsed.public_key_info),
+            "{ca_algorithm:?}"
+        );
+        assert!(!parsed.is_signed_by(&parsed.public_key_info));
+        assert_eq!(parsed.public_key_info, leaf_key.subject_public_key_info());
+        assert_eq!(
+            parsed.serial_hex,
+            serial_hex(&spec.serial_number.to_bytes())
+        );
+        assert!(!parsed.is_ca);
+
+        let (_, certificate) = X509Certificate::from_der(&parsed.der).unwrap();
+        assert_eq!(certificate.version(), X509Version::V3);
+        assert_eq!(certificate.raw_serial().len(), SERIAL_NUMBER_BYTES);
+        let key_usage = certificate.key_usage().unwrap().unwrap();
+        assert!(
+            key_usage.critical
+                && key_usage.value.digital_signature()
+                && !key_usage.value.key_cert_sign()
+        );
+        assert!(
+            certificate
+                .extended_key_usage()
+                .unwrap()
+                .unwrap()
+                .value
+                .client_auth
+        );
+        let constraints = certificate.basic_constraints().unwrap().unwrap();
+        assert!(constraints.critical && !constraints.value.ca);
+        let (_, ca_certificate) = X509Certificate::from_der(&ca_parsed.der).unwrap();
+        let ca_ski = ca_certificate
+            .extensions()
+            .iter()
+            .find_map(|e| match e.parsed_extension() {
+                ParsedExtension::SubjectKeyIdentifier(id) => Some(id.0.to_vec()),
+                _ => None,
+            });
+        let aki = certificate
+            .extensions()
+            .iter()
+            .find_map(|e| match e.parsed_extension() {
+                ParsedExtension::AuthorityKeyIdentifier(aki) => {
+                    aki.key_identifier.as_ref().map(|id| id.0.to_vec())
+                }
+                _ => None,
+            });
+        assert!(
+            ca_ski.is_some() && aki == ca_ski,
+            "AKI must be the CA's SKI"
+        );
+        let names: Vec<String> = certificate
+            .subject_alternative_name()
+            .unwrap()
+            .unwrap()
+            .value
+            .general_names
+            .iter()
+            .map(|n| match n {
+                GeneralName::URI(uri) => format!("uri:{uri}"),
+                GeneralName::DNSName(dns) => format!("dns:{dns}"),
+                other => format!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            names,
+            ["uri:spiffe://cluster.local/ns/a/sa/b", "dns:app.a.svc"]
+        );
+        assert!(certificate.subject().to_string().contains("CN=app"));
+        let crl_point = certificate.extensions().iter().any(|e| {
+            matches!(
+                e.parsed_extension(),
+                ParsedExtension::CRLDistributionPoints(_)
+            )
+        });
+        assert!(crl_point, "CRL distribution point missing");
+        let signature = certificate.signature_algorithm.algorithm.to_id_string();
+        // ecdsa-with-SHA256, ecdsa-with-SHA384 (P-384 CA), sha256WithRSAEncryption
+        assert!(
+            [
+                "1.2.840.10045.4.3.2",
+                "1.2.840.10045.4.3.3",
+                "1.2.840.113549.1.1.11"
+            ]
+            .contains(&signature.as_str()),
+            "{signature}"
+        );
+    }
+}
+
+#[test]
+fn ca_is_a_critical_ca_with_cert_and_crl_signing() {
+    let (_, pem) = ca(CaKeyAlgorithm::EcdsaP256);
+    let parsed = parse_certificate_pem(&pem).unwrap();
+    assert!(parsed.is_ca && parsed.can_sign_certificates);
+    assert!(parsed.is_signed_by(&parsed.public_key_info));
+    let (_, certificate) = X509Certificate::from_der(&parsed.der).unwrap();
+    let constraints = certificate.basic_constraints().unwrap().unwrap();
+    assert!(constraints.critical && constraints.value.ca);
+    let usage = certificate.key_usage().unwrap().unwrap();
+    assert!(usage.critical && usage.value.crl_sign() && usage.value.key_cert_sign());
+}
+
+#[test]
+fn refuses_inverted_validity_and_bad_names() {
+    let (ca_key, ca_pem) = ca(CaKeyAlgorithm::EcdsaP256);
+    let issuer = Issuer::from_ca_cert_pem(&ca_pem, &ca_key).unwrap();
+    let key = generate_workload_key(WorkloadKeyAlgorithm::EcdsaP256).unwrap();
+    let mut spec = leaf_spec(None);
+    spec.not_after = spec.not_before - Duration::seconds(1);
+    assert!(matches!(
+        issue_leaf(&spec, &key, &issuer),
+        Err(PkiError::Validity(_))
+    ));
+    let mut spec = leaf_spec(None);
+    spec.uris = vec!["ünïcode:x".into()];
+    assert!(matches!(
+        issue_leaf(&spec, &key, &issuer),
+        Err(PkiError::InvalidSubjectAltName(_))
+    ));
+}
+
+#[test]
+fn rsa_size_is_checked_for_key_reuse() {
+    let key = generate_workload_key(WorkloadKeyAlgorithm::Rsa2048).unwrap();
+    assert!(key_matches_algorithm(&key, WorkloadKeyAlgorithm::Rsa2048));
+    assert!(!key_matches_algorithm(&key, WorkloadKeyAlgorithm::Rsa3072));
+    assert!(!key_matches_algorithm(
+        &key,
+        WorkloadKeyAlgorithm::EcdsaP256
+    ));
+}
+
+#[test]
+fn pem_bundle_yields_every_certificate() {
+    let (_, first) = ca(CaKeyAlgorithm::EcdsaP256);
+    let (_, second) = ca(CaKeyAlgorithm::EcdsaP256);
+    assert_eq!(pem_blocks(&format!("{first}{second}")).unwrap().len(), 2);
+    assert!(matches!(
+        pem_blocks("nothing here"),
+        Err(PkiError::InvalidPem(_))
+    ));
+    assert!(parse_certificate_der(b"\x30\x03garbage").is_err());
+}
