@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, ObjectMeta, PostParams};
 use libtest_mimic::{Failed, Trial};
 
-use crate::processes::{MotoServer, TestProcess, start_controller};
+use crate::processes::{MotoFlavor, MotoServer, TestProcess, start_controller};
 
 /// The control plane of this test binary, shared by all its tests.
 #[derive(Clone)]
@@ -39,7 +39,7 @@ impl TestCluster {
         };
         let runtime = tokio::runtime::Runtime::new()?;
         let control_plane = runtime.block_on(ControlPlane::start(&binaries))?;
-        let moto = MotoServer::start(control_plane.workdir())?;
+        let moto = MotoServer::start(control_plane.workdir(), MotoFlavor::DigestAware)?;
         eprintln!(
             "control plane at {} (logs in {})",
             control_plane.url(),
@@ -100,6 +100,11 @@ impl TestCluster {
             .context("moto was not started")?
             .url
             .clone())
+    }
+
+    /// A moto server of its own, for a test that needs a particular flavour.
+    pub fn start_moto(&self, flavor: MotoFlavor) -> anyhow::Result<MotoServer> {
+        MotoServer::start(self.control_plane()?.workdir(), flavor)
     }
 
     /// Starts an `iamra controller` process that watches `namespace`.

@@ -64,6 +64,11 @@ pub fn trials(cluster: &TestCluster) -> Vec<Trial> {
             reports_missing_ca_secret_without_bootstrap,
         ),
         trial(
+            "issuance::refuses_certificate_outliving_its_ca",
+            cluster,
+            refuses_certificate_outliving_its_ca,
+        ),
+        trial(
             "issuance::leaves_foreign_secret_untouched",
             cluster,
             leaves_foreign_secret_untouched,
@@ -779,5 +784,28 @@ async fn killed_controller_neither_loses_nor_duplicates(
             "{name}: Secret and status disagree"
         );
     }
+    Ok(())
+}
+
+async fn refuses_certificate_outliving_its_ca(cluster: TestCluster) -> anyhow::Result<()> {
+    let s = setup(&cluster, "outlive").await?;
+    let _controller = cluster.start_controller(&s.namespace)?;
+    let mut issuer = local_issuer("ca", "ca-key");
+    issuer.spec.duration = Some("2h".into());
+    apply(&s.issuers, &issuer).await?;
+    wait_issuer_ready(&s.issuers, "ca").await?;
+    let mut certificate = workload_certificate("app", "ca", WorkloadKeyAlgorithm::EcdsaP256);
+    certificate.spec.duration = Some("3h".into());
+    apply(&s.certificates, &certificate).await?;
+    let condition = wait_condition_reason(&s.certificates, "app", "CertificateOutlivesCA").await?;
+    anyhow::ensure!(
+        condition.status == "False" && condition.message.contains("would expire after its CA"),
+        "{condition:?}"
+    );
+    anyhow::ensure!(
+        s.secrets.get_opt("app-tls").await?.is_none(),
+        "a Secret was written"
+    );
+    wait_event(&s.client, &s.namespace, "app", "CertificateOutlivesCA").await?;
     Ok(())
 }

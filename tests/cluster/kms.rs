@@ -48,6 +48,11 @@ pub fn trials(cluster: &TestCluster) -> Vec<Trial> {
                 "KMS GetPublicKey for alias/does-not-exist failed",
             )
         }),
+        trial(
+            "kms::large_messages_are_signed_as_verified_digests",
+            cluster,
+            large_messages_are_signed_as_verified_digests,
+        ),
         trial("kms::reports_unreachable_kms", cluster, |c| {
             rejects_key(
                 c,
@@ -218,5 +223,47 @@ async fn rejects_key(
         condition.message
     );
     wait_event(&client, &namespace, "kms-ca", "KMSKeyUnusable").await?;
+    Ok(())
+}
+
+/// Above KMS's 4096-byte RAW limit the signer sends a SHA-256 DIGEST. Against a KMS that signs
+/// digests correctly the signature verifies; against moto as released (which hashes the digest
+/// again) the signer's own check refuses the bad signature instead of passing it on.
+async fn large_messages_are_signed_as_verified_digests(cluster: TestCluster) -> anyhow::Result<()> {
+    use iamra::signer::{KMS_RAW_MESSAGE_LIMIT, KmsError, KmsSigningKey, KmsSigningOptions};
+    let large = vec![0x5a_u8; KMS_RAW_MESSAGE_LIMIT * 3];
+    let small = vec![0x5a_u8; KMS_RAW_MESSAGE_LIMIT];
+    for spec in [KeySpec::EccNistP256, KeySpec::Rsa2048] {
+        let endpoint = cluster.kms_endpoint()?;
+        let key_id = create_key(&endpoint, spec.clone(), KeyUsageType::SignVerify).await?;
+        let key = KmsSigningKey::connect(
+            kms_client(&endpoint),
+            &key_id,
+            &KmsSigningOptions::default(),
+        )
+        .await?;
+        key.sign_async(&large)
+            .await
+            .with_context(|| format!("{spec:?}: DIGEST signing"))?;
+        key.sign_async(&small)
+            .await
+            .with_context(|| format!("{spec:?}: RAW signing"))?;
+
+        let released = cluster.start_moto(crate::processes::MotoFlavor::AsReleased)?;
+        let key_id = create_key(&released.url, spec.clone(), KeyUsageType::SignVerify).await?;
+        let key = KmsSigningKey::connect(
+            kms_client(&released.url),
+            &key_id,
+            &KmsSigningOptions::default(),
+        )
+        .await?;
+        key.sign_async(&small)
+            .await
+            .with_context(|| format!("{spec:?}: RAW signing with released moto"))?;
+        match key.sign_async(&large).await {
+            Err(KmsError::SignatureDoesNotVerify { .. }) => {}
+            other => anyhow::bail!("{spec:?}: a wrong DIGEST signature was not caught: {other:?}"),
+        }
+    }
     Ok(())
 }

@@ -77,6 +77,15 @@ fn unique_suffix() -> u128 {
         .unwrap_or_default()
 }
 
+/// Which moto server to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MotoFlavor {
+    /// tests/fixtures/moto_kms_server.py: KMS `Sign` honours `MessageType=DIGEST` like AWS.
+    DigestAware,
+    /// moto as released, which signs a digest as if it were the message.
+    AsReleased,
+}
+
 /// moto's server mode on a loopback port: the KMS the tests sign with.
 pub struct MotoServer {
     _process: TestProcess,
@@ -84,18 +93,17 @@ pub struct MotoServer {
 }
 
 impl MotoServer {
-    pub fn start(log_dir: &Path) -> anyhow::Result<Self> {
+    pub fn start(log_dir: &Path, flavor: MotoFlavor) -> anyhow::Result<Self> {
         let port = free_loopback_port()?;
         let mut command = Command::new("python3");
-        command.args([
-            "-m",
-            "moto.server",
-            "-H",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-        ]);
-        let process = TestProcess::spawn(&mut command, log_dir.join("moto.log"))?;
+        match flavor {
+            MotoFlavor::DigestAware => command.arg(
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/moto_kms_server.py"),
+            ),
+            MotoFlavor::AsReleased => command.args(["-m", "moto.server"]),
+        };
+        command.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+        let process = TestProcess::spawn(&mut command, log_dir.join(format!("moto-{port}.log")))?;
         let url = format!("http://127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
