@@ -17,6 +17,8 @@ pub struct ParsedCertificate {
     pub public_key_info: Vec<u8>,
     pub is_ca: bool,
     pub can_sign_certificates: bool,
+    /// The subject key identifier extension, if present.
+    pub subject_key_identifier: Option<Vec<u8>>,
 }
 
 impl ParsedCertificate {
@@ -68,8 +70,19 @@ pub fn parse_certificate_der(der: &[u8]) -> Result<ParsedCertificate, PkiError> 
         .ok()
         .flatten()
         .is_some_and(|usage| usage.value.key_cert_sign());
+    let subject_key_identifier =
+        certificate
+            .extensions()
+            .iter()
+            .find_map(|extension| match extension.parsed_extension() {
+                x509_parser::extensions::ParsedExtension::SubjectKeyIdentifier(id) => {
+                    Some(id.0.to_vec())
+                }
+                _ => None,
+            });
     Ok(ParsedCertificate {
         der: der.to_vec(),
+        subject_key_identifier,
         serial_hex: serial_hex(certificate.raw_serial()),
         not_before: validity.not_before.timestamp(),
         not_after: validity.not_after.timestamp(),

@@ -1,6 +1,7 @@
 //! Certificates, keys and CRLs as pure functions of bytes and parameters: no Kubernetes, no I/O.
 
 mod ca;
+mod crl;
 mod inspect;
 mod leaf;
 mod serial;
@@ -8,6 +9,7 @@ mod subject;
 mod workload_key;
 
 pub use ca::{CaCertificateSpec, generate_ca_key, self_signed_ca};
+pub use crl::{CrlSpec, RevokedCertificate, build_crl, parse_serial_hex};
 pub use inspect::{ParsedCertificate, parse_certificate_der, parse_certificate_pem, pem_blocks};
 pub use leaf::{LeafCertificateSpec, NOT_BEFORE_BACKDATE, issue_leaf};
 pub use serial::{SERIAL_NUMBER_BYTES, random_serial_number, serial_hex};
@@ -33,6 +35,8 @@ pub enum PkiError {
     InvalidSubjectAltName(String),
     #[error("the system random number generator failed")]
     Random,
+    #[error("invalid serial number {0:?}: expected up to 20 octets in hex")]
+    InvalidSerialNumber(String),
     #[error("validity out of range: {0}")]
     Validity(String),
 }

@@ -201,3 +201,91 @@ fn pem_bundle_yields_every_certificate() {
     ));
     assert!(parse_certificate_der(b"\x30\x03garbage").is_err());
 }
+
+#[test]
+fn crl_carries_number_entries_reasons_and_the_ca_key_identifier() {
+    use crate::api::RevocationReason;
+    for algorithm in [CaKeyAlgorithm::EcdsaP256, CaKeyAlgorithm::Rsa2048] {
+        let (ca_key, ca_pem) = ca(algorithm);
+        let ca_parsed = parse_certificate_pem(&ca_pem).unwrap();
+        let issuer = Issuer::from_ca_cert_pem(&ca_pem, &ca_key).unwrap();
+        let now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
+        let spec = CrlSpec {
+            number: 300,
+            this_update: now,
+            next_update: now + Duration::hours(24),
+            revoked: vec![
+                super::RevokedCertificate {
+                    serial: parse_serial_hex("0b").unwrap(),
+                    revoked_at: now,
+                    reason: RevocationReason::Superseded,
+                },
+                super::RevokedCertificate {
+                    serial: parse_serial_hex("4a00ff").unwrap(),
+                    revoked_at: now,
+                    reason: RevocationReason::KeyCompromise,
+                },
+                super::RevokedCertificate {
+                    serial: parse_serial_hex("0b").unwrap(),
+                    revoked_at: now,
+                    reason: RevocationReason::Superseded,
+                },
+            ],
+            authority_key_identifier: ca_parsed.subject_key_identifier.clone().unwrap(),
+        };
+        let crl = build_crl(&spec, &issuer).unwrap();
+        let (_, parsed) =
+            x509_parser::revocation_list::CertificateRevocationList::from_der(crl.der()).unwrap();
+        let (_, ca_certificate) = X509Certificate::from_der(&ca_parsed.der).unwrap();
+        parsed
+            .verify_signature(ca_certificate.public_key())
+            .expect("CRL signature verifies with the CA key");
+        assert_eq!(parsed.version(), Some(X509Version::V2));
+        assert_eq!(
+            parsed.crl_number().map(|n| n.to_string()),
+            Some("300".into())
+        );
+        assert_eq!(
+            parsed.next_update().map(|t| t.timestamp()),
+            Some((now + Duration::hours(24)).unix_timestamp())
+        );
+        let entries: Vec<(String, Option<u8>)> = parsed
+            .iter_revoked_certificates()
+            .map(|entry| {
+                (
+                    entry.raw_serial_as_string(),
+                    entry.reason_code().map(|(_, code)| code.0),
+                )
+            })
+            .collect();
+        assert_eq!(
+            entries,
+            [
+                ("0b".to_string(), Some(4)),
+                ("4a:00:ff".to_string(), Some(1))
+            ],
+            "sorted, deduplicated"
+        );
+        let aki = parsed
+            .extensions()
+            .iter()
+            .find_map(|e| match e.parsed_extension() {
+                ParsedExtension::AuthorityKeyIdentifier(aki) => {
+                    aki.key_identifier.as_ref().map(|id| id.0.to_vec())
+                }
+                _ => None,
+            });
+        assert_eq!(aki, ca_parsed.subject_key_identifier);
+    }
+}
+
+#[test]
+fn serial_hex_parsing() {
+    assert_eq!(parse_serial_hex("0a0b").unwrap(), [0x0a, 0x0b]);
+    assert_eq!(parse_serial_hex("abc").unwrap(), [0x0a, 0xbc]);
+    assert_eq!(parse_serial_hex("0000ff").unwrap(), [0xff]);
+    assert_eq!(parse_serial_hex("00").unwrap(), [0x00]);
+    for bad in ["", "xyz", "0g", &"ab".repeat(22)] {
+        assert!(parse_serial_hex(bad).is_err(), "{bad}");
+    }
+}
