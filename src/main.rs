@@ -39,6 +39,10 @@ enum Command {
         /// Reconciles of one kind running at once.
         #[arg(long, default_value_t = 16)]
         concurrency: u16,
+        /// Address of the HTTP server: CRL distribution points (/crl/<namespace>/<issuer>.crl)
+        /// and health (/healthz, /readyz).
+        #[arg(long, default_value = "0.0.0.0:8080", env = "IAMRA_HTTP_ADDRESS")]
+        http_address: std::net::SocketAddr,
     },
     /// Print the CustomResourceDefinitions generated from the API types.
     Crds {
@@ -55,6 +59,7 @@ fn main() -> anyhow::Result<()> {
         Command::Controller {
             namespace,
             concurrency,
+            http_address,
         } => {
             telemetry::init(cli.log_format);
             let runtime = tokio::runtime::Runtime::new()?;
@@ -67,15 +72,14 @@ fn main() -> anyhow::Result<()> {
                     namespace = namespace.as_deref().unwrap_or("<all>"),
                     "controller starting"
                 );
-                iamra::controller::run(
-                    client,
-                    aws,
-                    ControllerOptions {
-                        namespace,
-                        concurrency,
-                    },
-                )
-                .await;
+                let options = ControllerOptions {
+                    namespace,
+                    concurrency,
+                    http_address: Some(http_address),
+                };
+                iamra::controller::run(client, aws, options)
+                    .await
+                    .context("the controller's HTTP server could not start")?;
                 tracing::info!("controller stopped");
                 Ok(())
             })

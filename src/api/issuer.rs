@@ -26,6 +26,7 @@ use super::shared::{
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Key","type":"string","jsonPath":".status.keySource"}"#,
     printcolumn = r#"{"name":"CRL","type":"integer","jsonPath":".status.crlNumber"}"#,
+    printcolumn = r#"{"name":"Imported","type":"integer","priority":1,"jsonPath":".status.importedCrlNumber"}"#,
     printcolumn = r#"{"name":"CA Expires","type":"date","jsonPath":".status.caNotAfter"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
@@ -190,6 +191,9 @@ pub struct IssuerStatus {
     /// When the most recent CRL was published.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_crl_publish_time: Option<Time>,
+    /// Number of the CRL Roles Anywhere last accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub imported_crl_number: Option<i64>,
     /// When Roles Anywhere last accepted the CRL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_crl_import_time: Option<Time>,

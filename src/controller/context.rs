@@ -8,6 +8,8 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use tokio::sync::Mutex;
 
 use super::backoff::Backoff;
+use super::crl::PublishedCrl;
+use super::crl_import::CrlImporter;
 use crate::signer::{KmsError, KmsSigningKey, KmsSigningOptions};
 
 /// The field manager of everything the controller writes.
@@ -38,6 +40,10 @@ pub struct Context {
     kms_keys: Mutex<HashMap<KmsKeyLocation, Arc<KmsSigningKey>>>,
     /// Retry delays of failing objects, keyed by uid.
     pub backoff: Backoff,
+    /// Keeps CRLs imported into Roles Anywhere.
+    pub crl_importer: CrlImporter,
+    /// The CRL each Issuer published last, served over HTTP; keyed by (namespace, issuer).
+    published_crls: std::sync::RwLock<HashMap<(String, String), PublishedCrl>>,
 }
 
 /// Identifies one KMS key as an Issuer names it.
@@ -57,10 +63,12 @@ impl Context {
         Self {
             recorder: Recorder::new(client.clone(), reporter),
             client,
-            aws,
+            aws: aws.clone(),
             kms_options: KmsSigningOptions::default(),
             kms_keys: Mutex::new(HashMap::new()),
             backoff: Backoff::default(),
+            crl_importer: CrlImporter::new(aws.clone()),
+            published_crls: Default::default(),
         }
     }
 
@@ -108,6 +116,22 @@ impl Context {
             Arc::new(KmsSigningKey::connect(client, &location.key_id, &self.kms_options).await?);
         keys.insert(location.clone(), key.clone());
         Ok(key)
+    }
+
+    /// Remembers the CRL an Issuer published, for the HTTP distribution point.
+    pub fn store_crl(&self, namespace: &str, issuer: &str, crl: &PublishedCrl) {
+        if let Ok(mut crls) = self.published_crls.write() {
+            crls.insert((namespace.to_string(), issuer.to_string()), crl.clone());
+        }
+    }
+
+    /// The CRL an Issuer published last, if this process published or loaded it.
+    pub fn published_crl(&self, namespace: &str, issuer: &str) -> Option<PublishedCrl> {
+        self.published_crls
+            .read()
+            .ok()?
+            .get(&(namespace.to_string(), issuer.to_string()))
+            .cloned()
     }
 
     /// Forgets a KMS key so the next use fetches it again (after the Issuer changed or failed).

@@ -28,12 +28,15 @@ pub struct IssuanceInput {
     pub spec_hash: String,
     /// When the current certificate is due for renewal (Unix seconds), from its notAfter.
     pub renewal_time: Option<i64>,
+    /// A Revocation with `reissue` asked for the certificate with this serial to be replaced.
+    pub reissue_serial: Option<String>,
     pub now: i64,
 }
 
 /// Why a certificate is issued; the reason of the `Issuing` condition and of the event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IssuanceTrigger {
+    Revoked,
     SecretMissing,
     SecretInvalid,
     KeyMismatch,
@@ -47,6 +50,7 @@ pub enum IssuanceTrigger {
 impl IssuanceTrigger {
     pub fn reason(self) -> &'static str {
         match self {
+            IssuanceTrigger::Revoked => "Revoked",
             IssuanceTrigger::SecretMissing => "SecretMissing",
             IssuanceTrigger::SecretInvalid => "SecretInvalid",
             IssuanceTrigger::KeyMismatch => "KeyMismatch",
@@ -60,6 +64,9 @@ impl IssuanceTrigger {
 
     pub fn message(self) -> &'static str {
         match self {
+            IssuanceTrigger::Revoked => {
+                "the certificate was revoked and is replaced with a new key"
+            }
             IssuanceTrigger::SecretMissing => "the certificate Secret does not exist",
             IssuanceTrigger::SecretInvalid => {
                 "the certificate Secret has no parseable tls.crt and tls.key"
@@ -122,6 +129,9 @@ pub fn decide(input: &IssuanceInput) -> Verdict {
     let Some(secret) = &input.secret else {
         return Verdict::Issue(IssuanceTrigger::SecretMissing);
     };
+    if input.reissue_serial.is_some() && input.reissue_serial == secret.certificate_serial {
+        return Verdict::Issue(IssuanceTrigger::Revoked);
+    }
     if let Some(trigger) = CHECKS.iter().find_map(|check| check(input, secret)) {
         return Verdict::Issue(trigger);
     }
@@ -164,6 +174,7 @@ mod tests {
             status_revision: 1,
             spec_hash: "hash".into(),
             renewal_time: Some(NOW + 1_000),
+            reissue_serial: None,
             now: NOW,
         }
     }

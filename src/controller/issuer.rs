@@ -13,11 +13,12 @@ use tracing::instrument;
 use super::ca::load_ca;
 use super::conditions::{condition, status_changed};
 use super::context::{Context, FIELD_MANAGER};
+use super::crl_status;
 use super::error::Error;
 use crate::api::{CONDITION_READY, Issuer, IssuerStatus};
 
 /// A Ready Issuer is looked at again this often (CA expiry, a deleted CA Secret).
-const RESYNC_INTERVAL: Duration = Duration::from_secs(600);
+pub const RESYNC_INTERVAL: Duration = Duration::from_secs(600);
 /// First retry delay for problems that can clear up by themselves (KMS or API unreachable).
 pub const TRANSIENT_RETRY: Duration = Duration::from_secs(10);
 /// First retry delay for configuration problems, which usually need a change of spec or Secret.
@@ -49,7 +50,7 @@ pub async fn reconcile(issuer: Arc<Issuer>, ctx: Arc<Context>) -> Result<Action,
                 )
                 .await;
             }
-            let status = IssuerStatus {
+            let mut status = IssuerStatus {
                 conditions: vec![condition(
                     &previous.conditions,
                     CONDITION_READY,
@@ -70,11 +71,19 @@ pub async fn reconcile(issuer: Arc<Issuer>, ctx: Arc<Context>) -> Result<Action,
                     .map(Time),
                 ..previous.clone()
             };
+            let requeue =
+                crl_status::reconcile_crl(&ctx, &issuer, &ca, &previous, &mut status).await?;
             if status_changed(&previous, &status) {
-                tracing::info!(key_source = ca.signer.source_name(), "issuer ready");
+                tracing::info!(
+                    key_source = ca.signer.source_name(),
+                    crl_number = status.crl_number,
+                    "issuer ready"
+                );
                 patch_status(&api, &issuer, &status).await?;
             }
-            Ok(Action::requeue(RESYNC_INTERVAL))
+            Ok(Action::requeue(
+                requeue.unwrap_or(RESYNC_INTERVAL).min(RESYNC_INTERVAL),
+            ))
         }
         Err(problem) => {
             tracing::warn!(reason = problem.reason, message = %problem.message, "issuer not ready");

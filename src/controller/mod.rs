@@ -4,9 +4,14 @@ mod backoff;
 mod ca;
 mod conditions;
 mod context;
+mod crl;
+mod crl_import;
+mod crl_status;
 mod error;
+mod http;
 mod issuance_policy;
 mod issuer;
+mod revocation;
 mod secret_layout;
 mod workload_certificate;
 
@@ -20,14 +25,20 @@ pub use secret_layout::{
 use std::sync::Arc;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::Secret;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::controller::Controller;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 
-use crate::api::{Issuer, WorkloadCertificate};
+use crate::api::{Issuer, Revocation, WorkloadCertificate};
+
+/// How long an Issuer waits after a trigger before building a CRL, so a burst of Revocations
+/// lands in one CRL and one import.
+const CRL_COALESCE_WINDOW: Duration = Duration::from_millis(300);
 
 /// Where the controller works.
 #[derive(Clone, Debug, Default)]
@@ -36,6 +47,8 @@ pub struct ControllerOptions {
     pub namespace: Option<String>,
     /// Reconciles of one kind running at once.
     pub concurrency: u16,
+    /// Where the HTTP server (CRLs, health) listens; None runs none.
+    pub http_address: Option<std::net::SocketAddr>,
 }
 
 fn api<K>(client: &kube::Client, namespace: &Option<String>) -> Api<K>
@@ -49,17 +62,41 @@ where
 }
 
 /// Runs the reconcilers until a shutdown signal (SIGTERM, Ctrl-C).
-pub async fn run(client: kube::Client, aws: aws_config::SdkConfig, options: ControllerOptions) {
+pub async fn run(
+    client: kube::Client,
+    aws: aws_config::SdkConfig,
+    options: ControllerOptions,
+) -> std::io::Result<()> {
     let instance =
         std::env::var("POD_NAME").unwrap_or_else(|_| format!("iamra-{}", std::process::id()));
     let ctx = Arc::new(Context::new(client.clone(), aws, instance));
+    if let Some(address) = options.http_address {
+        http::serve(address, ctx.clone()).await?;
+    }
     let config = kube::runtime::controller::Config::default().concurrency(options.concurrency);
+    let managed =
+        watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"));
 
+    // Bursts of revocations are coalesced: triggers that arrive while an Issuer waits or
+    // reconciles fold into one more run, which builds one CRL for all of them.
     let issuers = Controller::new(
         api::<Issuer>(&client, &options.namespace),
         watcher::Config::default(),
     )
-    .with_config(config.clone())
+    .with_config(config.clone().debounce(CRL_COALESCE_WINDOW))
+    .owns(
+        api::<ConfigMap>(&client, &options.namespace),
+        managed.clone(),
+    )
+    .watches(
+        api::<Revocation>(&client, &options.namespace),
+        watcher::Config::default(),
+        |revocation| {
+            revocation.namespace().map(|namespace| {
+                ObjectRef::<Issuer>::new(&revocation.spec.issuer_ref.name).within(&namespace)
+            })
+        },
+    )
     .shutdown_on_signal()
     .run(issuer::reconcile, issuer::error_policy, ctx.clone())
     .for_each(|result| async move {
@@ -74,11 +111,8 @@ pub async fn run(client: kube::Client, aws: aws_config::SdkConfig, options: Cont
     );
     let certificate_store = certificates.store();
     let certificates = certificates
-        .with_config(config)
-        .owns(
-            api::<Secret>(&client, &options.namespace),
-            watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}")),
-        )
+        .with_config(config.clone())
+        .owns(api::<Secret>(&client, &options.namespace), managed)
         // A change of an Issuer (it became Ready, its CA changed) revisits its certificates.
         .watches(
             api::<Issuer>(&client, &options.namespace),
@@ -101,7 +135,7 @@ pub async fn run(client: kube::Client, aws: aws_config::SdkConfig, options: Cont
         .run(
             workload_certificate::reconcile,
             workload_certificate::error_policy,
-            ctx,
+            ctx.clone(),
         )
         .for_each(|result| async move {
             if let Err(error) = result {
@@ -109,5 +143,19 @@ pub async fn run(client: kube::Client, aws: aws_config::SdkConfig, options: Cont
             }
         });
 
-    futures::join!(issuers, certificates);
+    let revocations = Controller::new(
+        api::<Revocation>(&client, &options.namespace),
+        watcher::Config::default(),
+    )
+    .with_config(config)
+    .shutdown_on_signal()
+    .run(revocation::reconcile, revocation::error_policy, ctx)
+    .for_each(|result| async move {
+        if let Err(error) = result {
+            tracing::debug!(%error, "revocation reconcile error");
+        }
+    });
+
+    futures::join!(issuers, certificates, revocations);
+    Ok(())
 }

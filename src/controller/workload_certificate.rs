@@ -22,6 +22,7 @@ use super::context::{Context, FIELD_MANAGER};
 use super::error::Error;
 use super::issuance_policy::{IssuanceInput, IssuanceTrigger, SecretState, Verdict, decide};
 use super::issuer::{CONFIGURATION_RETRY, TRANSIENT_RETRY};
+use super::revocation::REISSUE_ANNOTATION;
 use super::secret_layout::*;
 use crate::api::{
     CONDITION_READY, Issuer, PrivateKeyRotationPolicy, WorkloadCertificate,
@@ -193,6 +194,11 @@ impl Reconciler {
             status_revision: previous.revision.unwrap_or(0),
             spec_hash: hash.clone(),
             renewal_time,
+            reissue_serial: self
+                .certificate
+                .annotations()
+                .get(REISSUE_ANNOTATION)
+                .cloned(),
             now: OffsetDateTime::now_utc().unix_timestamp(),
         };
         match decide(&input) {
@@ -376,8 +382,11 @@ impl Reconciler {
                 retry: Some(CONFIGURATION_RETRY),
             }));
         }
+        // A revoked certificate's key is never reused.
         let reusable_key = match (settings.rotation, &secret) {
-            (PrivateKeyRotationPolicy::Never, Some(secret)) => {
+            (PrivateKeyRotationPolicy::Never, Some(secret))
+                if trigger != IssuanceTrigger::Revoked =>
+            {
                 secret_text(secret, TLS_PRIVATE_KEY_KEY)
                     .and_then(|pem| KeyPair::from_pem(&pem).ok())
                     .filter(|key| key_matches_algorithm(key, settings.key_algorithm))

@@ -20,6 +20,8 @@ pub const AWS_TEST_ENV: &[(&str, &str)] = &[
 pub struct TestProcess {
     child: Child,
     pub log: PathBuf,
+    /// The HTTP address the process serves on, when it has one.
+    pub http_address: Option<String>,
 }
 
 impl TestProcess {
@@ -32,7 +34,11 @@ impl TestProcess {
             .stderr(err)
             .spawn()
             .with_context(|| format!("starting {command:?}"))?;
-        Ok(Self { child, log })
+        Ok(Self {
+            child,
+            log,
+            http_address: None,
+        })
     }
 
     /// Kills the process at once (SIGKILL): no graceful shutdown, like a crashed pod.
@@ -60,14 +66,18 @@ pub fn start_controller(
     namespace: &str,
     log_dir: &Path,
 ) -> anyhow::Result<TestProcess> {
+    let port = free_loopback_port()?;
     let mut command = Command::new(env!("CARGO_BIN_EXE_iamra"));
     command
         .args(["controller", "--namespace", namespace])
+        .arg(format!("--http-address=127.0.0.1:{port}"))
         .env("KUBECONFIG", kubeconfig)
         .env("RUST_LOG", "info,iamra=debug")
         .envs(AWS_TEST_ENV.iter().copied());
     let log = log_dir.join(format!("controller-{namespace}-{}.log", unique_suffix()));
-    TestProcess::spawn(&mut command, log)
+    let mut process = TestProcess::spawn(&mut command, log)?;
+    process.http_address = Some(format!("127.0.0.1:{port}"));
+    Ok(process)
 }
 
 fn unique_suffix() -> u128 {

@@ -1,0 +1,238 @@
+//! Keeping an Issuer's CRL imported into IAM Roles Anywhere: `ImportCrl` (enabled) the first
+//! time, `UpdateCrl` on every change, and finding the CRL by name after a restart instead of
+//! importing a duplicate (a trust anchor holds at most two CRLs).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aws_sdk_rolesanywhere::primitives::Blob;
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+use crate::api::RolesAnywhereCrlTarget;
+
+/// `ImportCrl`/`UpdateCrl` refuse a CRL larger than this (PEM bytes).
+pub const ROLES_ANYWHERE_MAX_CRL_BYTES: usize = 300_000;
+/// All CRL operations of an account share a quota of one request per second.
+const CRL_API_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Why an import did not happen; messages go to the Issuer's `CrlImported` condition.
+#[derive(Debug, thiserror::Error)]
+pub enum CrlImportError {
+    #[error(
+        "the CRL is {size} bytes of PEM; Roles Anywhere accepts at most {ROLES_ANYWHERE_MAX_CRL_BYTES}. Delete Revocations of expired certificates or shorten certificate lifetimes"
+    )]
+    TooLarge { size: usize },
+    #[error("no region: set spec.rolesAnywhere.region or use a trust anchor ARN with a region")]
+    NoRegion,
+    #[error("Roles Anywhere {operation} failed: {message}")]
+    Api {
+        operation: &'static str,
+        message: String,
+    },
+}
+
+impl CrlImportError {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            CrlImportError::TooLarge { .. } => "CrlTooLarge",
+            CrlImportError::NoRegion => "InvalidSpec",
+            CrlImportError::Api { .. } => "ImportFailed",
+        }
+    }
+}
+
+fn api_error<E, R>(
+    operation: &'static str,
+    error: aws_sdk_rolesanywhere::error::SdkError<E, R>,
+) -> CrlImportError
+where
+    E: std::error::Error
+        + aws_sdk_rolesanywhere::error::ProvideErrorMetadata
+        + Send
+        + Sync
+        + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    let message = match error {
+        aws_sdk_rolesanywhere::error::SdkError::ServiceError(service) => {
+            let error = service.into_err();
+            format!(
+                "{}: {}",
+                error.code().unwrap_or("ServiceError"),
+                error.message().unwrap_or("no message")
+            )
+        }
+        other => {
+            let mut message = other.to_string();
+            let mut source = std::error::Error::source(&other);
+            while let Some(cause) = source {
+                message.push_str(": ");
+                message.push_str(&cause.to_string());
+                source = cause.source();
+            }
+            message
+        }
+    };
+    CrlImportError::Api { operation, message }
+}
+
+/// Imports CRLs, spacing CRL calls one second apart per endpoint.
+pub struct CrlImporter {
+    sdk: aws_config::SdkConfig,
+    last_call: Mutex<HashMap<String, Instant>>,
+}
+
+impl CrlImporter {
+    pub fn new(sdk: aws_config::SdkConfig) -> Self {
+        Self {
+            sdk,
+            last_call: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn client(
+        &self,
+        target: &RolesAnywhereCrlTarget,
+    ) -> Result<(aws_sdk_rolesanywhere::Client, String), CrlImportError> {
+        let region = target
+            .region
+            .clone()
+            .or_else(|| {
+                target
+                    .trust_anchor_arn
+                    .split(':')
+                    .nth(3)
+                    .map(str::to_string)
+            })
+            .filter(|region| !region.is_empty())
+            .ok_or(CrlImportError::NoRegion)?;
+        let mut config = aws_sdk_rolesanywhere::config::Builder::from(&self.sdk)
+            .region(aws_sdk_rolesanywhere::config::Region::new(region.clone()))
+            .retry_config(
+                aws_sdk_rolesanywhere::config::retry::RetryConfig::standard().with_max_attempts(4),
+            );
+        if let Some(endpoint) = &target.endpoint {
+            config = config.endpoint_url(endpoint);
+        }
+        let key = format!("{region}|{}", target.endpoint.clone().unwrap_or_default());
+        Ok((
+            aws_sdk_rolesanywhere::Client::from_conf(config.build()),
+            key,
+        ))
+    }
+
+    /// Waits for this endpoint's turn under the one-call-per-second CRL quota.
+    async fn pace(&self, key: &str) {
+        let mut last_call = self.last_call.lock().await;
+        if let Some(previous) = last_call.get(key) {
+            tokio::time::sleep_until(*previous + CRL_API_INTERVAL).await;
+        }
+        last_call.insert(key.to_string(), Instant::now());
+    }
+
+    /// Makes `pem` the enabled CRL named `name` on the target's trust anchor; returns its id.
+    pub async fn import(
+        &self,
+        target: &RolesAnywhereCrlTarget,
+        name: &str,
+        pem: &str,
+        known_crl_id: Option<&str>,
+    ) -> Result<String, CrlImportError> {
+        if pem.len() > ROLES_ANYWHERE_MAX_CRL_BYTES {
+            return Err(CrlImportError::TooLarge { size: pem.len() });
+        }
+        let (client, key) = self.client(target)?;
+        let data = || Blob::new(pem.as_bytes().to_vec());
+
+        let existing = match known_crl_id {
+            Some(id) => Some((id.to_string(), true)),
+            None => self.find_by_name(&client, &key, target, name).await?,
+        };
+        if let Some((crl_id, enabled)) = existing {
+            self.pace(&key).await;
+            match client
+                .update_crl()
+                .crl_id(&crl_id)
+                .crl_data(data())
+                .send()
+                .await
+            {
+                Ok(response) => {
+                    let enabled = response
+                        .crl()
+                        .and_then(|crl| crl.enabled())
+                        .unwrap_or(enabled);
+                    if !enabled {
+                        self.pace(&key).await;
+                        client
+                            .enable_crl()
+                            .crl_id(&crl_id)
+                            .send()
+                            .await
+                            .map_err(|e| api_error("EnableCrl", e))?;
+                    }
+                    return Ok(crl_id);
+                }
+                Err(error)
+                    if error
+                        .as_service_error()
+                        .is_some_and(|e| e.is_resource_not_found_exception()) =>
+                {
+                    tracing::warn!(%crl_id, "imported CRL no longer exists; importing again");
+                }
+                Err(error) => return Err(api_error("UpdateCrl", error)),
+            }
+        }
+        self.pace(&key).await;
+        let response = client
+            .import_crl()
+            .name(name)
+            .crl_data(data())
+            .trust_anchor_arn(&target.trust_anchor_arn)
+            .enabled(true)
+            .send()
+            .await
+            .map_err(|e| api_error("ImportCrl", e))?;
+        response
+            .crl()
+            .and_then(|crl| crl.crl_id())
+            .map(str::to_string)
+            .ok_or_else(|| CrlImportError::Api {
+                operation: "ImportCrl",
+                message: "response has no crlId".into(),
+            })
+    }
+
+    async fn find_by_name(
+        &self,
+        client: &aws_sdk_rolesanywhere::Client,
+        key: &str,
+        target: &RolesAnywhereCrlTarget,
+        name: &str,
+    ) -> Result<Option<(String, bool)>, CrlImportError> {
+        let mut next_token: Option<String> = None;
+        loop {
+            self.pace(key).await;
+            let page = client
+                .list_crls()
+                .set_next_token(next_token.clone())
+                .send()
+                .await
+                .map_err(|e| api_error("ListCrls", e))?;
+            // ListCrls has no trust-anchor filter: match name and anchor here.
+            if let Some(crl) = page.crls().iter().find(|crl| {
+                crl.name() == Some(name)
+                    && crl.trust_anchor_arn() == Some(target.trust_anchor_arn.as_str())
+            }) {
+                return Ok(crl
+                    .crl_id()
+                    .map(|id| (id.to_string(), crl.enabled().unwrap_or(false))));
+            }
+            match page.next_token() {
+                Some(token) if !token.is_empty() => next_token = Some(token.to_string()),
+                _ => return Ok(None),
+            }
+        }
+    }
+}

@@ -1,0 +1,94 @@
+//! The controller's HTTP server: CRL distribution points and health.
+//!
+//! `GET /crl/{namespace}/{issuer}.crl` serves the DER CRL (what the distribution point URL in
+//! certificates should name), `.pem` the PEM one; `/healthz` and `/readyz` answer 200.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::Api;
+
+use super::context::Context;
+use super::crl::{CRL_DER_KEY, CRL_PEM_KEY, crl_config_map_name};
+
+/// Serves until the process ends. A bind failure is returned at once.
+pub async fn serve(address: SocketAddr, ctx: Arc<Context>) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(address).await?;
+    tracing::info!(address = %listener.local_addr()?, "HTTP server listening");
+    let router = Router::new()
+        .route("/crl/{namespace}/{file}", get(crl))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(|| async { "ok" }))
+        .with_state(ctx);
+    tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, router).await {
+            tracing::error!(%error, "HTTP server stopped");
+        }
+    });
+    Ok(())
+}
+
+async fn crl(
+    State(ctx): State<Arc<Context>>,
+    Path((namespace, file)): Path<(String, String)>,
+) -> Response {
+    let (issuer, pem) = match (file.strip_suffix(".crl"), file.strip_suffix(".pem")) {
+        (Some(issuer), _) => (issuer.to_string(), false),
+        (_, Some(issuer)) => (issuer.to_string(), true),
+        _ => {
+            return (
+                StatusCode::NOT_FOUND,
+                "expected <issuer>.crl or <issuer>.pem\n",
+            )
+                .into_response();
+        }
+    };
+    let body = match ctx.published_crl(&namespace, &issuer) {
+        Some(crl) => Some(if pem { crl.pem.into_bytes() } else { crl.der }),
+        // Published by another replica, or before this process started.
+        None => {
+            let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &namespace);
+            match config_maps.get_opt(&crl_config_map_name(&issuer)).await {
+                Ok(Some(config_map)) if pem => config_map
+                    .data
+                    .and_then(|d| d.get(CRL_PEM_KEY).map(|p| p.clone().into_bytes())),
+                Ok(Some(config_map)) => config_map
+                    .binary_data
+                    .and_then(|d| d.get(CRL_DER_KEY).map(|b| b.0.clone())),
+                Ok(None) => None,
+                Err(error) => {
+                    tracing::warn!(%error, %namespace, %issuer, "reading the CRL ConfigMap failed");
+                    return (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "CRL temporarily unavailable\n",
+                    )
+                        .into_response();
+                }
+            }
+        }
+    };
+    match body {
+        Some(body) => {
+            let content_type = if pem {
+                "application/x-pem-file"
+            } else {
+                "application/pkix-crl"
+            };
+            (
+                [
+                    (header::CONTENT_TYPE, content_type),
+                    (header::CACHE_CONTROL, "max-age=60"),
+                ],
+                body,
+            )
+                .into_response()
+        }
+        None => (StatusCode::NOT_FOUND, "no CRL published for this issuer\n").into_response(),
+    }
+}
