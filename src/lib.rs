@@ -2,3 +2,5 @@
 
 pub mod api;
 pub mod localenv;
+pub mod pki;
+pub mod rolesanywhere;
