@@ -125,8 +125,9 @@ pub struct CanonicalHeaders {
     pub signed_headers: String,
 }
 
-/// Lower-cases names, joins repeated headers with `,`, trims values and collapses inner runs of
-/// spaces, and sorts by name.
+/// Lower-cases names, trims each value and collapses its inner runs of spaces, joins repeated
+/// headers with `,`, and sorts by name. (HTTP parsers already trim values, so this agrees with the
+/// official helper, which trims the joined line.)
 pub fn canonical_headers(headers: &[(String, String)]) -> CanonicalHeaders {
     let mut merged: std::collections::BTreeMap<String, Vec<String>> = Default::default();
     for (name, value) in headers {
@@ -137,7 +138,10 @@ pub fn canonical_headers(headers: &[(String, String)]) -> CanonicalHeaders {
     }
     let block = merged
         .iter()
-        .map(|(name, values)| format!("{name}:{}", collapse_spaces(&values.join(","))))
+        .map(|(name, values)| {
+            let values: Vec<String> = values.iter().map(|v| collapse_spaces(v)).collect();
+            format!("{name}:{}", values.join(","))
+        })
         .collect::<Vec<_>>()
         .join("\n");
     let signed_headers = merged.keys().cloned().collect::<Vec<_>>().join(";");
