@@ -206,8 +206,8 @@ pub async fn credential_process_with(
     }
 }
 
-/// A one-request-per-connection HTTP proxy that changes `"durationSeconds":3600` into `3700` in
-/// the body after the client signed it (a well-formed, in-range value: only the signature can
+/// A one-request-per-connection HTTP/1.1 proxy that changes `"durationSeconds":3600` into `3700` in
+/// the body (plain or chunked; the length does not change) after the client signed it (a well-formed, in-range value: only the signature can
 /// catch it). Returns its address and how many requests it altered.
 pub async fn tampering_proxy(upstream: SocketAddr) -> (SocketAddr, Arc<AtomicUsize>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -237,9 +237,18 @@ pub async fn tampering_proxy(upstream: SocketAddr) -> (SocketAddr, Arc<AtomicUsi
                     .find_map(|l| l.strip_prefix("content-length:"))
                     .map(|v| v.trim().parse().unwrap())
                     .unwrap_or(0);
-                while request.len() < header_end + length {
+                // The official helper (Go) sends the body chunked, without Content-Length.
+                let chunked = head.contains("transfer-encoding: chunked");
+                let complete = |request: &[u8]| {
+                    if chunked {
+                        request[header_end..].ends_with(b"0\r\n\r\n")
+                    } else {
+                        request.len() >= header_end + length
+                    }
+                };
+                while !complete(&request) {
                     let n = client.read(&mut buf).await.unwrap();
-                    assert!(n > 0);
+                    assert!(n > 0, "client closed before sending the body");
                     request.extend_from_slice(&buf[..n]);
                 }
                 let (head, body) = request.split_at(header_end);
