@@ -143,7 +143,8 @@ mod tests {
 
     #[test]
     fn service_errors_map_to_typed_errors() {
-        let cases: Vec<(u16, Option<&str>, &str, fn(&CreateSessionError) -> bool)> = vec![
+        type IsExpected = fn(&CreateSessionError) -> bool;
+        let cases: Vec<(u16, Option<&str>, &str, IsExpected)> = vec![
             (
                 403,
                 Some("AccessDeniedException"),
