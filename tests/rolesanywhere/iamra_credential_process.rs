@@ -64,3 +64,8 @@ async fn iamra_reports_a_key_that_does_not_match_the_certificate() {
         outcome.stderr
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn iamra_sends_intermediates_in_x_amz_x509_chain() {
+    scenarios::intermediates_are_sent_in_the_chain_header(&iamra_binary()).await;
+}

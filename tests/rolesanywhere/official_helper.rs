@@ -34,3 +34,8 @@ async fn official_helper_expired_certificate_is_refused() {
 async fn official_helper_revoked_certificate_is_refused() {
     scenarios::revoked_certificate_is_refused(&helper_binary()).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn official_helper_sends_intermediates_in_x_amz_x509_chain() {
+    scenarios::intermediates_are_sent_in_the_chain_header(&helper_binary()).await;
+}

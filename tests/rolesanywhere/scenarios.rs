@@ -72,3 +72,33 @@ pub async fn revoked_certificate_is_refused(program: &Path) {
         .await
         .credentials();
 }
+
+/// Leaf issued by an intermediate CA that the trust anchor does not hold: refused without
+/// `--intermediates`, accepted with it (the chain travels in `X-Amz-X509-Chain`).
+pub async fn intermediates_are_sent_in_the_chain_header(program: &Path) {
+    let env = start_env(Alg::EcdsaP256).await;
+    let intermediate = fixtures::intermediate_ca(&env.ca, "iamra intermediate", Alg::Rsa2048);
+    let leaf = fixtures::leaf(&intermediate, Alg::EcdsaP256);
+    let (cert, key) = fixtures::write_leaf(env.dir.path(), "leaf", &leaf);
+    let bundle = env.dir.path().join("intermediates.pem");
+    std::fs::write(&bundle, &intermediate.pem).unwrap();
+    let run = |intermediates: Option<std::path::PathBuf>| {
+        let (cert, key, env) = (&cert, &key, &env);
+        async move {
+            support::run_credential_process(
+                program,
+                &env.trust_anchor_arn,
+                &env.profile_arn,
+                cert,
+                key,
+                &env.endpoint(),
+                intermediates.as_deref(),
+            )
+            .await
+        }
+    };
+    run(None)
+        .await
+        .assert_refused_with("AccessDeniedException: Untrusted Signing Certificate");
+    run(Some(bundle.clone())).await.credentials();
+}

@@ -183,8 +183,33 @@ pub async fn credential_process_with(
     key: &Path,
     endpoint: &str,
 ) -> Outcome {
-    let output = tokio::process::Command::new(program)
-        .arg("credential-process")
+    run_credential_process(
+        program,
+        trust_anchor_arn,
+        profile_arn,
+        certificate,
+        key,
+        endpoint,
+        None,
+    )
+    .await
+}
+
+pub async fn run_credential_process(
+    program: &Path,
+    trust_anchor_arn: &str,
+    profile_arn: &str,
+    certificate: &Path,
+    key: &Path,
+    endpoint: &str,
+    intermediates: Option<&Path>,
+) -> Outcome {
+    let mut command = tokio::process::Command::new(program);
+    command.arg("credential-process");
+    if let Some(bundle) = intermediates {
+        command.arg("--intermediates").arg(bundle);
+    }
+    let output = command
         .arg("--certificate")
         .arg(certificate)
         .arg("--private-key")
