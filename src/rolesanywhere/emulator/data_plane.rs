@@ -77,6 +77,15 @@ fn invalid_signature() -> ServiceError {
     ServiceError::access_denied(MESSAGE_INVALID_SIGNATURE)
 }
 
+/// A request whose SigV4-X509 signature verified.
+pub struct VerifiedRequest {
+    pub serial_decimal: String,
+    /// DER of the signing certificate (`X-Amz-X509`).
+    pub leaf_der: Vec<u8>,
+    /// Decoded query-string parameters.
+    pub query: Vec<(String, String)>,
+}
+
 /// The whole CreateSession decision, apart from the HTTP plumbing.
 pub fn handle_create_session(
     shared: &Shared,
@@ -85,80 +94,13 @@ pub fn handle_create_session(
     body: &[u8],
     now: OffsetDateTime,
 ) -> Result<Value, ServiceError> {
-    // 1. The signature, over exactly the headers the client says it signed.
-    let authorization = header_values(headers, "authorization")
-        .ok_or_else(|| ServiceError::access_denied("Missing Authorization header"))?;
-    let authorization = parse_authorization(&authorization)
-        .map_err(|e| ServiceError::access_denied(e.to_string()))?;
-    let amz_date = header_values(headers, HEADER_AMZ_DATE)
-        .ok_or_else(|| ServiceError::access_denied("Missing X-Amz-Date header"))?;
-    let signed_at =
-        parse_amz_date(&amz_date).map_err(|e| ServiceError::access_denied(e.to_string()))?;
-    if (now - signed_at).abs() > MAX_CLOCK_SKEW {
-        return Err(ServiceError::access_denied(format!(
-            "Signature expired: {amz_date} is outside 5 minutes of the server time {}",
-            sigv4x509::format_amz_date(now)
-        )));
-    }
     let region = shared.read(|s| s.region.clone());
-    if authorization.service != SERVICE_NAME
-        || authorization.region != region
-        || authorization.scope_date != amz_date.get(..8).unwrap_or_default()
-    {
-        return Err(ServiceError::access_denied(format!(
-            "Credential scope {} does not match {}",
-            authorization.scope,
-            sigv4x509::credential_scope(&amz_date, &region)
-        )));
-    }
-    for required in ["host", HEADER_AMZ_DATE, HEADER_X509] {
-        if !authorization.signed_headers.iter().any(|h| h == required) {
-            return Err(ServiceError::access_denied(format!(
-                "{required} must be a signed header"
-            )));
-        }
-    }
-    let mut signed = Vec::with_capacity(authorization.signed_headers.len());
-    for name in &authorization.signed_headers {
-        let value = header_values(headers, name).ok_or_else(invalid_signature)?;
-        signed.push((name.clone(), value));
-    }
-    let canonical = sigv4x509::canonical_headers(&signed);
-    if canonical.signed_headers != authorization.signed_headers.join(";") {
-        // Unsorted or repeated names: the client's canonical form cannot be this one.
-        return Err(invalid_signature());
-    }
-    let query = query_pairs(uri);
-    let canonical_request = canonical_request(
-        "POST",
-        uri.path(),
-        &canonical_query_string(&query),
-        &canonical,
-        &sha256_hex(body),
-    );
-    let to_sign = string_to_sign(
-        authorization.algorithm,
-        &amz_date,
-        &authorization.scope,
-        &canonical_request,
-    );
-    let leaf_der = header_values(headers, HEADER_X509)
-        .and_then(|b64| STANDARD.decode(b64.trim()).ok())
-        .ok_or_else(|| ServiceError::validation("X-Amz-X509 is not a base64 DER certificate"))?;
-    let (_, leaf) = x509_parser::parse_x509_certificate(&leaf_der)
+    // 1. The signature, over exactly the headers the client says it signed.
+    let verified = verify_signed_request(uri, headers, body, &region, now)?;
+    let (_, leaf) = x509_parser::parse_x509_certificate(&verified.leaf_der)
         .map_err(|_| ServiceError::validation("X-Amz-X509 is not a base64 DER certificate"))?;
-    if sigv4x509::decimal_serial(leaf.tbs_certificate.raw_serial()) != authorization.serial_decimal
-    {
-        return Err(invalid_signature());
-    }
-    if !verify_request_signature(
-        &leaf,
-        authorization.algorithm,
-        to_sign.as_bytes(),
-        &authorization.signature,
-    ) {
-        return Err(invalid_signature());
-    }
+    let query = verified.query;
+    let serial_decimal = verified.serial_decimal;
 
     // 2. The parameters: ARNs in the query string or the JSON body.
     let json: Value = if body.is_empty() {
@@ -229,7 +171,7 @@ pub fn handle_create_session(
 
     // 4. The certificate: profile, path to the anchor, validity, revocation.
     let reject = |r: super::verify::CertificateRejection| {
-        tracing::info!(reason = %r, serial = %authorization.serial_decimal, "certificate refused");
+        tracing::info!(reason = %r, serial = %serial_decimal, "certificate refused");
         ServiceError::access_denied(r.service_message())
     };
     check_leaf_profile(&leaf).map_err(reject)?;
@@ -280,53 +222,163 @@ pub fn handle_create_session(
     let duration = profile
         .duration_seconds
         .map_or(duration, |max| duration.min(max));
-    let expiration = (now + time::Duration::seconds(i64::from(duration)))
-        .format(format_description!(
-            "[year]-[month]-[day]T[hour]:[minute]:[second]Z"
-        ))
-        .unwrap_or_default();
-    let access_key_id = format!("ASIA{}", random_token(16, UPPER_ALNUM));
     let session_name = role_session_name
         .map(str::to_owned)
         .unwrap_or_else(|| sigv4x509::hex(leaf.tbs_certificate.raw_serial()));
-    let role_name = role_arn.rsplit('/').next().unwrap_or(&role_arn);
-    let account = role_arn.split(':').nth(4).unwrap_or_default();
+    let reply = credential_set(
+        &region,
+        &role_arn,
+        &session_name,
+        &leaf.subject().to_string(),
+        duration,
+        now,
+    )?;
     tracing::info!(
-        serial = %authorization.serial_decimal,
+        serial = %serial_decimal,
         role = %role_arn,
-        access_key_id = %access_key_id,
+        access_key_id = %reply["credentialSet"][0]["credentials"]["accessKeyId"],
         "CreateSession granted"
     );
-    Ok(json!({
-        "credentialSet": [{
-            "assumedRoleUser": {
-                "arn": format!("arn:aws:sts::{account}:assumed-role/{role_name}/{session_name}"),
-                "assumedRoleId": format!("AROA{}:{session_name}", random_token(17, UPPER_ALNUM)),
-            },
-            "credentials": {
-                "accessKeyId": access_key_id,
-                "secretAccessKey": random_token(40, BASE64_CHARS),
-                "sessionToken": random_token(356, BASE64_CHARS),
-                "expiration": expiration,
-            },
-            "packedPolicySize": 0,
-            "roleArn": role_arn,
-            "sourceIdentity": leaf.subject().to_string(),
-        }],
-        "subjectArn": format!("arn:aws:rolesanywhere:{region}:{account}:subject/{}", super::state::new_resource_id()),
-    }))
+    Ok(reply)
 }
 
 const UPPER_ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
 const BASE64_CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
-fn random_token(len: usize, alphabet: &[u8]) -> String {
+/// The CreateSession answer: random credentials in the shapes and lengths STS uses.
+fn credential_set(
+    region: &str,
+    role_arn: &str,
+    session_name: &str,
+    source_identity: &str,
+    duration_seconds: u32,
+    now: OffsetDateTime,
+) -> Result<Value, ServiceError> {
+    let expiration = (now + time::Duration::seconds(i64::from(duration_seconds)))
+        .format(format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]:[second]Z"
+        ))
+        .map_err(|_| ServiceError::internal("formatting the expiration"))?;
+    let role_name = role_arn.rsplit('/').next().unwrap_or(role_arn);
+    let account = role_arn.split(':').nth(4).unwrap_or_default();
+    Ok(json!({
+        "credentialSet": [{
+            "assumedRoleUser": {
+                "arn": format!("arn:aws:sts::{account}:assumed-role/{role_name}/{session_name}"),
+                "assumedRoleId": format!("AROA{}:{session_name}", random_token(17, UPPER_ALNUM)?),
+            },
+            "credentials": {
+                "accessKeyId": format!("ASIA{}", random_token(16, UPPER_ALNUM)?),
+                "secretAccessKey": random_token(40, BASE64_CHARS)?,
+                "sessionToken": random_token(356, BASE64_CHARS)?,
+                "expiration": expiration,
+            },
+            "packedPolicySize": 0,
+            "roleArn": role_arn,
+            "sourceIdentity": source_identity,
+        }],
+        "subjectArn": format!(
+            "arn:aws:rolesanywhere:{region}:{account}:subject/{}",
+            super::state::new_resource_id()
+        ),
+    }))
+}
+
+fn random_token(len: usize, alphabet: &[u8]) -> Result<String, ServiceError> {
     let mut bytes = vec![0u8; len];
-    if aws_lc_rs::rand::fill(&mut bytes).is_err() {
-        tracing::error!("no system randomness; credentials would be predictable");
-    }
-    bytes
+    aws_lc_rs::rand::fill(&mut bytes)
+        .map_err(|_| ServiceError::internal("no system randomness"))?;
+    Ok(bytes
         .iter()
         .map(|b| char::from(alphabet[usize::from(*b) % alphabet.len()]))
-        .collect()
+        .collect())
+}
+
+/// Verifies the SigV4-X509 signature as the service does: date within [`MAX_CLOCK_SKEW`], scope
+/// of this region and service, `host`, `x-amz-date` and `x-amz-x509` signed, the credential's
+/// serial is the certificate's, and the certificate's key signed the string to sign.
+pub fn verify_signed_request(
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+    region: &str,
+    now: OffsetDateTime,
+) -> Result<VerifiedRequest, ServiceError> {
+    let authorization = header_values(headers, "authorization")
+        .ok_or_else(|| ServiceError::access_denied("Missing Authorization header"))?;
+    let authorization = parse_authorization(&authorization)
+        .map_err(|e| ServiceError::access_denied(e.to_string()))?;
+    let amz_date = header_values(headers, HEADER_AMZ_DATE)
+        .ok_or_else(|| ServiceError::access_denied("Missing X-Amz-Date header"))?;
+    let signed_at =
+        parse_amz_date(&amz_date).map_err(|e| ServiceError::access_denied(e.to_string()))?;
+    if (now - signed_at).abs() > MAX_CLOCK_SKEW {
+        return Err(ServiceError::access_denied(format!(
+            "Signature expired: {amz_date} is outside 5 minutes of the server time {}",
+            sigv4x509::format_amz_date(now)
+        )));
+    }
+    if authorization.service != SERVICE_NAME
+        || authorization.region != region
+        || authorization.scope_date != amz_date.get(..8).unwrap_or_default()
+    {
+        return Err(ServiceError::access_denied(format!(
+            "Credential scope {} does not match {}",
+            authorization.scope,
+            sigv4x509::credential_scope(&amz_date, region)
+        )));
+    }
+    for required in ["host", HEADER_AMZ_DATE, HEADER_X509] {
+        if !authorization.signed_headers.iter().any(|h| h == required) {
+            return Err(ServiceError::access_denied(format!(
+                "{required} must be a signed header"
+            )));
+        }
+    }
+    let mut signed = Vec::with_capacity(authorization.signed_headers.len());
+    for name in &authorization.signed_headers {
+        let value = header_values(headers, name).ok_or_else(invalid_signature)?;
+        signed.push((name.clone(), value));
+    }
+    let canonical = sigv4x509::canonical_headers(&signed);
+    if canonical.signed_headers != authorization.signed_headers.join(";") {
+        // Unsorted or repeated names: the client's canonical form cannot be this one.
+        return Err(invalid_signature());
+    }
+    let query = query_pairs(uri);
+    let canonical_request = canonical_request(
+        "POST",
+        uri.path(),
+        &canonical_query_string(&query),
+        &canonical,
+        &sha256_hex(body),
+    );
+    let to_sign = string_to_sign(
+        authorization.algorithm,
+        &amz_date,
+        &authorization.scope,
+        &canonical_request,
+    );
+    let leaf_der = header_values(headers, HEADER_X509)
+        .and_then(|b64| STANDARD.decode(b64.trim()).ok())
+        .ok_or_else(|| ServiceError::validation("X-Amz-X509 is not a base64 DER certificate"))?;
+    let (_, leaf) = x509_parser::parse_x509_certificate(&leaf_der)
+        .map_err(|_| ServiceError::validation("X-Amz-X509 is not a base64 DER certificate"))?;
+    if sigv4x509::decimal_serial(leaf.tbs_certificate.raw_serial()) != authorization.serial_decimal
+    {
+        return Err(invalid_signature());
+    }
+    if !verify_request_signature(
+        &leaf,
+        authorization.algorithm,
+        to_sign.as_bytes(),
+        &authorization.signature,
+    ) {
+        return Err(invalid_signature());
+    }
+    Ok(VerifiedRequest {
+        serial_decimal: authorization.serial_decimal,
+        leaf_der,
+        query,
+    })
 }
