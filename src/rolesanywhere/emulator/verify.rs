@@ -257,3 +257,180 @@ fn same_serial(a: &[u8], b: &[u8]) -> bool {
     let strip = |s: &[u8]| -> Vec<u8> { s.iter().copied().skip_while(|b| *b == 0).collect() };
     strip(a) == strip(b)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertificateRevocationListParams, CertifiedIssuer,
+        DnType, IsCa, KeyIdMethod, KeyPair, KeyUsagePurpose, RevokedCertParams, SerialNumber,
+    };
+    use time::{Duration, OffsetDateTime};
+
+    struct TestCa {
+        issuer: CertifiedIssuer<'static, KeyPair>,
+        ski: Vec<u8>,
+    }
+
+    fn ca(name: &str, is_ca: bool) -> TestCa {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.is_ca = if is_ca {
+            IsCa::Ca(BasicConstraints::Unconstrained)
+        } else {
+            IsCa::ExplicitNoCa
+        };
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let ski = params.key_identifier(&key);
+        TestCa {
+            issuer: CertifiedIssuer::self_signed(params, key).unwrap(),
+            ski,
+        }
+    }
+
+    fn leaf_der(ca: &TestCa, edit: impl FnOnce(&mut CertificateParams)) -> Vec<u8> {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(DnType::CommonName, "leaf");
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.serial_number = Some(SerialNumber::from(42u64));
+        edit(&mut params);
+        params.signed_by(&key, &ca.issuer).unwrap().der().to_vec()
+    }
+
+    fn crl_der(ca: &TestCa, serial: u64) -> Vec<u8> {
+        let now = OffsetDateTime::now_utc();
+        CertificateRevocationListParams {
+            this_update: now,
+            next_update: now + Duration::days(1),
+            crl_number: SerialNumber::from(1u64),
+            issuing_distribution_point: None,
+            revoked_certs: vec![RevokedCertParams {
+                serial_number: SerialNumber::from(serial),
+                revocation_time: now,
+                reason_code: None,
+                invalidity_date: None,
+            }],
+            key_identifier_method: KeyIdMethod::PreSpecified(ca.ski.clone()),
+        }
+        .signed_by(&ca.issuer)
+        .unwrap()
+        .der()
+        .to_vec()
+    }
+
+    fn parse(der: &[u8]) -> X509Certificate<'_> {
+        x509_parser::parse_x509_certificate(der).unwrap().1
+    }
+
+    fn parsed(der: &[u8]) -> CertificateRevocationList<'_> {
+        x509_parser::parse_x509_crl(der).unwrap().1
+    }
+
+    fn now() -> i64 {
+        OffsetDateTime::now_utc().unix_timestamp()
+    }
+
+    #[test]
+    fn leaf_profile_rules() {
+        let ca = ca("CA", true);
+        let good = leaf_der(&ca, |_| {});
+        assert_eq!(check_leaf_profile(&parse(&good)), Ok(()));
+        let cases: Vec<(&str, Box<dyn FnOnce(&mut CertificateParams)>)> = vec![
+            (
+                "CA:true",
+                Box::new(|p| p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained)),
+            ),
+            (
+                "no digitalSignature",
+                Box::new(|p| p.key_usages = vec![KeyUsagePurpose::KeyEncipherment]),
+            ),
+            ("no key usage", Box::new(|p| p.key_usages = vec![])),
+            (
+                "empty subject",
+                Box::new(|p| p.distinguished_name = rcgen::DistinguishedName::new()),
+            ),
+        ];
+        for (name, edit) in cases {
+            let der = leaf_der(&ca, edit);
+            assert!(
+                matches!(
+                    check_leaf_profile(&parse(&der)),
+                    Err(CertificateRejection::Unacceptable(_))
+                ),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn path_validity_and_trust() {
+        let anchor_ca = ca("CA", true);
+        let anchor_der = anchor_ca.issuer.der().to_vec();
+        let anchors = vec![parse(&anchor_der)];
+        let good = leaf_der(&anchor_ca, |_| {});
+        assert!(verify_path(&parse(&good), &[], &anchors, now()).is_ok());
+
+        let expired = leaf_der(&anchor_ca, |p| {
+            p.not_before = OffsetDateTime::now_utc() - Duration::days(3);
+            p.not_after = OffsetDateTime::now_utc() - Duration::days(1);
+        });
+        assert_eq!(
+            verify_path(&parse(&expired), &[], &anchors, now()).err(),
+            Some(CertificateRejection::Expired)
+        );
+        let future = leaf_der(&anchor_ca, |p| {
+            p.not_before = OffsetDateTime::now_utc() + Duration::days(1);
+            p.not_after = OffsetDateTime::now_utc() + Duration::days(3);
+        });
+        assert_eq!(
+            verify_path(&parse(&future), &[], &anchors, now()).err(),
+            Some(CertificateRejection::NotYetValid)
+        );
+
+        // Same subject name, different key: the signature decides, not the name.
+        let impostor = ca("CA", true);
+        let forged = leaf_der(&impostor, |_| {});
+        assert!(matches!(
+            verify_path(&parse(&forged), &[], &anchors, now()),
+            Err(CertificateRejection::Untrusted(_))
+        ));
+
+        // An anchor certificate that is not a CA cannot vouch for anything.
+        let not_a_ca = ca("not a CA", false);
+        let not_a_ca_der = not_a_ca.issuer.der().to_vec();
+        let leaf = leaf_der(&not_a_ca, |_| {});
+        assert!(matches!(
+            verify_path(&parse(&leaf), &[], &[parse(&not_a_ca_der)], now()),
+            Err(CertificateRejection::Untrusted(_))
+        ));
+    }
+
+    #[test]
+    fn only_crls_signed_by_the_issuer_revoke() {
+        let ca_ = ca("CA", true);
+        let ca_der = ca_.issuer.der().to_vec();
+        let issuer = parse(&ca_der);
+        let leaf = leaf_der(&ca_, |_| {});
+        let leaf = parse(&leaf);
+        let revoking = crl_der(&ca_, 42);
+        let other_serial = crl_der(&ca_, 43);
+        let forged = crl_der(&ca("CA", true), 42); // same issuer name, other key
+        assert_eq!(
+            check_not_revoked(&leaf, &issuer, &[("ok".into(), parsed(&other_serial))]),
+            Ok(())
+        );
+        assert_eq!(
+            check_not_revoked(&leaf, &issuer, &[("forged".into(), parsed(&forged))]),
+            Ok(())
+        );
+        assert_eq!(
+            check_not_revoked(&leaf, &issuer, &[("real".into(), parsed(&revoking))]),
+            Err(CertificateRejection::Revoked {
+                crl_name: "real".into()
+            })
+        );
+    }
+}
