@@ -338,7 +338,8 @@ mod tests {
         let ca = ca("CA", true);
         let good = leaf_der(&ca, |_| {});
         assert_eq!(check_leaf_profile(&parse(&good)), Ok(()));
-        let cases: Vec<(&str, Box<dyn FnOnce(&mut CertificateParams)>)> = vec![
+        type Edit = Box<dyn FnOnce(&mut CertificateParams)>;
+        let cases: Vec<(&str, Edit)> = vec![
             (
                 "CA:true",
                 Box::new(|p| p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained)),
