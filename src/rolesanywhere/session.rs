@@ -445,6 +445,58 @@ pub async fn send_create_session(
 mod tests {
     use super::*;
 
+    const FIXED_KEY: &str = include_str!("testdata/fixed-rsa2048.key.pem");
+    const FIXED_CERT: &str = include_str!("testdata/fixed-rsa2048.crt.pem");
+    /// Computed with Python (canonical request) and `openssl dgst -sha256 -sign` (see testdata/).
+    const FIXED_SIGNATURE: &str = "6019af060624046a3d4b403ad54a57ebecb85a76d7a43902881ab5782d2a7bb270057a0d60467b628e869c1cfd463227ea888f9a8f9eab988cc96f054c5c59e6134dc8773fb90e02c27141cfad552945e45272808c8cb708482c4226eb04fba250e78e2069688e360c214e219964ae1634d6ad0808ece4600ce2679239633351aadbeccb5a74a3dc6c86240ec0375bbe102818fb65afa3642306ba1bb5fda91160d98462d98d9c6d4ed1a32640d3d75340e51ebbffbb44340a38de5176ea62e0234642e62efa86498639ddcbf3721c5e13b3f6c6fe177c26b867104d4981fe002e1a9bcd8eeb82aa7a2f6c775d4d32dcd0b00da97a4621f049d70c9d52a52143";
+
+    /// A fixed key, certificate, date and request: RSA PKCS#1 v1.5 is deterministic, so the whole
+    /// `Authorization` header is known in advance.
+    #[test]
+    fn signs_a_fixed_request_exactly_as_computed_independently() {
+        let identity = SigningIdentity::from_pem(FIXED_CERT, FIXED_KEY, None).unwrap();
+        assert_eq!(identity.serial_decimal(), "1234567890123456789012345");
+        assert_eq!(identity.algorithm(), SigningAlgorithm::RsaSha256);
+        let request = SessionRequest::new(
+            "arn:aws:rolesanywhere:eu-west-1:123456789012:trust-anchor/ta-1",
+            "arn:aws:rolesanywhere:eu-west-1:123456789012:profile/p-1",
+            "arn:aws:iam::123456789012:role/app",
+            None,
+            None,
+            None,
+            None,
+        )
+        .unwrap();
+        let signed = sign_create_session(
+            &identity,
+            &request,
+            time::macros::datetime!(2024-03-05 07:08:09 UTC),
+        )
+        .unwrap();
+        assert_eq!(
+            signed.url,
+            "https://rolesanywhere.eu-west-1.amazonaws.com/sessions?\
+             profileArn=arn%3Aaws%3Arolesanywhere%3Aeu-west-1%3A123456789012%3Aprofile%2Fp-1\
+             &roleArn=arn%3Aaws%3Aiam%3A%3A123456789012%3Arole%2Fapp\
+             &trustAnchorArn=arn%3Aaws%3Arolesanywhere%3Aeu-west-1%3A123456789012%3Atrust-anchor%2Fta-1"
+        );
+        assert_eq!(signed.body, br#"{"durationSeconds":3600}"#);
+        let authorization = signed
+            .headers
+            .iter()
+            .find(|(name, _)| name == "Authorization")
+            .map(|(_, value)| value.as_str())
+            .unwrap();
+        assert_eq!(
+            authorization,
+            format!(
+                "AWS4-X509-RSA-SHA256 Credential=1234567890123456789012345/\
+                 20240305/eu-west-1/rolesanywhere/aws4_request, \
+                 SignedHeaders=content-type;host;x-amz-date;x-amz-x509, Signature={FIXED_SIGNATURE}"
+            )
+        );
+    }
+
     #[test]
     fn arn_regions() {
         assert_eq!(
