@@ -2,6 +2,7 @@
 //! CreateSession through AWS's official credential helper and `iamra credential-process`).
 //! No Kubernetes here. The official helper is built by `bash tests/install-deps.sh`.
 
+mod aws_config_profile;
 mod certificates;
 mod control_plane;
 mod emulator_binary;
