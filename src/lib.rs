@@ -4,5 +4,6 @@ pub mod api;
 pub mod controller;
 pub mod localenv;
 pub mod pki;
+pub mod rolesanywhere;
 pub mod signer;
 pub mod telemetry;

@@ -7,6 +7,8 @@ use clap::{Parser, Subcommand};
 
 use iamra::api::{crd_file_name, crd_yaml, custom_resource_definitions};
 use iamra::controller::ControllerOptions;
+use iamra::rolesanywhere::credential_process::{self, CredentialProcessArgs};
+use iamra::rolesanywhere::emulator::command::{self as emulator, EmulatorArgs};
 use iamra::telemetry::{self, LogFormat};
 
 #[derive(Parser)]
@@ -50,6 +52,11 @@ enum Command {
         #[arg(long)]
         output_dir: Option<PathBuf>,
     },
+    /// Print temporary AWS credentials for `credential_process` in ~/.aws/config (a drop-in for
+    /// `aws_signing_helper credential-process`).
+    CredentialProcess(CredentialProcessArgs),
+    /// Run a local IAM Roles Anywhere (control plane + CreateSession) on loopback.
+    RolesanywhereEmulator(EmulatorArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -61,9 +68,8 @@ fn main() -> anyhow::Result<()> {
             concurrency,
             http_address,
         } => {
-            telemetry::init(cli.log_format);
-            let runtime = tokio::runtime::Runtime::new()?;
-            runtime.block_on(async {
+            telemetry::init(cli.log_format, "info");
+            runtime()?.block_on(async {
                 let client = kube::Client::try_default()
                     .await
                     .context("no usable kubeconfig or in-cluster configuration")?;
@@ -84,7 +90,34 @@ fn main() -> anyhow::Result<()> {
                 Ok(())
             })
         }
+        Command::CredentialProcess(args) => {
+            // stdout carries only the credentials JSON; logs (off unless RUST_LOG) go to stderr.
+            telemetry::init(cli.log_format, "warn");
+            let json = runtime()?.block_on(credential_process::run(&args));
+            match json {
+                Ok(json) => {
+                    println!("{json}");
+                    Ok(())
+                }
+                Err(error) => {
+                    eprintln!("iamra credential-process: {error}");
+                    std::process::exit(1);
+                }
+            }
+        }
+        Command::RolesanywhereEmulator(args) => {
+            telemetry::init(cli.log_format, "info");
+            runtime()?.block_on(emulator::run(&args))?;
+            Ok(())
+        }
     }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
 }
 
 fn print_crds(output_dir: Option<PathBuf>) -> anyhow::Result<()> {

@@ -3,6 +3,9 @@
 #   openssl          checks every certificate and CRL the tests produce
 #   moto[server]     the KMS emulator (moto_server on loopback)
 #   kube-apiserver, etcd   built from Go modules, cached in ~/.cache/iamra-test-bins
+#   aws_signing_helper     AWS's official Roles Anywhere credential helper, built from its Go
+#                          module (cgo), cached in ~/.cache/iamra-test-bins; the reference client
+#                          the emulator is tested against
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -17,3 +20,4 @@ if ! python3 -c 'import moto.server, flask' >/dev/null 2>&1; then
 fi
 
 bash tests/kube-bins/build.sh >/dev/null
+bash tests/rolesanywhere-helper/build.sh >/dev/null

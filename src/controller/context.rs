@@ -9,7 +9,7 @@ use tokio::sync::Mutex;
 
 use super::backoff::Backoff;
 use super::crl::PublishedCrl;
-use super::crl_import::CrlImporter;
+use crate::rolesanywhere::crl_import::CrlImporter;
 use crate::signer::{KmsError, KmsSigningKey, KmsSigningOptions};
 
 /// The field manager of everything the controller writes.

@@ -5,7 +5,6 @@ mod ca;
 mod conditions;
 mod context;
 mod crl;
-mod crl_import;
 mod crl_status;
 mod error;
 mod http;

@@ -4,6 +4,8 @@ mod ca;
 mod crl;
 mod inspect;
 mod leaf;
+pub mod pem;
+pub mod private_key;
 mod serial;
 mod subject;
 mod workload_key;

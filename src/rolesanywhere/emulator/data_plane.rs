@@ -1,0 +1,384 @@
+//! The data plane: `POST /sessions` (CreateSession). Verifies the SigV4-X509 signature, the date,
+//! the certificate path to the trust anchor, the certificate profile, the enabled CRLs and the
+//! profile/role, then returns fake but well-formed temporary credentials (HTTP 201).
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use time::macros::format_description;
+
+use super::verify::{check_leaf_profile, check_not_revoked, verify_path, verify_request_signature};
+use super::{MAX_CLOCK_SKEW, ServiceError, Shared};
+use crate::pki::pem::parse_pem;
+use crate::rolesanywhere::errors::MESSAGE_INVALID_SIGNATURE;
+use crate::rolesanywhere::session::{
+    DEFAULT_SESSION_SECONDS, MAX_SESSION_SECONDS, MIN_SESSION_SECONDS,
+};
+use crate::rolesanywhere::sigv4x509::{
+    self, HEADER_AMZ_DATE, HEADER_X509, HEADER_X509_CHAIN, SERVICE_NAME, SESSIONS_PATH,
+    canonical_query_string, canonical_request, parse_amz_date, parse_authorization, sha256_hex,
+    string_to_sign,
+};
+
+pub fn router() -> Router<Shared> {
+    Router::new().route(SESSIONS_PATH, post(create_session))
+}
+
+async fn create_session(
+    State(shared): State<Shared>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match handle_create_session(&shared, &uri, &headers, &body, OffsetDateTime::now_utc()) {
+        Ok(reply) => (StatusCode::CREATED, axum::Json(reply)).into_response(),
+        Err(error) => {
+            tracing::info!(error_type = error.error_type, message = %error.message, "CreateSession refused");
+            error.into_response()
+        }
+    }
+}
+
+/// All values of a header, joined by `,` (how SigV4 canonicalises repeated headers).
+fn header_values(headers: &HeaderMap, name: &str) -> Option<String> {
+    let values: Vec<&str> = headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    (!values.is_empty()).then(|| values.join(","))
+}
+
+fn query_pairs(uri: &Uri) -> Vec<(String, String)> {
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(&s.replace('+', " "))
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    uri.query()
+        .unwrap_or_default()
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (decode(k), decode(v))
+        })
+        .collect()
+}
+
+fn invalid_signature() -> ServiceError {
+    ServiceError::access_denied(MESSAGE_INVALID_SIGNATURE)
+}
+
+/// A request whose SigV4-X509 signature verified.
+pub struct VerifiedRequest {
+    pub serial_decimal: String,
+    /// DER of the signing certificate (`X-Amz-X509`).
+    pub leaf_der: Vec<u8>,
+    /// Decoded query-string parameters.
+    pub query: Vec<(String, String)>,
+}
+
+/// The whole CreateSession decision, apart from the HTTP plumbing.
+pub fn handle_create_session(
+    shared: &Shared,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+    now: OffsetDateTime,
+) -> Result<Value, ServiceError> {
+    let region = shared.read(|s| s.region.clone());
+    // 1. The signature, over exactly the headers the client says it signed.
+    let verified = verify_signed_request(uri, headers, body, &region, now)?;
+    let (_, leaf) = x509_parser::parse_x509_certificate(&verified.leaf_der)
+        .map_err(|_| ServiceError::validation("X-Amz-X509 is not a base64 DER certificate"))?;
+    let query = verified.query;
+    let serial_decimal = verified.serial_decimal;
+
+    // 2. The parameters: ARNs in the query string or the JSON body.
+    let json: Value = if body.is_empty() {
+        json!({})
+    } else {
+        serde_json::from_slice(body)
+            .map_err(|_| ServiceError::validation("request body is not valid JSON"))?
+    };
+    let param = |name: &str| -> Option<String> {
+        query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .or_else(|| json.get(name).and_then(Value::as_str).map(str::to_owned))
+    };
+    let required = |name: &str| {
+        param(name).ok_or_else(|| ServiceError::validation(format!("{name} is required")))
+    };
+    let trust_anchor_arn = required("trustAnchorArn")?;
+    let profile_arn = required("profileArn")?;
+    let role_arn = required("roleArn")?;
+    let duration = match json.get("durationSeconds") {
+        None | Some(Value::Null) => DEFAULT_SESSION_SECONDS,
+        Some(v) => v
+            .as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .filter(|n| (MIN_SESSION_SECONDS..=MAX_SESSION_SECONDS).contains(n))
+            .ok_or_else(|| {
+                ServiceError::validation(format!(
+                    "durationSeconds must be {MIN_SESSION_SECONDS}-{MAX_SESSION_SECONDS}"
+                ))
+            })?,
+    };
+    let role_session_name = json.get("roleSessionName").and_then(Value::as_str);
+
+    // 3. Trust anchor, profile and role.
+    let (anchor, profile, crls) = shared.read(|state| {
+        let anchor = state.trust_anchor_by_arn(&trust_anchor_arn).cloned();
+        let profile = state.profile_by_arn(&profile_arn).cloned();
+        let crls: Vec<_> = state
+            .crls_of(&trust_anchor_arn)
+            .filter(|c| c.enabled)
+            .cloned()
+            .collect();
+        (anchor, profile, crls)
+    });
+    let anchor = anchor.ok_or_else(|| {
+        ServiceError::not_found(format!("Trust anchor {trust_anchor_arn} not found"))
+    })?;
+    if !anchor.enabled {
+        return Err(ServiceError::access_denied("Trust anchor is disabled"));
+    }
+    let profile = profile
+        .ok_or_else(|| ServiceError::not_found(format!("Profile {profile_arn} not found")))?;
+    if !profile.enabled {
+        return Err(ServiceError::access_denied("Profile is disabled"));
+    }
+    if !profile.role_arns.contains(&role_arn) {
+        return Err(ServiceError::access_denied(format!(
+            "Role {role_arn} is not in profile {profile_arn}"
+        )));
+    }
+    if role_session_name.is_some() && !profile.accept_role_session_name {
+        return Err(ServiceError::validation(
+            "The profile does not accept role session names",
+        ));
+    }
+
+    // 4. The certificate: profile, path to the anchor, validity, revocation.
+    let reject = |r: super::verify::CertificateRejection| {
+        tracing::info!(reason = %r, serial = %serial_decimal, "certificate refused");
+        ServiceError::access_denied(r.service_message())
+    };
+    check_leaf_profile(&leaf).map_err(reject)?;
+    let chain_der: Vec<Vec<u8>> = match header_values(headers, HEADER_X509_CHAIN) {
+        Some(chain) => chain
+            .split(',')
+            .map(|b64| STANDARD.decode(b64.trim()))
+            .collect::<Result<_, _>>()
+            .map_err(|_| ServiceError::validation("X-Amz-X509-Chain is not base64 DER"))?,
+        None => Vec::new(),
+    };
+    let intermediates = chain_der
+        .iter()
+        .map(|der| x509_parser::parse_x509_certificate(der).map(|(_, c)| c))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| ServiceError::validation("X-Amz-X509-Chain holds an invalid certificate"))?;
+    let anchor_der: Vec<Vec<u8>> = parse_pem(&anchor.certificate_bundle_pem)
+        .map_err(|_| ServiceError::internal("stored trust anchor is not PEM"))?
+        .into_iter()
+        .filter(|b| b.label == "CERTIFICATE")
+        .map(|b| b.der)
+        .collect();
+    let anchors = anchor_der
+        .iter()
+        .filter_map(|der| {
+            x509_parser::parse_x509_certificate(der)
+                .ok()
+                .map(|(_, c)| c)
+        })
+        .collect::<Vec<_>>();
+    let issuer =
+        verify_path(&leaf, &intermediates, &anchors, now.unix_timestamp()).map_err(reject)?;
+    let crl_der: Vec<(String, Vec<u8>)> = crls
+        .iter()
+        .filter_map(|c| super::control_plane::crl_der(&c.crl_data).map(|der| (c.name.clone(), der)))
+        .collect();
+    let parsed_crls: Vec<_> = crl_der
+        .iter()
+        .filter_map(|(name, der)| {
+            x509_parser::parse_x509_crl(der)
+                .ok()
+                .map(|(_, crl)| (name.clone(), crl))
+        })
+        .collect();
+    check_not_revoked(&leaf, issuer, &parsed_crls).map_err(reject)?;
+
+    // 5. Credentials (fake, in the shapes and lengths STS uses).
+    let duration = profile
+        .duration_seconds
+        .map_or(duration, |max| duration.min(max));
+    let session_name = role_session_name
+        .map(str::to_owned)
+        .unwrap_or_else(|| sigv4x509::hex(leaf.tbs_certificate.raw_serial()));
+    let reply = credential_set(
+        &region,
+        &role_arn,
+        &session_name,
+        &leaf.subject().to_string(),
+        duration,
+        now,
+    )?;
+    tracing::info!(
+        serial = %serial_decimal,
+        role = %role_arn,
+        access_key_id = %reply["credentialSet"][0]["credentials"]["accessKeyId"],
+        "CreateSession granted"
+    );
+    Ok(reply)
+}
+
+const UPPER_ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+const BASE64_CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/// The CreateSession answer: random credentials in the shapes and lengths STS uses.
+fn credential_set(
+    region: &str,
+    role_arn: &str,
+    session_name: &str,
+    source_identity: &str,
+    duration_seconds: u32,
+    now: OffsetDateTime,
+) -> Result<Value, ServiceError> {
+    let expiration = (now + time::Duration::seconds(i64::from(duration_seconds)))
+        .format(format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]:[second]Z"
+        ))
+        .map_err(|_| ServiceError::internal("formatting the expiration"))?;
+    let role_name = role_arn.rsplit('/').next().unwrap_or(role_arn);
+    let account = role_arn.split(':').nth(4).unwrap_or_default();
+    Ok(json!({
+        "credentialSet": [{
+            "assumedRoleUser": {
+                "arn": format!("arn:aws:sts::{account}:assumed-role/{role_name}/{session_name}"),
+                "assumedRoleId": format!("AROA{}:{session_name}", random_token(17, UPPER_ALNUM)?),
+            },
+            "credentials": {
+                "accessKeyId": format!("ASIA{}", random_token(16, UPPER_ALNUM)?),
+                "secretAccessKey": random_token(40, BASE64_CHARS)?,
+                "sessionToken": random_token(356, BASE64_CHARS)?,
+                "expiration": expiration,
+            },
+            "packedPolicySize": 0,
+            "roleArn": role_arn,
+            "sourceIdentity": source_identity,
+        }],
+        "subjectArn": format!(
+            "arn:aws:rolesanywhere:{region}:{account}:subject/{}",
+            super::state::new_resource_id()
+        ),
+    }))
+}
+
+fn random_token(len: usize, alphabet: &[u8]) -> Result<String, ServiceError> {
+    let mut bytes = vec![0u8; len];
+    aws_lc_rs::rand::fill(&mut bytes)
+        .map_err(|_| ServiceError::internal("no system randomness"))?;
+    Ok(bytes
+        .iter()
+        .map(|b| char::from(alphabet[usize::from(*b) % alphabet.len()]))
+        .collect())
+}
+
+/// Verifies the SigV4-X509 signature as the service does: date within [`MAX_CLOCK_SKEW`], scope
+/// of this region and service, `host`, `x-amz-date` and `x-amz-x509` signed, the credential's
+/// serial is the certificate's, and the certificate's key signed the string to sign.
+pub fn verify_signed_request(
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+    region: &str,
+    now: OffsetDateTime,
+) -> Result<VerifiedRequest, ServiceError> {
+    let authorization = header_values(headers, "authorization")
+        .ok_or_else(|| ServiceError::access_denied("Missing Authorization header"))?;
+    let authorization = parse_authorization(&authorization)
+        .map_err(|e| ServiceError::access_denied(e.to_string()))?;
+    let amz_date = header_values(headers, HEADER_AMZ_DATE)
+        .ok_or_else(|| ServiceError::access_denied("Missing X-Amz-Date header"))?;
+    let signed_at =
+        parse_amz_date(&amz_date).map_err(|e| ServiceError::access_denied(e.to_string()))?;
+    if (now - signed_at).abs() > MAX_CLOCK_SKEW {
+        return Err(ServiceError::access_denied(format!(
+            "Signature expired: {amz_date} is outside 5 minutes of the server time {}",
+            sigv4x509::format_amz_date(now)
+        )));
+    }
+    if authorization.service != SERVICE_NAME
+        || authorization.region != region
+        || authorization.scope_date != amz_date.get(..8).unwrap_or_default()
+    {
+        return Err(ServiceError::access_denied(format!(
+            "Credential scope {} does not match {}",
+            authorization.scope,
+            sigv4x509::credential_scope(&amz_date, region)
+        )));
+    }
+    for required in ["host", HEADER_AMZ_DATE, HEADER_X509] {
+        if !authorization.signed_headers.iter().any(|h| h == required) {
+            return Err(ServiceError::access_denied(format!(
+                "{required} must be a signed header"
+            )));
+        }
+    }
+    let mut signed = Vec::with_capacity(authorization.signed_headers.len());
+    for name in &authorization.signed_headers {
+        let value = header_values(headers, name).ok_or_else(invalid_signature)?;
+        signed.push((name.clone(), value));
+    }
+    let canonical = sigv4x509::canonical_headers(&signed);
+    if canonical.signed_headers != authorization.signed_headers.join(";") {
+        // Unsorted or repeated names: the client's canonical form cannot be this one.
+        return Err(invalid_signature());
+    }
+    let query = query_pairs(uri);
+    let canonical_request = canonical_request(
+        "POST",
+        uri.path(),
+        &canonical_query_string(&query),
+        &canonical,
+        &sha256_hex(body),
+    );
+    let to_sign = string_to_sign(
+        authorization.algorithm,
+        &amz_date,
+        &authorization.scope,
+        &canonical_request,
+    );
+    let leaf_der = header_values(headers, HEADER_X509)
+        .and_then(|b64| STANDARD.decode(b64.trim()).ok())
+        .ok_or_else(|| ServiceError::validation("X-Amz-X509 is not a base64 DER certificate"))?;
+    let (_, leaf) = x509_parser::parse_x509_certificate(&leaf_der)
+        .map_err(|_| ServiceError::validation("X-Amz-X509 is not a base64 DER certificate"))?;
+    if sigv4x509::decimal_serial(leaf.tbs_certificate.raw_serial()) != authorization.serial_decimal
+    {
+        return Err(invalid_signature());
+    }
+    if !verify_request_signature(
+        &leaf,
+        authorization.algorithm,
+        to_sign.as_bytes(),
+        &authorization.signature,
+    ) {
+        return Err(invalid_signature());
+    }
+    Ok(VerifiedRequest {
+        serial_decimal: authorization.serial_decimal,
+        leaf_der,
+        query,
+    })
+}

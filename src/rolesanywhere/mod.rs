@@ -1,0 +1,9 @@
+//! IAM Roles Anywhere: the SigV4-X509 `CreateSession` client, the `credential-process` command,
+//! and a local emulator of the service (control plane + data plane) for development and tests.
+
+pub mod credential_process;
+pub mod crl_import;
+pub mod emulator;
+pub mod errors;
+pub mod session;
+pub mod sigv4x509;
