@@ -7,6 +7,7 @@ mod kms;
 mod openssl;
 mod processes;
 mod rbac;
+mod revocation;
 mod samples;
 mod schema_validation;
 mod tls_providers;
@@ -34,6 +35,7 @@ fn main() -> ExitCode {
     trials.extend(rbac::trials(&cluster));
     trials.extend(issuance::trials(&cluster));
     trials.extend(kms::trials(&cluster));
+    trials.extend(revocation::trials(&cluster));
     trials.extend(tls_providers::trials(&cluster));
     let conclusion = libtest_mimic::run(&arguments, trials);
     drop(cluster);

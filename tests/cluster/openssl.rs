@@ -96,3 +96,91 @@ pub fn verify_self_signed_ca(ca_pem: &str) -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// `openssl verify -crl_check -x509_strict -purpose sslclient` with `crl_pem`: Ok when the
+/// outcome is what `expect_valid` says (valid, or "certificate revoked").
+pub fn verify_with_crl(
+    ca_pem: &str,
+    crl_pem: &str,
+    leaf_pem: &str,
+    expect_valid: bool,
+) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    std::fs::write(dir.path().join("ca.pem"), ca_pem)?;
+    std::fs::write(dir.path().join("crl.pem"), crl_pem)?;
+    std::fs::write(dir.path().join("leaf.pem"), leaf_pem)?;
+    let (ok, text) = run(
+        dir.path(),
+        &[
+            "verify",
+            "-crl_check",
+            "-x509_strict",
+            "-purpose",
+            "sslclient",
+            "-CAfile",
+            "ca.pem",
+            "-CRLfile",
+            "crl.pem",
+            "leaf.pem",
+        ],
+    )?;
+    if expect_valid {
+        anyhow::ensure!(
+            ok && text.contains("leaf.pem: OK"),
+            "openssl -crl_check refused a certificate that is not revoked:\n{text}"
+        );
+    } else {
+        anyhow::ensure!(
+            !ok && text.contains("certificate revoked"),
+            "openssl -crl_check did not report the certificate revoked:\n{text}"
+        );
+    }
+    Ok(())
+}
+
+/// `openssl crl -verify` of a CRL against its CA.
+pub fn verify_crl(ca_pem: &str, crl_pem: &str) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    std::fs::write(dir.path().join("ca.pem"), ca_pem)?;
+    std::fs::write(dir.path().join("crl.pem"), crl_pem)?;
+    let (ok, text) = run(
+        dir.path(),
+        &[
+            "crl", "-in", "crl.pem", "-CAfile", "ca.pem", "-verify", "-noout",
+        ],
+    )?;
+    anyhow::ensure!(
+        ok && text.contains("verify OK"),
+        "openssl crl -verify failed:\n{text}"
+    );
+    Ok(())
+}
+
+/// The serials a CRL lists, lowercase hex without leading zero octets.
+pub fn crl_serials(crl_pem: &str) -> anyhow::Result<Vec<String>> {
+    let dir = tempfile::tempdir()?;
+    std::fs::write(dir.path().join("crl.pem"), crl_pem)?;
+    let (ok, text) = run(dir.path(), &["crl", "-in", "crl.pem", "-noout", "-text"])?;
+    anyhow::ensure!(ok, "openssl crl could not read the CRL:\n{text}");
+    Ok(text
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("Serial Number: "))
+        .map(|serial| serial.trim().to_lowercase())
+        .collect())
+}
+
+/// The CRL number openssl reads from the CRL.
+pub fn crl_number(crl_pem: &str) -> anyhow::Result<i64> {
+    let dir = tempfile::tempdir()?;
+    std::fs::write(dir.path().join("crl.pem"), crl_pem)?;
+    let (ok, text) = run(
+        dir.path(),
+        &["crl", "-in", "crl.pem", "-noout", "-crlnumber"],
+    )?;
+    anyhow::ensure!(ok, "openssl crl -crlnumber failed:\n{text}");
+    let hex = text
+        .trim()
+        .trim_start_matches("crlNumber=")
+        .trim_start_matches("0x");
+    Ok(i64::from_str_radix(hex, 16)?)
+}
