@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 use iamra::api::{crd_file_name, crd_yaml, custom_resource_definitions};
 use iamra::controller::ControllerOptions;
+use iamra::localenv::demo;
 use iamra::rolesanywhere::credential_process::{self, CredentialProcessArgs};
 use iamra::rolesanywhere::emulator::command::{self as emulator, EmulatorArgs};
 use iamra::telemetry::{self, LogFormat};
@@ -46,6 +47,14 @@ enum Command {
         #[arg(long, default_value = "0.0.0.0:8080", env = "IAMRA_HTTP_ADDRESS")]
         http_address: std::net::SocketAddr,
     },
+    /// Run the whole story locally: control plane, Roles Anywhere emulator, controller, a
+    /// certificate traded for credentials, then a Revocation refused within seconds.
+    LocalDemo {
+        /// Directory holding kube-apiserver and etcd; default: build or reuse the cached ones
+        /// with tests/kube-bins/build.sh.
+        #[arg(long, env = "IAMRA_TEST_BINS")]
+        kube_binaries: Option<PathBuf>,
+    },
     /// Print the CustomResourceDefinitions generated from the API types.
     Crds {
         /// Write one file per CRD into this directory instead of printing them.
@@ -63,6 +72,18 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Crds { output_dir } => print_crds(output_dir),
+        Command::LocalDemo { kube_binaries } => {
+            // The API server's start-up answers 500 for a while; the client would log each.
+            telemetry::init(cli.log_format, "warn,kube_client=off");
+            let source = match kube_binaries {
+                Some(dir) => demo::BinariesSource::Directory(dir),
+                None => demo::BinariesSource::BuildScript(
+                    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/kube-bins/build.sh"),
+                ),
+            };
+            runtime()?.block_on(demo::run(source))?;
+            Ok(())
+        }
         Command::Controller {
             namespace,
             concurrency,

@@ -2,6 +2,7 @@
 //! installed. The integration tests run on it, and so does the local end-to-end run.
 
 mod control_plane;
+pub mod demo;
 mod ports;
 mod serving_certs;
 

@@ -1,0 +1,333 @@
+//! `iamra local-demo`: the whole story on one machine, on embedded defaults. A local control
+//! plane, the Roles Anywhere emulator and the controller (this binary) with a bootstrapped CA;
+//! a workload certificate trades for credentials through `iamra credential-process`; a
+//! Revocation is applied and the next attempt is refused with "Certificate revoked".
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
+
+use super::{ControlPlane, ControlPlaneBinaries, free_loopback_port};
+use crate::api::*;
+use crate::rolesanywhere::emulator::{self, EmulatorConfig};
+
+const NAMESPACE: &str = "iamra-demo";
+const REGION: &str = "eu-west-1";
+const ROLE_ARN: &str = "arn:aws:iam::123456789012:role/demo-workload";
+const WAIT: Duration = Duration::from_secs(60);
+
+/// Where the demo finds kube-apiserver and etcd.
+pub enum BinariesSource {
+    Directory(PathBuf),
+    BuildScript(PathBuf),
+}
+
+/// Kills the controller when the demo ends, however it ends.
+struct ChildGuard(Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn step(text: &str) {
+    println!("==> {text}");
+}
+
+async fn wait_until<T, F, Fut>(what: &str, mut check: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<Option<T>>>,
+{
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(value) = check().await? {
+            return Ok(value);
+        }
+        anyhow::ensure!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn ready(
+    conditions: Option<&Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>>,
+) -> bool {
+    conditions.is_some_and(|c| {
+        c.iter()
+            .any(|c| c.type_ == CONDITION_READY && c.status == "True")
+    })
+}
+
+/// Runs `iamra credential-process`; Ok(stdout) on success, Err(stderr) on refusal.
+fn credential_process(iamra: &Path, args: &[String]) -> anyhow::Result<Result<String, String>> {
+    let output = Command::new(iamra)
+        .arg("credential-process")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()?;
+    let stdout = String::from_utf8_lossy(&output.stdout).trim().to_string();
+    let stderr = String::from_utf8_lossy(&output.stderr).trim().to_string();
+    Ok(if output.status.success() {
+        Ok(stdout)
+    } else {
+        Err(stderr)
+    })
+}
+
+/// The credentials JSON with the secret parts replaced, fit to print.
+fn redact(json: &str) -> String {
+    match serde_json::from_str::<serde_json::Value>(json) {
+        Ok(mut value) => {
+            for field in ["SecretAccessKey", "SessionToken"] {
+                if let Some(secret) = value.get_mut(field) {
+                    *secret = serde_json::Value::String("<redacted>".into());
+                }
+            }
+            value.to_string()
+        }
+        Err(_) => "<unparseable output>".into(),
+    }
+}
+
+/// Runs the demo, printing each step; returns the seconds from applying the Revocation to the
+/// first refused CreateSession.
+pub async fn run(binaries: BinariesSource) -> anyhow::Result<f64> {
+    let binaries = match binaries {
+        BinariesSource::Directory(dir) => ControlPlaneBinaries::in_dir(&dir)?,
+        BinariesSource::BuildScript(script) => {
+            step("building (or finding cached) kube-apiserver and etcd");
+            ControlPlaneBinaries::build_with(&script)?
+        }
+    };
+    step("starting etcd and kube-apiserver on loopback, installing the CRDs");
+    let control_plane = ControlPlane::start(&binaries).await?;
+    let client = control_plane.client().await?;
+    let work = control_plane.workdir().to_path_buf();
+    println!(
+        "    data and logs in {} (removed at the end)",
+        work.display()
+    );
+
+    step("starting the IAM Roles Anywhere emulator");
+    let emulator = emulator::start(EmulatorConfig {
+        listen: "127.0.0.1:0".parse()?,
+        region: REGION.into(),
+        state_file: None,
+    })
+    .await?;
+
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let namespace = Namespace {
+        metadata: ObjectMeta {
+            name: Some(NAMESPACE.into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    namespaces
+        .create(&PostParams::default(), &namespace)
+        .await?;
+
+    step("starting `iamra controller`");
+    let iamra = std::env::current_exe().context("locating this binary")?;
+    let controller_log = work.join("controller.log");
+    let log = std::fs::File::create(&controller_log)?;
+    let _controller = ChildGuard(
+        Command::new(&iamra)
+            .args(["controller", "--namespace", NAMESPACE])
+            .arg(format!(
+                "--http-address=127.0.0.1:{}",
+                free_loopback_port()?
+            ))
+            .env("KUBECONFIG", control_plane.kubeconfig_path())
+            // The emulator takes any credentials; these keep the SDK off real AWS and IMDS.
+            .env("AWS_ACCESS_KEY_ID", "local-demo")
+            .env("AWS_SECRET_ACCESS_KEY", "local-demo")
+            .env("AWS_REGION", REGION)
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("starting the controller")?,
+    );
+
+    let apply = PatchParams::apply("iamra-demo").force();
+    let issuers: Api<Issuer> = Api::namespaced(client.clone(), NAMESPACE);
+    step("applying an Issuer: the controller bootstraps a self-signed CA");
+    let mut issuer = Issuer::new(
+        "demo-ca",
+        IssuerSpec {
+            local: Some(LocalKeySource {
+                secret_name: "demo-ca".into(),
+                bootstrap: None,
+                key_algorithm: None,
+            }),
+            kms: None,
+            subject: None,
+            duration: None,
+            crl: None,
+            roles_anywhere: None,
+        },
+    );
+    issuers
+        .patch("demo-ca", &apply, &Patch::Apply(&issuer))
+        .await?;
+    let ca_pem = wait_until("the Issuer to be Ready", || async {
+        let issuer = issuers.get("demo-ca").await?;
+        Ok(issuer
+            .status
+            .filter(|s| ready(Some(&s.conditions)))
+            .and_then(|s| s.ca_certificate))
+    })
+    .await?;
+    let arns = emulator::seed(&emulator.shared, &ca_pem, &[ROLE_ARN.to_string()])?;
+    println!(
+        "    trust anchor {} (source: the Issuer's CA)",
+        arns.trust_anchor_arn
+    );
+    issuer.spec.roles_anywhere = Some(RolesAnywhereCrlTarget {
+        trust_anchor_arn: arns.trust_anchor_arn.clone(),
+        region: None,
+        crl_name: None,
+        endpoint: Some(emulator.endpoint()),
+    });
+    issuers
+        .patch("demo-ca", &apply, &Patch::Apply(&issuer))
+        .await?;
+
+    step("applying a WorkloadCertificate");
+    let certificates: Api<WorkloadCertificate> = Api::namespaced(client.clone(), NAMESPACE);
+    let certificate = WorkloadCertificate::new(
+        "payments-api",
+        WorkloadCertificateSpec {
+            issuer_ref: IssuerReference {
+                name: "demo-ca".into(),
+            },
+            subject: Subject {
+                common_name: Some("payments-api".into()),
+                ..Default::default()
+            },
+            uris: vec![format!(
+                "spiffe://cluster.local/ns/{NAMESPACE}/sa/payments-api"
+            )],
+            dns_names: vec![],
+            key_algorithm: None,
+            duration: None,
+            renew_before: None,
+            secret_name: "payments-api-tls".into(),
+            private_key_rotation_policy: None,
+            secret_template: None,
+        },
+    );
+    certificates
+        .patch("payments-api", &apply, &Patch::Apply(&certificate))
+        .await?;
+    let serial = wait_until("the certificate to be issued", || async {
+        let certificate = certificates.get("payments-api").await?;
+        Ok(certificate
+            .status
+            .filter(|s| ready(Some(&s.conditions)))
+            .and_then(|s| s.serial_number))
+    })
+    .await?;
+    println!("    certificate {serial} in Secret {NAMESPACE}/payments-api-tls");
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), NAMESPACE);
+    let secret = secrets.get("payments-api-tls").await?;
+    let file = |key: &str| -> anyhow::Result<PathBuf> {
+        let bytes = secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get(key))
+            .with_context(|| format!("Secret has no {key}"))?;
+        let path = work.join(key);
+        std::fs::write(&path, &bytes.0)?;
+        Ok(path)
+    };
+    let (certificate_file, key_file) = (file("tls.crt")?, file("tls.key")?);
+    let args: Vec<String> = vec![
+        "--certificate".into(),
+        certificate_file.display().to_string(),
+        "--private-key".into(),
+        key_file.display().to_string(),
+        "--trust-anchor-arn".into(),
+        arns.trust_anchor_arn.clone(),
+        "--profile-arn".into(),
+        arns.profile_arn.clone(),
+        "--role-arn".into(),
+        ROLE_ARN.into(),
+        "--endpoint".into(),
+        emulator.endpoint(),
+    ];
+
+    step("getting AWS credentials with `iamra credential-process`");
+    match credential_process(&iamra, &args)? {
+        Ok(json) => println!("    {}", redact(&json)),
+        Err(error) => anyhow::bail!("credential-process failed before any revocation: {error}"),
+    }
+
+    step("applying a Revocation of the workload's certificate (reason keyCompromise)");
+    let revocations: Api<Revocation> = Api::namespaced(client.clone(), NAMESPACE);
+    let revocation = Revocation::new(
+        "payments-api-key-leak",
+        RevocationSpec {
+            issuer_ref: IssuerReference {
+                name: "demo-ca".into(),
+            },
+            serial_number: None,
+            certificate_ref: Some(CertificateReference {
+                name: "payments-api".into(),
+            }),
+            reason: Some(RevocationReason::KeyCompromise),
+            revocation_time: None,
+            reissue: None,
+        },
+    );
+    let started = Instant::now();
+    revocations
+        .patch("payments-api-key-leak", &apply, &Patch::Apply(&revocation))
+        .await?;
+    let refusal = wait_until("Roles Anywhere to refuse the certificate", || async {
+        match credential_process(&iamra, &args)? {
+            Err(error) if error.contains("Certificate revoked") => Ok(Some(error)),
+            Err(error) => anyhow::bail!("credential-process failed for another reason: {error}"),
+            Ok(_) => Ok(None),
+        }
+    })
+    .await;
+    let refusal = match refusal {
+        Ok(refusal) => refusal,
+        Err(error) => {
+            let conditions = issuers
+                .get("demo-ca")
+                .await?
+                .status
+                .map(|s| s.conditions)
+                .unwrap_or_default();
+            let said: Vec<String> = conditions
+                .iter()
+                .map(|c| format!("{}={} {}: {}", c.type_, c.status, c.reason, c.message))
+                .collect();
+            anyhow::bail!(
+                "{error}; the Issuer says {said:?}; controller log: {}",
+                controller_log.display()
+            );
+        }
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    step("the next attempt is refused");
+    println!("    {refusal}");
+    println!(
+        "==> revoked in {seconds:.2} s: apply of the Revocation to the first refused CreateSession"
+    );
+    emulator.shutdown().await;
+    step("cleaning up (controller, emulator, kube-apiserver, etcd and their data)");
+    Ok(seconds)
+}
