@@ -236,3 +236,31 @@ impl CrlImporter {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn refuses_an_oversized_crl_before_calling_aws() {
+        let sdk = aws_config::SdkConfig::builder().build();
+        let importer = CrlImporter::new(sdk);
+        let target = RolesAnywhereCrlTarget {
+            trust_anchor_arn: "arn:aws:rolesanywhere:eu-west-1:111122223333:trust-anchor/0e4a1f5a-5c3b-4a9c-8a63-2f7d0c1b9e11".into(),
+            region: None,
+            crl_name: None,
+            // Nothing listens here: the size check must come first.
+            endpoint: Some("http://127.0.0.1:9".into()),
+        };
+        let pem = "A".repeat(ROLES_ANYWHERE_MAX_CRL_BYTES + 1);
+        let error = importer
+            .import(&target, "crl", &pem, None)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, CrlImportError::TooLarge { size } if size == ROLES_ANYWHERE_MAX_CRL_BYTES + 1)
+        );
+        assert_eq!(error.reason(), "CrlTooLarge");
+        assert!(error.to_string().contains("at most 300000"));
+    }
+}

@@ -58,6 +58,11 @@ pub fn trials(cluster: &TestCluster) -> Vec<Trial> {
             unreachable_roles_anywhere_is_retried,
         ),
         trial(
+            "revocation::lost_crl_id_updates_the_crl_of_the_same_name",
+            cluster,
+            lost_crl_id_updates_the_crl_of_the_same_name,
+        ),
+        trial(
             "revocation::kms_signed_crl_above_raw_limit",
             cluster,
             kms_signed_crl_above_raw_limit,
@@ -733,5 +738,44 @@ async fn expired_entries_leave_and_release(cluster: TestCluster) -> anyhow::Resu
         Ok((!openssl::crl_serials(&s.published_crl().await?.0)?.contains(&serial)).then_some(()))
     })
     .await?;
+    Ok(())
+}
+
+/// After the Issuer's status (and with it the crlId) is lost, the controller finds its CRL by
+/// name and updates it: a trust anchor holds at most two CRLs, so importing again would
+/// eventually fail.
+async fn lost_crl_id_updates_the_crl_of_the_same_name(cluster: TestCluster) -> anyhow::Result<()> {
+    use kube::api::{Patch, PatchParams};
+    let s = scene(&cluster, "crlname").await?;
+    let _controller = cluster.start_controller(&s.namespace)?;
+    let emulator = start_emulator("127.0.0.1:0".parse()?, None).await?;
+    let (_, arns) = s.issuer(Some(&emulator), None).await?;
+    let arns = arns.context("seeded")?;
+    let crl_id = wait_for("first import", SETTLE, || async {
+        Ok(s.issuers.get("ca").await?.status.and_then(|st| st.crl_id))
+    })
+    .await?;
+    let lost = serde_json::json!({"status": {"crlId": null, "importedCrlNumber": null}});
+    s.issuers
+        .patch_status("ca", &PatchParams::default(), &Patch::Merge(&lost))
+        .await?;
+    let (certificate, key, _) = s.certificate("app").await?;
+    s.revoke("after-loss", RevocationTarget::Certificate("app"), false)
+        .await?;
+    s.wait_revocation_ready("after-loss").await?;
+    anyhow::ensure!(
+        matches!(
+            session(&emulator, &arns, &certificate, &key).await,
+            Err(CreateSessionError::CertificateRevoked { .. })
+        ),
+        "not refused"
+    );
+    let recovered = s.issuers.get("ca").await?.status.and_then(|st| st.crl_id);
+    anyhow::ensure!(
+        recovered.as_deref() == Some(crl_id.as_str()),
+        "imported a second CRL {recovered:?} instead of updating {crl_id}"
+    );
+    let crls = emulator.shared.read(|state| state.crls.len());
+    anyhow::ensure!(crls == 1, "the emulator holds {crls} CRLs");
     Ok(())
 }
