@@ -398,6 +398,8 @@ impl Reconciler {
             subject: distinguished_name(&spec.subject),
             uris: spec.uris.clone(),
             dns_names: spec.dns_names.clone(),
+            ip_addresses: Vec::new(),
+            purpose: crate::pki::LeafPurpose::Client,
             serial_number: random_serial_number().map_err(Error::from)?,
             not_before: now - NOT_BEFORE_BACKDATE,
             not_after,

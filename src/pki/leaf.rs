@@ -15,12 +15,25 @@ use super::PkiError;
 /// does not see a certificate from the future.
 pub const NOT_BEFORE_BACKDATE: Duration = Duration::from_secs(60);
 
+/// The extended key usage of a leaf certificate.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LeafPurpose {
+    /// TLS client authentication: what IAM Roles Anywhere expects of workload certificates.
+    #[default]
+    Client,
+    /// TLS server authentication: the controller's own webhook.
+    Server,
+}
+
 /// What a workload certificate says.
 #[derive(Clone, Debug)]
 pub struct LeafCertificateSpec {
     pub subject: DistinguishedName,
     pub uris: Vec<String>,
     pub dns_names: Vec<String>,
+    pub ip_addresses: Vec<std::net::IpAddr>,
+    /// What the certificate authenticates: a workload to AWS, or a server (the webhook).
+    pub purpose: LeafPurpose,
     pub serial_number: SerialNumber,
     pub not_before: OffsetDateTime,
     pub not_after: OffsetDateTime,
@@ -37,7 +50,10 @@ impl LeafCertificateSpec {
         // Roles Anywhere: v3, CA:false when BasicConstraints is present, digitalSignature.
         params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.extended_key_usages = vec![match self.purpose {
+            LeafPurpose::Client => ExtendedKeyUsagePurpose::ClientAuth,
+            LeafPurpose::Server => ExtendedKeyUsagePurpose::ServerAuth,
+        }];
         params.use_authority_key_identifier_extension = true;
         for uri in &self.uris {
             let value = uri
@@ -52,6 +68,9 @@ impl LeafCertificateSpec {
                 .try_into()
                 .map_err(|_| PkiError::InvalidSubjectAltName(dns_name.clone()))?;
             params.subject_alt_names.push(SanType::DnsName(value));
+        }
+        for address in &self.ip_addresses {
+            params.subject_alt_names.push(SanType::IpAddress(*address));
         }
         if let Some(url) = &self.crl_distribution_point {
             params.crl_distribution_points = vec![CrlDistributionPoint {

@@ -13,7 +13,7 @@ mod workload_key;
 pub use ca::{CaCertificateSpec, generate_ca_key, self_signed_ca};
 pub use crl::{CrlSpec, RevokedCertificate, build_crl, parse_serial_hex};
 pub use inspect::{ParsedCertificate, parse_certificate_der, parse_certificate_pem, pem_blocks};
-pub use leaf::{LeafCertificateSpec, NOT_BEFORE_BACKDATE, issue_leaf};
+pub use leaf::{LeafCertificateSpec, LeafPurpose, NOT_BEFORE_BACKDATE, issue_leaf};
 pub use serial::{SERIAL_NUMBER_BYTES, random_serial_number, serial_hex};
 pub use subject::distinguished_name;
 pub use workload_key::{generate_workload_key, key_matches_algorithm};

@@ -33,6 +33,8 @@ fn leaf_spec(crl: Option<&str>) -> LeafCertificateSpec {
         }),
         uris: vec!["spiffe://cluster.local/ns/a/sa/b".into()],
         dns_names: vec!["app.a.svc".into()],
+        ip_addresses: vec![],
+        purpose: LeafPurpose::Client,
         serial_number: random_serial_number().unwrap(),
         not_before: now,
         not_after: now + Duration::hours(24),
