@@ -161,7 +161,8 @@ pub fn free_port() -> u16 {
 }
 
 pub struct Sidecar {
-    pub child: tokio::process::Child,
+    /// Killed when the test ends.
+    _child: tokio::process::Child,
     pub base: String,
     pub health: String,
     pub token_file: PathBuf,
@@ -175,10 +176,6 @@ impl Sidecar {
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id().unwrap()
     }
 
     /// GET /credentials with the right token.
@@ -242,7 +239,7 @@ pub async fn start_sidecar(env: &Env, cert: &Path, key: &Path, extra: &[&str]) -
         .spawn()
         .unwrap();
     let sidecar = Sidecar {
-        child,
+        _child: child,
         base: format!("http://127.0.0.1:{port}"),
         health: format!("http://127.0.0.1:{health_port}"),
         token_file,
