@@ -23,7 +23,8 @@ type Client = hyper_util::client::legacy::Client<
 >;
 
 const ROLE_ARN: &str = "arn:aws:iam::123456789012:role/iamra-bench";
-const HELPER: &str = ".cache/iamra-test-bins/rolesanywhere-credential-helper-v1.4.0/aws_signing_helper";
+const HELPER: &str =
+    ".cache/iamra-test-bins/rolesanywhere-credential-helper-v1.4.0/aws_signing_helper";
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -197,7 +198,10 @@ async fn main() {
     println!("{n} sequential credential requests from cache over loopback (keep-alive)\n");
     print("iamra sidecar /credentials", &container);
     print("iamra sidecar IMDSv2", &ours.imds);
-    println!("{:<34} {} KiB", "iamra sidecar peak RSS (VmHWM)", ours.rss_kib);
+    println!(
+        "{:<34} {} KiB",
+        "iamra sidecar peak RSS (VmHWM)", ours.rss_kib
+    );
 
     // The official helper, when built (bash tests/install-deps.sh).
     let helper = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(HELPER));
@@ -244,7 +248,10 @@ async fn main() {
     };
     drop(official);
     print("official helper serve IMDSv2", &theirs.imds);
-    println!("{:<34} {} KiB", "official helper peak RSS (VmHWM)", theirs.rss_kib);
+    println!(
+        "{:<34} {} KiB",
+        "official helper peak RSS (VmHWM)", theirs.rss_kib
+    );
     println!(
         "\nratios iamra / official: RSS {:.2}, IMDS mean latency {:.2}, p99 {:.2}",
         ours.rss_kib as f64 / theirs.rss_kib.max(1) as f64,

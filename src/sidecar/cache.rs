@@ -71,8 +71,7 @@ impl CachedCredentials {
 /// How long before expiration to refresh: `override_before` when given, else
 /// max([`MIN_REFRESH_BEFORE`], lifetime / [`REFRESH_BEFORE_FRACTION`]).
 pub fn refresh_threshold(lifetime: Duration, override_before: Option<Duration>) -> Duration {
-    override_before
-        .unwrap_or_else(|| MIN_REFRESH_BEFORE.max(lifetime / REFRESH_BEFORE_FRACTION))
+    override_before.unwrap_or_else(|| MIN_REFRESH_BEFORE.max(lifetime / REFRESH_BEFORE_FRACTION))
 }
 
 /// The moment to call CreateSession again: `threshold` before expiration, brought forward by
@@ -119,9 +118,21 @@ mod tests {
         let obtained = datetime!(2026-01-01 00:00:00 UTC);
         let cached = CachedCredentials::new(credentials("2026-01-01T00:15:00Z"), obtained).unwrap();
         assert!(cached.valid_at(obtained).is_some());
-        assert!(cached.valid_at(datetime!(2026-01-01 00:14:59 UTC)).is_some());
-        assert!(cached.valid_at(datetime!(2026-01-01 00:15:00 UTC)).is_none());
-        assert!(cached.valid_at(datetime!(2026-01-01 01:00:00 UTC)).is_none());
+        assert!(
+            cached
+                .valid_at(datetime!(2026-01-01 00:14:59 UTC))
+                .is_some()
+        );
+        assert!(
+            cached
+                .valid_at(datetime!(2026-01-01 00:15:00 UTC))
+                .is_none()
+        );
+        assert!(
+            cached
+                .valid_at(datetime!(2026-01-01 01:00:00 UTC))
+                .is_none()
+        );
         assert_eq!(
             cached.seconds_until_expiry(datetime!(2026-01-01 00:14:00 UTC)),
             60.0
@@ -140,9 +151,16 @@ mod tests {
         let t0 = datetime!(2026-01-01 00:00:00 UTC);
         let hour = t0 + time::Duration::hours(1);
         // One hour: a quarter (15 min) before expiry, jitter takes off up to 10% of 45 min.
-        assert_eq!(refresh_at(t0, hour, None, 0.0), t0 + time::Duration::minutes(45));
-        let jittered = refresh_at(t0, hour, None, 1.0) - (t0 + time::Duration::seconds(45 * 60 - 270));
-        assert!(jittered.abs() < time::Duration::milliseconds(1), "{jittered}");
+        assert_eq!(
+            refresh_at(t0, hour, None, 0.0),
+            t0 + time::Duration::minutes(45)
+        );
+        let jittered =
+            refresh_at(t0, hour, None, 1.0) - (t0 + time::Duration::seconds(45 * 60 - 270));
+        assert!(
+            jittered.abs() < time::Duration::milliseconds(1),
+            "{jittered}"
+        );
         // 15 minutes: the 5-minute floor wins over a quarter (3 m 45 s).
         let quarter_hour = t0 + time::Duration::minutes(15);
         assert_eq!(
@@ -151,7 +169,10 @@ mod tests {
         );
         // 12 hours: 3 hours before.
         let twelve = t0 + time::Duration::hours(12);
-        assert_eq!(refresh_at(t0, twelve, None, 0.0), t0 + time::Duration::hours(9));
+        assert_eq!(
+            refresh_at(t0, twelve, None, 0.0),
+            t0 + time::Duration::hours(9)
+        );
         // The test override, and a threshold beyond the lifetime never spins.
         assert_eq!(
             refresh_at(t0, quarter_hour, Some(Duration::from_secs(895)), 0.0),
@@ -162,7 +183,10 @@ mod tests {
             t0 + time::Duration::seconds(1)
         );
         // Already expired when obtained (clock skew): retry soon, not in the past.
-        assert_eq!(refresh_at(t0, t0, None, 0.0), t0 + time::Duration::seconds(1));
+        assert_eq!(
+            refresh_at(t0, t0, None, 0.0),
+            t0 + time::Duration::seconds(1)
+        );
     }
 
     #[test]

@@ -60,7 +60,8 @@ impl CertificateFiles {
             })
         };
         let certificate = text(certificate, &self.certificate)?;
-        let identity = SigningIdentity::from_pem(&certificate, &text(key, &self.private_key)?, None)?;
+        let identity =
+            SigningIdentity::from_pem(&certificate, &text(key, &self.private_key)?, None)?;
         self.check_validity(&certificate, OffsetDateTime::now_utc())?;
         Ok(identity)
     }

@@ -126,10 +126,6 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
         }
-        assert!(
-            !Metrics::default()
-                .render(None)
-                .contains("expiry_seconds 0")
-        );
+        assert!(!Metrics::default().render(None).contains("expiry_seconds 0"));
     }
 }

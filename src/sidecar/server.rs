@@ -101,8 +101,14 @@ pub fn credentials_router(state: Arc<SidecarState>) -> Router {
     Router::new()
         .route(CREDENTIALS_PATH, get(get_container_credentials))
         .route("/latest/api/token", put(put_imds_token))
-        .route("/latest/meta-data/iam/security-credentials", get(get_role_name))
-        .route("/latest/meta-data/iam/security-credentials/", get(get_role_name))
+        .route(
+            "/latest/meta-data/iam/security-credentials",
+            get(get_role_name),
+        )
+        .route(
+            "/latest/meta-data/iam/security-credentials/",
+            get(get_role_name),
+        )
         .route(
             "/latest/meta-data/iam/security-credentials/{role}",
             get(get_imds_credentials),
@@ -144,11 +150,13 @@ async fn put_imds_token(State(state): State<Arc<SidecarState>>, headers: HeaderM
     // Like IMDS: a request that went through a proxy is refused, so a token cannot be obtained
     // through an SSRF-able forwarder.
     let response = if headers.contains_key("x-forwarded-for") {
-        error(StatusCode::FORBIDDEN, "Forbidden", "forwarded requests are refused")
+        error(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            "forwarded requests are refused",
+        )
     } else {
-        let ttl = headers
-            .get(IMDS_TTL_HEADER)
-            .and_then(|v| v.to_str().ok());
+        let ttl = headers.get(IMDS_TTL_HEADER).and_then(|v| v.to_str().ok());
         match parse_imds_ttl(ttl) {
             Some(ttl) => {
                 let token = state
@@ -224,7 +232,10 @@ async fn metrics(State(state): State<Arc<SidecarState>>) -> Response {
         .metrics
         .render(state.seconds_until_expiry(OffsetDateTime::now_utc()));
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         text,
     )
         .into_response()

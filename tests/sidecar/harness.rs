@@ -299,7 +299,14 @@ pub struct Moto {
 pub async fn start_moto(log_dir: &Path) -> Moto {
     let port = free_port();
     let child = tokio::process::Command::new("python3")
-        .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
+        .args([
+            "-m",
+            "moto.server",
+            "-H",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+        ])
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(log_dir.join("moto.log")).unwrap())
         .kill_on_drop(true)

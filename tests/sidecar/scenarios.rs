@@ -37,7 +37,11 @@ async fn container_endpoint_requires_the_token_and_imds_a_session_token() {
     // The generated token file: not world-readable, no trailing newline (SDKs send it as is).
     let token = sidecar.token();
     assert_eq!(token.len(), 64);
-    let mode = std::fs::metadata(&sidecar.token_file).unwrap().permissions().mode() & 0o777;
+    let mode = std::fs::metadata(&sidecar.token_file)
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
     assert!(mode == 0o640 || mode == 0o600, "token file mode {mode:o}");
 
     let url = format!("{}/credentials", sidecar.base);
@@ -49,8 +53,7 @@ async fn container_endpoint_requires_the_token_and_imds_a_session_token() {
     assert_eq!(json["AccessKeyId"], issued_key.as_str());
     assert_eq!(json["SecretAccessKey"].as_str().unwrap().len(), 40);
     assert!(!json["Token"].as_str().unwrap().is_empty());
-    let expiration =
-        OffsetDateTime::parse(json["Expiration"].as_str().unwrap(), &Rfc3339).unwrap();
+    let expiration = OffsetDateTime::parse(json["Expiration"].as_str().unwrap(), &Rfc3339).unwrap();
     let remaining = expiration - OffsetDateTime::now_utc();
     assert!(remaining > time::Duration::minutes(55), "{remaining}");
 
@@ -59,11 +62,17 @@ async fn container_endpoint_requires_the_token_and_imds_a_session_token() {
     let roles = imds("/meta-data/iam/security-credentials/");
     assert_eq!(get(&roles, &[]).await.0, 401, "no session token");
     assert_eq!(
-        get(&roles, &[("x-aws-ec2-metadata-token", "1.forged")]).await.0,
+        get(&roles, &[("x-aws-ec2-metadata-token", "1.forged")])
+            .await
+            .0,
         401
     );
     let token_url = imds("/api/token");
-    assert_eq!(request("PUT", &token_url, &[]).await.0, 400, "TTL is required");
+    assert_eq!(
+        request("PUT", &token_url, &[]).await.0,
+        400,
+        "TTL is required"
+    );
     let too_long = [("x-aws-ec2-metadata-token-ttl-seconds", "21601")];
     assert_eq!(request("PUT", &token_url, &too_long).await.0, 400);
     let forwarded = [
@@ -79,7 +88,10 @@ async fn container_endpoint_requires_the_token_and_imds_a_session_token() {
     .await;
     assert_eq!(status, 200);
     let with_session = [("x-aws-ec2-metadata-token", session.as_str())];
-    assert_eq!(get(&roles, &with_session).await, (200, ROLE_NAME.to_owned()));
+    assert_eq!(
+        get(&roles, &with_session).await,
+        (200, ROLE_NAME.to_owned())
+    );
     let (status, body) = get(&format!("{roles}{ROLE_NAME}"), &with_session).await;
     assert_eq!(status, 200, "{body}");
     let json: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -87,11 +99,17 @@ async fn container_endpoint_requires_the_token_and_imds_a_session_token() {
     assert_eq!(json["Type"], "AWS-HMAC");
     assert_eq!(json["AccessKeyId"], issued_key.as_str());
     OffsetDateTime::parse(json["LastUpdated"].as_str().unwrap(), &Rfc3339).unwrap();
-    assert_eq!(get(&format!("{roles}other-role"), &with_session).await.0, 404);
+    assert_eq!(
+        get(&format!("{roles}other-role"), &with_session).await.0,
+        404
+    );
     assert_eq!(get(&format!("{roles}{ROLE_NAME}"), &[]).await.0, 401);
 
     // Health and metrics on their own address; nothing secret in the log.
-    assert_eq!(get(&format!("{}/healthz", sidecar.health), &[]).await.0, 200);
+    assert_eq!(
+        get(&format!("{}/healthz", sidecar.health), &[]).await.0,
+        200
+    );
     let (_, metrics) = get(&format!("{}/metrics", sidecar.health), &[]).await;
     for line in [
         "iamra_sidecar_refreshes_total 1",
@@ -99,21 +117,33 @@ async fn container_endpoint_requires_the_token_and_imds_a_session_token() {
         "iamra_sidecar_requests_total{endpoint=\"credentials\",status=\"200\"} 1",
         "iamra_sidecar_requests_total{endpoint=\"imds_credentials\",status=\"200\"} 1",
     ] {
-        assert!(metrics.lines().any(|l| l == line), "{line} not in\n{metrics}");
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "{line} not in\n{metrics}"
+        );
     }
     assert!(metrics.contains("iamra_sidecar_credentials_expiry_seconds 3"));
     let log = sidecar.log();
-    assert!(log.contains(&issued_key), "the access key id is logged: {log}");
+    assert!(
+        log.contains(&issued_key),
+        "the access key id is logged: {log}"
+    );
     for secret in [
         json["SecretAccessKey"].as_str().unwrap(),
         json["Token"].as_str().unwrap(),
         token.as_str(),
         session.as_str(),
     ] {
-        assert!(!log.contains(secret), "a secret leaked into the log:\n{log}");
+        assert!(
+            !log.contains(secret),
+            "a secret leaked into the log:\n{log}"
+        );
     }
     for key_line in leaf.key_pem.lines().filter(|l| !l.starts_with("-----")) {
-        assert!(!log.contains(key_line), "the private key leaked into the log");
+        assert!(
+            !log.contains(key_line),
+            "the private key leaked into the log"
+        );
     }
 }
 
@@ -180,7 +210,9 @@ async fn rotated_certificate_is_used_without_restart() {
         let after: Vec<_> = env.sessions()[seen_at_revocation..].to_vec();
         if after.iter().filter(|s| s.status == 201).count() >= 2 {
             assert!(
-                after.iter().all(|s| s.serial == new_serial && s.status == 201),
+                after
+                    .iter()
+                    .all(|s| s.serial == new_serial && s.status == 201),
                 "after rotation every CreateSession uses the new certificate: {after:?}"
             );
             break;
@@ -219,7 +251,10 @@ async fn revoked_certificate_turns_readyz_red_and_a_new_one_recovers() {
         })
         .await;
     assert!(sidecar.log().contains("the certificate is revoked"));
-    assert_eq!(get(&format!("{}/healthz", sidecar.health), &[]).await.0, 200);
+    assert_eq!(
+        get(&format!("{}/healthz", sidecar.health), &[]).await.0,
+        200
+    );
     let (_, metrics) = get(&format!("{}/metrics", sidecar.health), &[]).await;
     assert!(
         metrics.contains("iamra_sidecar_refresh_failures_total{reason=\"certificate_revoked\"}"),

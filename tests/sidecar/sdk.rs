@@ -32,7 +32,10 @@ async fn aws_sdk_default_chain_uses_the_sidecar_and_moto_sts_accepts() {
             "AWS_CONTAINER_CREDENTIALS_FULL_URI",
             format!("{}/credentials", sidecar.base),
         )
-        .env("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", &sidecar.token_file)
+        .env(
+            "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+            &sidecar.token_file,
+        )
         .env("AWS_REGION", REGION)
         .env("AWS_ENDPOINT_URL_STS", &moto.url)
         // Nothing else in the default chain may answer first.
@@ -117,5 +120,8 @@ async fn sdk_child() {
     );
     let identity = sts.get_caller_identity().send().await.unwrap();
     println!("ACCOUNT={}", identity.account().unwrap_or_default());
-    println!("SIGNED_WITH={}", signed_with.0.lock().unwrap().clone().unwrap());
+    println!(
+        "SIGNED_WITH={}",
+        signed_with.0.lock().unwrap().clone().unwrap()
+    );
 }
