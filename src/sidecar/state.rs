@@ -100,3 +100,68 @@ impl SidecarState {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rolesanywhere::session::Credentials;
+    use time::macros::datetime;
+
+    fn state_with_credentials() -> SidecarState {
+        let state = SidecarState::new("token".into(), "role".into()).unwrap();
+        state.store(
+            CachedCredentials::new(
+                Credentials {
+                    access_key_id: "ASIA".into(),
+                    secret_access_key: "s".into(),
+                    session_token: "t".into(),
+                    expiration: "2026-01-01T00:15:00Z".into(),
+                },
+                datetime!(2026-01-01 00:00:00 UTC),
+            )
+            .unwrap(),
+        );
+        state
+    }
+
+    #[test]
+    fn revoked_while_cached_is_not_ready_and_nothing_is_served_after_expiry() {
+        let state = state_with_credentials();
+        let before = datetime!(2026-01-01 00:10:00 UTC);
+        let after = datetime!(2026-01-01 00:15:00 UTC);
+        assert_eq!(state.readiness(before), Readiness::Ready);
+        state.record_failure(RefreshFailure {
+            reason: "certificate_revoked",
+            message: "the certificate is revoked".into(),
+            needs_attention: true,
+        });
+        assert!(
+            state.current(before).is_some(),
+            "cached credentials still served"
+        );
+        match state.readiness(before) {
+            Readiness::NotReady(reason) => assert!(reason.contains("revoked"), "{reason}"),
+            Readiness::Ready => panic!("a revoked certificate must not be ready"),
+        }
+        assert!(state.current(after).is_none(), "never past expiration");
+        assert!(state.unavailable_reason().contains("revoked"));
+    }
+
+    #[test]
+    fn transient_failures_keep_ready_while_credentials_last() {
+        let state = state_with_credentials();
+        state.record_failure(RefreshFailure {
+            reason: "transport",
+            message: "connection refused".into(),
+            needs_attention: false,
+        });
+        assert_eq!(
+            state.readiness(datetime!(2026-01-01 00:10:00 UTC)),
+            Readiness::Ready
+        );
+        assert!(matches!(
+            state.readiness(datetime!(2026-01-01 00:16:00 UTC)),
+            Readiness::NotReady(_)
+        ));
+    }
+}
