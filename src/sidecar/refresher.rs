@@ -119,11 +119,11 @@ pub async fn run(
                     ),
                     _ if error.needs_attention() => tracing::error!(
                         %error, reason, retry_in = ?delay, cached_credentials_valid = still_valid,
-                        "CreateSession failed"
+                        "refreshing the credentials failed"
                     ),
                     _ => tracing::warn!(
                         %error, reason, retry_in = ?delay, cached_credentials_valid = still_valid,
-                        "CreateSession failed; retrying"
+                        "refreshing the credentials failed; retrying"
                     ),
                 }
                 state.metrics.refresh_failed(reason);
