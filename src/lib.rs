@@ -5,5 +5,6 @@ pub mod controller;
 pub mod localenv;
 pub mod pki;
 pub mod rolesanywhere;
+pub mod sidecar;
 pub mod signer;
 pub mod telemetry;

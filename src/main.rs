@@ -10,6 +10,7 @@ use iamra::controller::ControllerOptions;
 use iamra::localenv::demo;
 use iamra::rolesanywhere::credential_process::{self, CredentialProcessArgs};
 use iamra::rolesanywhere::emulator::command::{self as emulator, EmulatorArgs};
+use iamra::sidecar::{self, SidecarArgs};
 use iamra::telemetry::{self, LogFormat};
 
 #[derive(Parser)]
@@ -66,6 +67,9 @@ enum Command {
     CredentialProcess(CredentialProcessArgs),
     /// Run a local IAM Roles Anywhere (control plane + CreateSession) on loopback.
     RolesanywhereEmulator(EmulatorArgs),
+    /// Serve temporary AWS credentials on loopback (container-credentials endpoint and IMDSv2),
+    /// refreshed before expiry from the mounted certificate, following its rotation.
+    Sidecar(SidecarArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -129,6 +133,17 @@ fn main() -> anyhow::Result<()> {
         Command::RolesanywhereEmulator(args) => {
             telemetry::init(cli.log_format, "info");
             runtime()?.block_on(emulator::run(&args))?;
+            Ok(())
+        }
+        Command::Sidecar(args) => {
+            telemetry::init(cli.log_format, "info");
+            // One thread is plenty for a handful of loopback requests and one CreateSession an
+            // hour, and keeps the per-pod memory small.
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?
+                .block_on(sidecar::run(args))?;
             Ok(())
         }
     }

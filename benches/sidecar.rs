@@ -1,0 +1,261 @@
+//! The sidecar's cost, side by side with AWS's official helper (`aws_signing_helper serve`)
+//! against the same in-process Roles Anywhere emulator: peak RSS (VmHWM) and the latency of a
+//! credential request answered from cache over loopback (IMDSv2 for both, plus the sidecar's
+//! container endpoint). Not run in CI; one run on a shared machine is noisy, so compare ratios.
+//!
+//!     cargo bench --bench sidecar            (IAMRA_BENCH_REQUESTS=N to change the count)
+
+#[path = "../tests/rolesanywhere/fixtures.rs"]
+#[allow(dead_code)]
+mod fixtures;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Bytes;
+use iamra::rolesanywhere::emulator::{self, EmulatorConfig};
+
+type Client = hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    Empty<Bytes>,
+>;
+
+const ROLE_ARN: &str = "arn:aws:iam::123456789012:role/iamra-bench";
+const HELPER: &str =
+    ".cache/iamra-test-bins/rolesanywhere-credential-helper-v1.4.0/aws_signing_helper";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
+}
+
+async fn call(client: &Client, method: &str, url: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    let mut builder = http::Request::builder().method(method).uri(url);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    let Ok(request) = builder.body(Empty::new()) else {
+        return (0, String::new());
+    };
+    match client.request(request).await {
+        Ok(response) => {
+            let status = response.status().as_u16();
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            (status, String::from_utf8_lossy(&body).into_owned())
+        }
+        Err(_) => (0, String::new()),
+    }
+}
+
+fn vm_hwm_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+struct Stats {
+    mean_us: f64,
+    p50_us: f64,
+    p99_us: f64,
+}
+
+/// Times `n` sequential GETs of `url` on one keep-alive connection.
+async fn measure(client: &Client, url: &str, headers: &[(&str, &str)], n: usize) -> Stats {
+    let mut samples = Vec::with_capacity(n);
+    for _ in 0..n {
+        let start = Instant::now();
+        let (status, _) = call(client, "GET", url, headers).await;
+        samples.push(start.elapsed());
+        assert_eq!(status, 200, "{url}");
+    }
+    samples.sort();
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    Stats {
+        mean_us: samples.iter().map(|d| us(*d)).sum::<f64>() / n as f64,
+        p50_us: us(samples[n / 2]),
+        p99_us: us(samples[(n * 99 / 100).min(n - 1)]),
+    }
+}
+
+async fn wait_for(client: &Client, url: &str, headers: &[(&str, &str)]) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while call(client, "GET", url, headers).await.0 != 200 {
+        assert!(Instant::now() < deadline, "{url} never answered 200");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn imds_token(client: &Client, base: &str) -> String {
+    let (status, token) = call(
+        client,
+        "PUT",
+        &format!("{base}/latest/api/token"),
+        &[("x-aws-ec2-metadata-token-ttl-seconds", "21600")],
+    )
+    .await;
+    assert_eq!(status, 200);
+    token
+}
+
+struct Measured {
+    rss_kib: u64,
+    imds: Stats,
+}
+
+fn print(name: &str, stats: &Stats) {
+    println!(
+        "{name:<34} mean {:>8.1} µs   p50 {:>8.1} µs   p99 {:>8.1} µs",
+        stats.mean_us, stats.p50_us, stats.p99_us
+    );
+}
+
+#[tokio::main]
+async fn main() {
+    let n: usize = std::env::var("IAMRA_BENCH_REQUESTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
+    let running = emulator::start(EmulatorConfig {
+        listen: "127.0.0.1:0".parse().unwrap_or_else(|_| unreachable!()),
+        region: "us-east-1".into(),
+        state_file: None,
+    })
+    .await
+    .unwrap_or_else(|e| panic!("emulator: {e}"));
+    let ca = fixtures::ca("iamra bench CA", fixtures::Alg::EcdsaP256);
+    let seeded = emulator::seed(&running.shared, &ca.pem, &[ROLE_ARN.to_owned()])
+        .unwrap_or_else(|e| panic!("seed: {e}"));
+    let leaf = fixtures::leaf(&ca, fixtures::Alg::EcdsaP256);
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let (cert, key) = fixtures::write_leaf(dir.path(), "bench", &leaf);
+    // The flags both programs share, after the subcommand.
+    let command = |program: &Path, subcommand: &str| {
+        let mut command = tokio::process::Command::new(program);
+        command
+            .arg(subcommand)
+            .arg("--certificate")
+            .arg(&cert)
+            .arg("--private-key")
+            .arg(&key)
+            .args(["--trust-anchor-arn", &seeded.trust_anchor_arn])
+            .args(["--profile-arn", &seeded.profile_arn])
+            .args(["--role-arn", ROLE_ARN])
+            .args(["--endpoint", &running.endpoint()])
+            .args(["--region", "us-east-1"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true);
+        command
+    };
+    let client: Client =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build_http();
+
+    // iamra sidecar.
+    let port = free_port();
+    let mut sidecar_cmd = command(Path::new(env!("CARGO_BIN_EXE_iamra")), "sidecar");
+    sidecar_cmd
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--health-listen", &format!("127.0.0.1:{}", free_port())])
+        .arg("--token-file")
+        .arg(dir.path().join("token"));
+    let sidecar = sidecar_cmd.spawn().unwrap_or_else(|e| panic!("iamra: {e}"));
+    let base = format!("http://127.0.0.1:{port}");
+    let token_file = dir.path().join("token");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !token_file.exists() {
+        assert!(Instant::now() < deadline, "no token file");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let token = std::fs::read_to_string(&token_file).unwrap_or_default();
+    let auth = [("authorization", token.as_str())];
+    let container_url = format!("{base}/credentials");
+    wait_for(&client, &container_url, &auth).await;
+    let container = measure(&client, &container_url, &auth, n).await;
+    let imds = imds_token(&client, &base).await;
+    let imds_url = format!("{base}/latest/meta-data/iam/security-credentials/iamra-bench");
+    let imds_headers = [("x-aws-ec2-metadata-token", imds.as_str())];
+    let ours = Measured {
+        imds: measure(&client, &imds_url, &imds_headers, n).await,
+        rss_kib: vm_hwm_kib(sidecar.id().unwrap_or(0)).unwrap_or(0),
+    };
+    drop(sidecar);
+
+    println!("{n} sequential credential requests from cache over loopback (keep-alive)\n");
+    print("iamra sidecar /credentials", &container);
+    print("iamra sidecar IMDSv2", &ours.imds);
+    println!(
+        "{:<34} {} KiB",
+        "iamra sidecar peak RSS (VmHWM)", ours.rss_kib
+    );
+
+    // The official helper, when built (bash tests/install-deps.sh).
+    let helper = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(HELPER));
+    let Some(helper) = helper.filter(|h| h.is_file()) else {
+        println!("\nofficial helper not found at ~/{HELPER}: no comparison");
+        return;
+    };
+    let port = free_port();
+    let mut helper_cmd = command(&helper, "serve");
+    helper_cmd.args(["--port", &port.to_string()]);
+    let official = helper_cmd.spawn().unwrap_or_else(|e| panic!("helper: {e}"));
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let token = loop {
+        let (status, token) = call(
+            &client,
+            "PUT",
+            &format!("{base}/latest/api/token"),
+            &[("x-aws-ec2-metadata-token-ttl-seconds", "21600")],
+        )
+        .await;
+        if status == 200 {
+            break token;
+        }
+        assert!(Instant::now() < deadline, "the helper never answered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let headers = [("x-aws-ec2-metadata-token", token.as_str())];
+    let (_, role) = call(
+        &client,
+        "GET",
+        &format!("{base}/latest/meta-data/iam/security-credentials/"),
+        &headers,
+    )
+    .await;
+    let url = format!(
+        "{base}/latest/meta-data/iam/security-credentials/{}",
+        role.trim()
+    );
+    wait_for(&client, &url, &headers).await;
+    let theirs = Measured {
+        imds: measure(&client, &url, &headers, n).await,
+        rss_kib: vm_hwm_kib(official.id().unwrap_or(0)).unwrap_or(0),
+    };
+    drop(official);
+    print("official helper serve IMDSv2", &theirs.imds);
+    println!(
+        "{:<34} {} KiB",
+        "official helper peak RSS (VmHWM)", theirs.rss_kib
+    );
+    println!(
+        "\nratios iamra / official: RSS {:.2}, IMDS mean latency {:.2}, p99 {:.2}",
+        ours.rss_kib as f64 / theirs.rss_kib.max(1) as f64,
+        ours.imds.mean_us / theirs.imds.mean_us,
+        ours.imds.p99_us / theirs.imds.p99_us,
+    );
+}

@@ -1,0 +1,103 @@
+//! `iamra sidecar` flags. Every flag has an environment variable because the mutating webhook
+//! configures the injected container through `env`, not through `args`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::rolesanywhere::session::DEFAULT_SESSION_SECONDS;
+
+/// The official helper's `serve` listens here too, so tools configured for it keep working.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9911";
+pub const DEFAULT_HEALTH_LISTEN: &str = "127.0.0.1:9912";
+/// Kubernetes Secret volumes are updated by a symlink swap about a minute after the Secret
+/// changes; a few seconds of polling adds nothing noticeable and survives every swap.
+pub const DEFAULT_FILE_POLL_SECONDS: u64 = 5;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct SidecarArgs {
+    /// Workload certificate (PEM): the leaf first, intermediates after it (sent as the chain).
+    #[arg(long, env = "IAMRA_CERTIFICATE")]
+    pub certificate: PathBuf,
+    /// Private key of the certificate (PEM: PKCS#8, SEC1 or PKCS#1).
+    #[arg(long, env = "IAMRA_PRIVATE_KEY")]
+    pub private_key: PathBuf,
+    /// Trust anchor to authenticate against.
+    #[arg(long, env = "IAMRA_TRUST_ANCHOR_ARN")]
+    pub trust_anchor_arn: String,
+    /// Profile to pull policies from.
+    #[arg(long, env = "IAMRA_PROFILE_ARN")]
+    pub profile_arn: String,
+    /// Role to assume.
+    #[arg(long, env = "IAMRA_ROLE_ARN")]
+    pub role_arn: String,
+    /// Signing region; defaults to the trust anchor's region.
+    #[arg(long, env = "IAMRA_REGION")]
+    pub region: Option<String>,
+    /// CreateSession endpoint, e.g. http://127.0.0.1:8080 for the emulator.
+    #[arg(long, env = "IAMRA_ENDPOINT")]
+    pub endpoint: Option<String>,
+    /// Duration of each session in seconds (900-43200).
+    #[arg(long, env = "IAMRA_SESSION_DURATION", default_value_t = DEFAULT_SESSION_SECONDS)]
+    pub session_duration: u32,
+    /// Role session name (the profile must accept role session names).
+    #[arg(long, env = "IAMRA_ROLE_SESSION_NAME")]
+    pub role_session_name: Option<String>,
+    /// Address of the credentials endpoints (`/credentials` and IMDSv2); must be loopback.
+    #[arg(long, env = "IAMRA_LISTEN", default_value = DEFAULT_LISTEN)]
+    pub listen: SocketAddr,
+    /// The authorization token of `/credentials`; generated (mode 0640) when the file is absent.
+    /// Point the application's `AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE` at the same file.
+    #[arg(long, env = "IAMRA_TOKEN_FILE")]
+    pub token_file: PathBuf,
+    /// Address of `/healthz`, `/readyz` and `/metrics`.
+    #[arg(long, env = "IAMRA_HEALTH_LISTEN", default_value = DEFAULT_HEALTH_LISTEN)]
+    pub health_listen: SocketAddr,
+    /// Refresh when less than this many seconds of the credentials remain (default:
+    /// max(5 min, 1/4 of the lifetime)). For tests, which cannot wait for the default.
+    #[arg(long, env = "IAMRA_REFRESH_BEFORE", hide = true)]
+    pub refresh_before: Option<u64>,
+    /// How often the certificate and key files are checked for changes, in seconds.
+    #[arg(long, env = "IAMRA_FILE_POLL_INTERVAL", hide = true, default_value_t = DEFAULT_FILE_POLL_SECONDS)]
+    pub file_poll_interval: u64,
+}
+
+impl SidecarArgs {
+    pub fn refresh_before(&self) -> Option<Duration> {
+        self.refresh_before.map(Duration::from_secs)
+    }
+
+    pub fn file_poll_interval(&self) -> Duration {
+        Duration::from_secs(self.file_poll_interval.max(1))
+    }
+
+    /// The role's name (the last path segment of its ARN): what IMDS lists under
+    /// `security-credentials/`.
+    pub fn role_name(&self) -> String {
+        role_name(&self.role_arn)
+    }
+}
+
+pub fn role_name(role_arn: &str) -> String {
+    role_arn
+        .rsplit('/')
+        .next()
+        .filter(|name| !name.is_empty())
+        .unwrap_or("iamra")
+        .to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn role_name_is_the_last_path_segment() {
+        assert_eq!(
+            role_name("arn:aws:iam::123456789012:role/team/app-reader"),
+            "app-reader"
+        );
+        assert_eq!(role_name("arn:aws:iam::123456789012:role/app"), "app");
+        assert_eq!(role_name("arn:aws:iam::123456789012:role/"), "iamra");
+    }
+}

@@ -1,0 +1,151 @@
+//! `iamra sidecar`: the credential sidecar. Trades the mounted certificate for temporary
+//! credentials (CreateSession), caches them, refreshes well before they expire, follows
+//! certificate rotation without a restart, and serves them on loopback to the AWS SDKs
+//! (container-credentials endpoint) and to IMDS-only tools (IMDSv2 emulation).
+
+pub mod cache;
+pub mod config;
+pub mod files;
+pub mod metrics;
+pub mod refresher;
+pub mod server;
+pub mod state;
+pub mod token;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+
+pub use config::SidecarArgs;
+use files::CertificateFiles;
+use state::SidecarState;
+use token::{TokenError, load_or_create_token};
+
+use crate::rolesanywhere::errors::CreateSessionError;
+use crate::rolesanywhere::session::SessionRequest;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SidecarError {
+    #[error(
+        "--listen {0} is not a loopback address: credentials are served over plain HTTP and the AWS SDKs only accept loopback"
+    )]
+    NotLoopback(SocketAddr),
+    #[error(transparent)]
+    Configuration(#[from] CreateSessionError),
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    #[error("binding {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("serving on {addr}: {source}")]
+    Serve {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, SidecarError> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| SidecarError::Bind { addr, source })
+}
+
+/// Resolves on SIGTERM (the kubelet stopping the pod) or Ctrl-C.
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+}
+
+/// Runs until SIGTERM. Configuration errors stop it at once; CreateSession failures never do
+/// (they are retried and reported on `/readyz`), so a revoked certificate replaced by a new
+/// one recovers without a restart.
+pub async fn run(args: SidecarArgs) -> Result<(), SidecarError> {
+    if !args.listen.ip().is_loopback() {
+        return Err(SidecarError::NotLoopback(args.listen));
+    }
+    let request = SessionRequest::new(
+        &args.trust_anchor_arn,
+        &args.profile_arn,
+        &args.role_arn,
+        Some(args.session_duration),
+        args.role_session_name.clone(),
+        args.region.as_deref(),
+        args.endpoint.as_deref(),
+    )?;
+    let token = load_or_create_token(&args.token_file)?;
+    let state = Arc::new(SidecarState::new(token, args.role_name())?);
+    let files = CertificateFiles {
+        certificate: args.certificate.clone(),
+        private_key: args.private_key.clone(),
+    };
+    let credentials_listener = bind(args.listen).await?;
+    let health_listener = bind(args.health_listen).await?;
+    tracing::info!(
+        listen = %args.listen,
+        health_listen = %args.health_listen,
+        endpoint = %request.endpoint,
+        role = %args.role_arn,
+        token_file = %args.token_file.display(),
+        "credential sidecar listening"
+    );
+
+    let files_changed = Arc::new(Notify::new());
+    let watcher = tokio::spawn(files::watch(
+        files.clone(),
+        args.file_poll_interval(),
+        files_changed.clone(),
+    ));
+    let refresher = tokio::spawn(refresher::run(
+        state.clone(),
+        files,
+        request,
+        args.refresh_before(),
+        files_changed,
+    ));
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let credentials_server = axum::serve(
+        credentials_listener,
+        server::credentials_router(state.clone()),
+    )
+    .with_graceful_shutdown(stopped(stop_rx.clone()));
+    let health_server = axum::serve(health_listener, server::health_router(state))
+        .with_graceful_shutdown(stopped(stop_rx));
+    let signal = async {
+        shutdown_signal().await;
+        tracing::info!("stopping");
+        let _ = stop_tx.send(true);
+    };
+    let (credentials_result, health_result, ()) =
+        tokio::join!(credentials_server, health_server, signal);
+    watcher.abort();
+    refresher.abort();
+    credentials_result.map_err(|source| SidecarError::Serve {
+        addr: args.listen,
+        source,
+    })?;
+    health_result.map_err(|source| SidecarError::Serve {
+        addr: args.health_listen,
+        source,
+    })?;
+    Ok(())
+}
