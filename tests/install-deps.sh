@@ -6,6 +6,10 @@
 #   aws_signing_helper     AWS's official Roles Anywhere credential helper, built from its Go
 #                          module (cgo), cached in ~/.cache/iamra-test-bins; the reference client
 #                          the emulator is tested against
+#   helm             built from its Go module, cached in ~/.cache/iamra-test-bins; lints, renders
+#                    and (in tests/cluster) applies charts/iamra
+#   kustomize        likewise; tests/cluster builds config/default with it and applies the result
+#   actionlint       likewise; .ci/run checks the kind workflow with it
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -21,3 +25,6 @@ fi
 
 bash tests/kube-bins/build.sh >/dev/null
 bash tests/rolesanywhere-helper/build.sh >/dev/null
+bash tests/helm/build.sh >/dev/null
+bash tests/kustomize/build.sh >/dev/null
+bash tests/actionlint/build.sh >/dev/null

@@ -1,8 +1,13 @@
 //! Integration tests on a real etcd + kube-apiserver, started once for this test binary and
 //! stopped when the run ends. Every test gets its own namespace.
 
+mod chart;
 mod cluster;
 mod issuance;
+// Shared with tests/chart.rs, which uses parts this binary does not.
+#[allow(dead_code)]
+#[path = "../support/helm.rs"]
+mod helm;
 mod kms;
 mod openssl;
 mod processes;
@@ -37,6 +42,7 @@ fn main() -> ExitCode {
     trials.extend(kms::trials(&cluster));
     trials.extend(revocation::trials(&cluster));
     trials.extend(tls_providers::trials(&cluster));
+    trials.extend(chart::trials(&cluster));
     let conclusion = libtest_mimic::run(&arguments, trials);
     drop(cluster);
     conclusion.exit_code()

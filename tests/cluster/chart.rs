@@ -1,0 +1,629 @@
+//! The Helm chart on a real API server: every object `helm template` renders (CRDs first) is
+//! server-side applied and read back, the ServiceAccount's RBAC is checked with
+//! SubjectAccessReviews (what the controller needs is allowed, the rest refused), and the plain
+//! manifests in `config/default`, built with kustomize, install the same way.
+//!
+//! No kubelet runs here, so the controller pods are never started: these tests prove the objects
+//! are valid and wired, and the kind workflow (.github/workflows/kind-e2e.yaml) runs them.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
+};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams};
+use kube::discovery::{Scope, pinned_kind};
+use libtest_mimic::Trial;
+use serde_json::Value;
+
+use crate::cluster::{TestCluster, trial, wait_for};
+use crate::helm::{only_of_kind, parse_documents, render};
+
+const FIELD_MANAGER: &str = "iamra-chart-tests";
+
+pub fn trials(cluster: &TestCluster) -> Vec<Trial> {
+    vec![
+        trial(
+            "chart::installs_and_reads_back",
+            cluster,
+            installs_and_reads_back,
+        ),
+        trial(
+            "chart::service_account_has_the_access_it_needs_and_no_more",
+            cluster,
+            service_account_has_the_access_it_needs_and_no_more,
+        ),
+        trial(
+            "chart::plain_manifests_install_with_kustomize",
+            cluster,
+            plain_manifests_install_with_kustomize,
+        ),
+    ]
+}
+
+/// An object rendered by the chart and where it went.
+struct Applied {
+    api: Api<DynamicObject>,
+    name: String,
+    rendered: Value,
+}
+
+impl Applied {
+    fn describe(&self) -> String {
+        format!(
+            "{} {}/{}",
+            self.rendered["kind"].as_str().unwrap_or("?"),
+            self.rendered["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or("-"),
+            self.name
+        )
+    }
+}
+
+/// Server-side applies `objects`, CustomResourceDefinitions first (and waits for them to be
+/// Established, as `helm install` does), in the order given otherwise.
+async fn apply_all(client: &kube::Client, objects: &[Value]) -> anyhow::Result<Vec<Applied>> {
+    let (crds, others): (Vec<&Value>, Vec<&Value>) = objects
+        .iter()
+        .partition(|object| object["kind"] == "CustomResourceDefinition");
+    let mut applied = Vec::new();
+    for object in &crds {
+        applied.push(apply(client, object).await?);
+    }
+    let crd_api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in &applied {
+        let name = crd.name.clone();
+        let crd_api = crd_api.clone();
+        wait_for(
+            &format!("CRD {name} Established"),
+            Duration::from_secs(30),
+            || {
+                let crd_api = crd_api.clone();
+                let name = name.clone();
+                async move {
+                    let crd = crd_api.get(&name).await?;
+                    let established = crd
+                        .status
+                        .and_then(|status| status.conditions)
+                        .unwrap_or_default()
+                        .iter()
+                        .any(|c| c.type_ == "Established" && c.status == "True");
+                    Ok(established.then_some(()))
+                }
+            },
+        )
+        .await?;
+    }
+    for object in &others {
+        applied.push(apply(client, object).await?);
+    }
+    Ok(applied)
+}
+
+async fn apply(client: &kube::Client, object: &Value) -> anyhow::Result<Applied> {
+    let api_version = object["apiVersion"]
+        .as_str()
+        .context("object without apiVersion")?;
+    let kind = object["kind"].as_str().context("object without kind")?;
+    let name = object["metadata"]["name"]
+        .as_str()
+        .with_context(|| format!("{kind} without a name"))?
+        .to_string();
+    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+    let gvk = GroupVersionKind::gvk(group, version, kind);
+    let (resource, capabilities) = pinned_kind(client, &gvk)
+        .await
+        .with_context(|| format!("discovering {api_version} {kind}"))?;
+    let api = match capabilities.scope {
+        Scope::Namespaced => {
+            let namespace = object["metadata"]["namespace"]
+                .as_str()
+                .with_context(|| format!("{kind} {name} is namespaced but has no namespace"))?;
+            Api::namespaced_with(client.clone(), namespace, &resource)
+        }
+        Scope::Cluster => Api::all_with(client.clone(), &resource),
+    };
+    let dynamic: DynamicObject = serde_json::from_value(object.clone())
+        .with_context(|| format!("{kind} {name} is not a Kubernetes object"))?;
+    api.patch(
+        &name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&dynamic),
+    )
+    .await
+    .with_context(|| format!("applying {kind} {name}"))?;
+    Ok(Applied {
+        api,
+        name,
+        rendered: object.clone(),
+    })
+}
+
+/// Every applied object reads back with everything that was rendered (the server may add
+/// defaults, but must not drop or change a rendered field).
+async fn read_back(applied: &[Applied]) -> anyhow::Result<()> {
+    for object in applied {
+        let stored = object
+            .api
+            .get(&object.name)
+            .await
+            .with_context(|| format!("reading back {}", object.describe()))?;
+        let stored = serde_json::to_value(&stored)?;
+        let mut differences = Vec::new();
+        contained_in("", &object.rendered, &stored, &mut differences);
+        anyhow::ensure!(
+            differences.is_empty(),
+            "{} reads back differently:\n{}",
+            object.describe(),
+            differences.join("\n")
+        );
+    }
+    Ok(())
+}
+
+/// Records in `differences` every place where `rendered` is not contained in `stored`.
+fn contained_in(path: &str, rendered: &Value, stored: &Value, differences: &mut Vec<String>) {
+    match (rendered, stored) {
+        (Value::Object(rendered), Value::Object(stored)) => {
+            for (key, value) in rendered {
+                match stored.get(key) {
+                    Some(stored_value) => {
+                        contained_in(&format!("{path}.{key}"), value, stored_value, differences)
+                    }
+                    None => differences.push(format!("{path}.{key}: missing")),
+                }
+            }
+        }
+        (Value::Array(rendered), Value::Array(stored)) if rendered.len() == stored.len() => {
+            for (index, (value, stored_value)) in rendered.iter().zip(stored).enumerate() {
+                contained_in(
+                    &format!("{path}[{index}]"),
+                    value,
+                    stored_value,
+                    differences,
+                );
+            }
+        }
+        _ if rendered == stored => {}
+        _ => differences.push(format!("{path}: rendered {rendered}, stored {stored}")),
+    }
+}
+
+async fn installs_and_reads_back(cluster: TestCluster) -> anyhow::Result<()> {
+    let client = cluster.client().await?;
+    let namespace = cluster.namespace(&client, "chart-install").await?;
+    // The release is named after the namespace, so its cluster-scoped objects (ClusterRole,
+    // ClusterRoleBinding) do not collide with another test's.
+    let objects = render(
+        &namespace,
+        &namespace,
+        &[
+            "--include-crds",
+            "--set",
+            "issuer.create=true",
+            "--set",
+            "aws.region=eu-west-1",
+        ],
+    )?;
+    let mut kinds: Vec<&str> = objects.iter().filter_map(|o| o["kind"].as_str()).collect();
+    kinds.sort();
+    kinds.dedup();
+    let expected_kinds = [
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "CustomResourceDefinition",
+        "Deployment",
+        "Issuer",
+        "PodDisruptionBudget",
+        "Role",
+        "RoleBinding",
+        "Service",
+        "ServiceAccount",
+    ];
+    anyhow::ensure!(
+        kinds == expected_kinds,
+        "rendered kinds {kinds:?}, expected {expected_kinds:?}"
+    );
+    let crd_count = objects
+        .iter()
+        .filter(|o| o["kind"] == "CustomResourceDefinition")
+        .count();
+    anyhow::ensure!(crd_count == 4, "{crd_count} CRDs rendered, expected 4");
+
+    let applied = apply_all(&client, &objects).await?;
+    anyhow::ensure!(
+        applied.len() == objects.len(),
+        "not every object was applied"
+    );
+    read_back(&applied).await?;
+
+    // A few things the API server decides, checked on what it stored.
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
+        Api::namespaced(client.clone(), &namespace);
+    let deployment = deployments.get(&format!("{namespace}-iamra")).await?;
+    let spec = deployment.spec.context("Deployment without spec")?;
+    anyhow::ensure!(spec.replicas == Some(2), "replicas: {:?}", spec.replicas);
+    let services: Api<k8s_openapi::api::core::v1::Service> =
+        Api::namespaced(client.clone(), &namespace);
+    let service = services.get(&format!("{namespace}-iamra")).await?;
+    let cluster_ip = service.spec.and_then(|s| s.cluster_ip).unwrap_or_default();
+    anyhow::ensure!(
+        cluster_ip.starts_with("10.96."),
+        "the Service got no cluster IP: {cluster_ip:?}"
+    );
+    let issuers = crate::cluster::api_for(&client, &namespace, only_of_kind(&objects, "Issuer")?)?;
+    let issuer = issuers.get("iamra-ca").await?;
+    anyhow::ensure!(
+        issuer.data["spec"]["local"]["bootstrap"] == true,
+        "the chart's Issuer: {}",
+        issuer.data["spec"]
+    );
+    Ok(())
+}
+
+/// One question to the API server's authorizer about the chart's ServiceAccount.
+struct Access {
+    verb: &'static str,
+    group: &'static str,
+    resource: &'static str,
+    subresource: Option<&'static str>,
+    /// None: cluster-wide (or cluster-scoped); Some(""): the release namespace.
+    namespace: Option<&'static str>,
+    name: Option<&'static str>,
+}
+
+const fn access(verb: &'static str, group: &'static str, resource: &'static str) -> Access {
+    Access {
+        verb,
+        group,
+        resource,
+        subresource: None,
+        namespace: None,
+        name: None,
+    }
+}
+
+impl Access {
+    const fn in_namespace(mut self, namespace: &'static str) -> Self {
+        self.namespace = Some(namespace);
+        self
+    }
+    const fn named(mut self, name: &'static str) -> Self {
+        self.name = Some(name);
+        self
+    }
+    const fn subresource(mut self, subresource: &'static str) -> Self {
+        self.subresource = Some(subresource);
+        self
+    }
+}
+
+/// The release namespace, in `Access::in_namespace`.
+const RELEASE_NAMESPACE: &str = "";
+/// A workload namespace somewhere else in the cluster.
+const OTHER_NAMESPACE: &str = "payments";
+/// Names the chart derives from the release (the namespace here): `<release>-iamra`.
+const RELEASE_NAMED: &str = "<release>-iamra";
+
+fn needed() -> Vec<Access> {
+    vec![
+        // Workload Secrets and CA keys live in any namespace.
+        access("create", "", "secrets").in_namespace(OTHER_NAMESPACE),
+        access("update", "", "secrets").in_namespace(OTHER_NAMESPACE),
+        access("delete", "", "secrets").in_namespace(OTHER_NAMESPACE),
+        access("list", "", "secrets"),
+        access("watch", "", "secrets"),
+        access("get", "", "secrets")
+            .in_namespace(RELEASE_NAMESPACE)
+            .named("iamra-webhook-ca"),
+        access("create", "", "configmaps").in_namespace(OTHER_NAMESPACE),
+        access("patch", "", "configmaps").in_namespace(OTHER_NAMESPACE),
+        access("watch", "", "configmaps"),
+        access("list", "", "pods"),
+        access("watch", "", "pods"),
+        access("create", "events.k8s.io", "events").in_namespace(OTHER_NAMESPACE),
+        access("patch", "", "events").in_namespace(OTHER_NAMESPACE),
+        access("watch", "iamra.dev", "issuers"),
+        access("create", "iamra.dev", "workloadcertificates").in_namespace(OTHER_NAMESPACE),
+        access("delete", "iamra.dev", "workloadcertificates").in_namespace(OTHER_NAMESPACE),
+        access("list", "iamra.dev", "revocations"),
+        access("watch", "iamra.dev", "rolesanywherebindings"),
+        access("patch", "iamra.dev", "issuers")
+            .subresource("status")
+            .in_namespace(OTHER_NAMESPACE),
+        access("patch", "iamra.dev", "revocations")
+            .subresource("status")
+            .in_namespace(OTHER_NAMESPACE),
+        access("update", "iamra.dev", "revocations")
+            .subresource("finalizers")
+            .in_namespace(OTHER_NAMESPACE),
+        access("create", "coordination.k8s.io", "leases").in_namespace(RELEASE_NAMESPACE),
+        access("get", "coordination.k8s.io", "leases")
+            .in_namespace(RELEASE_NAMESPACE)
+            .named(RELEASE_NAMED),
+        access("update", "coordination.k8s.io", "leases")
+            .in_namespace(RELEASE_NAMESPACE)
+            .named(RELEASE_NAMED),
+        access(
+            "create",
+            "admissionregistration.k8s.io",
+            "mutatingwebhookconfigurations",
+        ),
+        access(
+            "patch",
+            "admissionregistration.k8s.io",
+            "mutatingwebhookconfigurations",
+        )
+        .named(RELEASE_NAMED),
+        access(
+            "get",
+            "admissionregistration.k8s.io",
+            "mutatingwebhookconfigurations",
+        )
+        .named(RELEASE_NAMED),
+    ]
+}
+
+fn refused() -> Vec<Access> {
+    vec![
+        // Nothing that runs or changes workloads.
+        access("create", "", "pods").in_namespace(OTHER_NAMESPACE),
+        access("delete", "", "pods").in_namespace(OTHER_NAMESPACE),
+        access("create", "", "pods")
+            .subresource("exec")
+            .in_namespace(OTHER_NAMESPACE),
+        access("delete", "apps", "deployments").in_namespace(RELEASE_NAMESPACE),
+        access("patch", "apps", "deployments").in_namespace(OTHER_NAMESPACE),
+        access("create", "batch", "jobs").in_namespace(OTHER_NAMESPACE),
+        access("delete", "", "configmaps").in_namespace(OTHER_NAMESPACE),
+        access("create", "", "serviceaccounts")
+            .subresource("token")
+            .in_namespace(OTHER_NAMESPACE),
+        // Leases only in the release namespace, only its own.
+        access("update", "coordination.k8s.io", "leases")
+            .in_namespace(OTHER_NAMESPACE)
+            .named(RELEASE_NAMED),
+        access("update", "coordination.k8s.io", "leases")
+            .in_namespace(RELEASE_NAMESPACE)
+            .named("kube-controller-manager"),
+        access("delete", "coordination.k8s.io", "leases")
+            .in_namespace(RELEASE_NAMESPACE)
+            .named(RELEASE_NAMED),
+        // Only its own webhook configuration, and no validating ones.
+        access(
+            "patch",
+            "admissionregistration.k8s.io",
+            "mutatingwebhookconfigurations",
+        )
+        .named("another-webhook"),
+        access(
+            "delete",
+            "admissionregistration.k8s.io",
+            "mutatingwebhookconfigurations",
+        )
+        .named(RELEASE_NAMED),
+        access(
+            "list",
+            "admissionregistration.k8s.io",
+            "mutatingwebhookconfigurations",
+        ),
+        access(
+            "patch",
+            "admissionregistration.k8s.io",
+            "validatingwebhookconfigurations",
+        )
+        .named(RELEASE_NAMED),
+        // No way to widen its own access.
+        access("create", "rbac.authorization.k8s.io", "clusterrolebindings"),
+        access("escalate", "rbac.authorization.k8s.io", "clusterroles"),
+        access("bind", "rbac.authorization.k8s.io", "clusterroles"),
+        access("impersonate", "", "users"),
+        access(
+            "update",
+            "apiextensions.k8s.io",
+            "customresourcedefinitions",
+        ),
+        access("get", "", "nodes"),
+        access("delete", "", "namespaces").named(OTHER_NAMESPACE),
+    ]
+}
+
+async fn allowed(
+    client: &kube::Client,
+    namespace: &str,
+    service_account: &str,
+    question: &Access,
+) -> anyhow::Result<bool> {
+    let resolve = |value: &str| match value {
+        RELEASE_NAMESPACE => namespace.to_string(),
+        RELEASE_NAMED => format!("{namespace}-iamra"),
+        other => other.to_string(),
+    };
+    let review = SubjectAccessReview {
+        spec: SubjectAccessReviewSpec {
+            user: Some(format!(
+                "system:serviceaccount:{namespace}:{service_account}"
+            )),
+            groups: Some(vec![
+                "system:serviceaccounts".to_string(),
+                format!("system:serviceaccounts:{namespace}"),
+                "system:authenticated".to_string(),
+            ]),
+            resource_attributes: Some(ResourceAttributes {
+                verb: Some(question.verb.to_string()),
+                group: Some(question.group.to_string()),
+                resource: Some(question.resource.to_string()),
+                subresource: question.subresource.map(str::to_string),
+                namespace: question.namespace.map(resolve),
+                name: question.name.map(resolve),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let reviews: Api<SubjectAccessReview> = Api::all(client.clone());
+    let answer = reviews.create(&PostParams::default(), &review).await?;
+    Ok(answer.status.is_some_and(|status| status.allowed))
+}
+
+fn describe(question: &Access) -> String {
+    format!(
+        "{} {}{}{} in {:?} named {:?}",
+        question.verb,
+        if question.group.is_empty() {
+            ""
+        } else {
+            question.group
+        },
+        if question.group.is_empty() { "" } else { "/" },
+        match question.subresource {
+            Some(sub) => format!("{}/{sub}", question.resource),
+            None => question.resource.to_string(),
+        },
+        question.namespace.map(|n| if n.is_empty() {
+            "<release namespace>"
+        } else {
+            n
+        }),
+        question.name,
+    )
+}
+
+async fn service_account_has_the_access_it_needs_and_no_more(
+    cluster: TestCluster,
+) -> anyhow::Result<()> {
+    let client = cluster.client().await?;
+    let namespace = cluster.namespace(&client, "chart-rbac").await?;
+    let objects = render(&namespace, &namespace, &[])?;
+    let rbac_objects: Vec<Value> = objects
+        .iter()
+        .filter(|object| {
+            [
+                "ServiceAccount",
+                "ClusterRole",
+                "ClusterRoleBinding",
+                "Role",
+                "RoleBinding",
+            ]
+            .iter()
+            .any(|kind| object["kind"] == *kind)
+        })
+        .cloned()
+        .collect();
+    anyhow::ensure!(
+        rbac_objects.len() == 5,
+        "expected 5 RBAC objects, got {}",
+        rbac_objects.len()
+    );
+    apply_all(&client, &rbac_objects).await?;
+    let service_account = only_of_kind(&objects, "ServiceAccount")?["metadata"]["name"]
+        .as_str()
+        .context("ServiceAccount without name")?
+        .to_string();
+
+    // The authorizer's cache follows new bindings within moments; wait for the first grant.
+    let first = &needed()[0];
+    wait_for(
+        "the chart's RBAC to take effect",
+        Duration::from_secs(30),
+        || {
+            let client = client.clone();
+            let namespace = namespace.clone();
+            let service_account = service_account.clone();
+            async move {
+                Ok(allowed(&client, &namespace, &service_account, first)
+                    .await?
+                    .then_some(()))
+            }
+        },
+    )
+    .await?;
+
+    let mut wrong = Vec::new();
+    for question in needed() {
+        if !allowed(&client, &namespace, &service_account, &question).await? {
+            wrong.push(format!("refused but needed: {}", describe(&question)));
+        }
+    }
+    for question in refused() {
+        if allowed(&client, &namespace, &service_account, &question).await? {
+            wrong.push(format!("allowed but not needed: {}", describe(&question)));
+        }
+    }
+    anyhow::ensure!(wrong.is_empty(), "the chart's RBAC:\n{}", wrong.join("\n"));
+    Ok(())
+}
+
+fn kustomize_binary() -> anyhow::Result<PathBuf> {
+    let path = match std::env::var_os("IAMRA_KUSTOMIZE") {
+        Some(path) => PathBuf::from(path),
+        None => {
+            let root = match std::env::var_os("IAMRA_TEST_BINS_ROOT") {
+                Some(root) => PathBuf::from(root),
+                None => PathBuf::from(std::env::var_os("HOME").context("HOME is not set")?)
+                    .join(".cache/iamra-test-bins"),
+            };
+            root.join("kustomize-v5.7.1/kustomize")
+        }
+    };
+    anyhow::ensure!(
+        path.is_file(),
+        "kustomize not found at {}: run `bash tests/install-deps.sh` (builds it from its Go \
+         module) or set IAMRA_KUSTOMIZE",
+        path.display()
+    );
+    Ok(path)
+}
+
+/// `kubectl apply -k config/default`, as kustomize builds it. Uses the fixed names of the plain
+/// manifests (namespace iamra-system, ClusterRole iamra), so it is the only test that does.
+async fn plain_manifests_install_with_kustomize(cluster: TestCluster) -> anyhow::Result<()> {
+    let client = cluster.client().await?;
+    let directory = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/default");
+    let output = std::process::Command::new(kustomize_binary()?)
+        .arg("build")
+        .arg(&directory)
+        .output()
+        .context("running kustomize")?;
+    anyhow::ensure!(
+        output.status.success(),
+        "kustomize build config/default failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let objects = parse_documents(&String::from_utf8(output.stdout)?)?;
+    anyhow::ensure!(
+        objects
+            .first()
+            .is_some_and(|first| first["kind"] == "Namespace"),
+        "kustomize does not put the Namespace first"
+    );
+    // Namespace first, so the namespaced objects have somewhere to go.
+    apply(&client, &objects[0]).await?;
+    let applied = apply_all(&client, &objects[1..]).await?;
+    read_back(&applied).await?;
+    for kind in [
+        "Deployment",
+        "Service",
+        "ClusterRole",
+        "PodDisruptionBudget",
+    ] {
+        anyhow::ensure!(
+            applied.iter().any(|object| object.rendered["kind"] == kind),
+            "config/default installs no {kind}"
+        );
+    }
+    // The same objects as the chart renders for its defaults.
+    let chart = render("iamra", "iamra-system", &["--include-crds"])?;
+    anyhow::ensure!(
+        chart.len() + 1 == objects.len(),
+        "config/default has {} objects, the chart renders {} (+ the Namespace)",
+        objects.len(),
+        chart.len()
+    );
+    Ok(())
+}
