@@ -189,6 +189,9 @@ fn contained_in(path: &str, rendered: &Value, stored: &Value, differences: &mut 
             }
         }
         _ if rendered == stored => {}
+        // YAML's 900.0 and the server's 900 are one number.
+        (Value::Number(rendered), Value::Number(stored))
+            if rendered.as_f64() == stored.as_f64() => {}
         _ => differences.push(format!("{path}: rendered {rendered}, stored {stored}")),
     }
 }
