@@ -10,12 +10,18 @@
 #                    and (in tests/cluster) applies charts/iamra
 #   kustomize        likewise; tests/cluster builds config/default with it and applies the result
 #   actionlint       likewise; .ci/run checks the kind workflow with it
+#   shellcheck       actionlint checks the workflow's shell scripts with it
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 if ! command -v openssl >/dev/null 2>&1; then
   echo "installing openssl" >&2
   apt-get update -qq && apt-get install -y -qq openssl >/dev/null
+fi
+
+if ! command -v shellcheck >/dev/null 2>&1; then
+  echo "installing shellcheck" >&2
+  apt-get update -qq && apt-get install -y -qq shellcheck >/dev/null
 fi
 
 if ! python3 -c 'import moto.server, flask' >/dev/null 2>&1; then

@@ -15,6 +15,7 @@ mod secret_layout;
 mod workload_certificate;
 
 pub use context::{Context, FIELD_MANAGER};
+pub use crl::{CRL_DER_KEY, CRL_PEM_KEY, crl_config_map_name};
 pub use error::Error;
 pub use secret_layout::{
     CA_CERTIFICATE_KEY, CERTIFICATE_NAME_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE,
