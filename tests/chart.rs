@@ -609,3 +609,30 @@ fn plain_manifests_are_up_to_date() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// The README's values table names every top-level value (nameOverride/fullnameOverride are the
+/// usual Helm pair and left out).
+#[test]
+fn readme_lists_every_value() -> anyhow::Result<()> {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))?;
+    let install = readme
+        .split("## Install\n")
+        .nth(1)
+        .context("README has no Install section")?;
+    let values: Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(chart_dir().join("values.yaml"))?)?;
+    let missing: Vec<&String> = values
+        .as_object()
+        .context("values.yaml is not a map")?
+        .keys()
+        .filter(|key| !["nameOverride", "fullnameOverride"].contains(&key.as_str()))
+        .filter(|key| {
+            !install.contains(&format!("`{key}`")) && !install.contains(&format!("`{key}."))
+        })
+        .collect();
+    anyhow::ensure!(
+        missing.is_empty(),
+        "README's Install table does not list {missing:?}"
+    );
+    Ok(())
+}
