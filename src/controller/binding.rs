@@ -24,8 +24,9 @@ use crate::webhook::{INJECTION_LABEL, INJECTION_LABEL_VALUE, selects};
 
 /// Condition type: whether the binding's namespace has opted in to sidecar injection.
 pub const CONDITION_INJECTION_ENABLED: &str = "InjectionEnabled";
-/// Pod counts in the status are refreshed this often (pods are not watched: a cluster's pods
-/// are too many to cache for a count).
+/// Pod counts in the status are refreshed this often. Only injected pods are watched (a
+/// cluster's pods are too many to cache for a count), so selected pods that predate the binding
+/// are counted on this timer.
 const POD_COUNT_REFRESH: Duration = Duration::from_secs(60);
 
 /// Region and account of a Roles Anywhere ARN (`arn:partition:rolesanywhere:region:account:…`).

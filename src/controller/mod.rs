@@ -28,7 +28,7 @@ use std::sync::Arc;
 use futures::StreamExt;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::controller::Controller;
@@ -36,7 +36,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 
 use crate::api::{Issuer, Revocation, RolesAnywhereBinding, WorkloadCertificate};
-use crate::webhook::WebhookOptions;
+use crate::webhook::{INJECTED_BY_ANNOTATION, INJECTED_LABEL, WebhookOptions};
 
 /// How long an Issuer waits after a trigger before building a CRL, so a burst of Revocations
 /// lands in one CRL and one import.
@@ -192,6 +192,16 @@ pub async fn run(
                     })
                     .map(|binding| ObjectRef::from_obj(binding.as_ref()))
                     .collect::<Vec<_>>()
+            },
+        )
+        // Injected pods (labelled by the webhook) update the count of the binding they name.
+        .watches(
+            api::<Pod>(&client, &options.namespace),
+            watcher::Config::default().labels(&format!("{INJECTED_LABEL}=true")),
+            |pod| {
+                let namespace = pod.namespace()?;
+                let binding = pod.annotations().get(INJECTED_BY_ANNOTATION)?;
+                Some(ObjectRef::<RolesAnywhereBinding>::new(binding).within(&namespace))
             },
         )
         .shutdown_on_signal()

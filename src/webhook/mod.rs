@@ -12,8 +12,8 @@ mod tls;
 pub use admission::{AdmissionState, admit};
 pub use configuration::{WEBHOOK_NAME, WebhookEndpoint, webhook_configuration};
 pub use mutation::{
-    CREDENTIALS_URL, HEALTH_PORT, INJECTED_BY_ANNOTATION, InjectionTarget, SIDECAR_CONTAINER,
-    SidecarImage, TOKEN_FILE, already_injected, inject, selects,
+    CREDENTIALS_URL, HEALTH_PORT, INJECTED_BY_ANNOTATION, INJECTED_LABEL, InjectionTarget,
+    SIDECAR_CONTAINER, SidecarImage, TOKEN_FILE, already_injected, inject, selects,
 };
 pub use serving_certificate::{
     CA_SECRET, SERVING_SECRET, ServingCertificate, ServingCertificateError, ServingNames,
@@ -247,3 +247,6 @@ async fn keep_current(
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -29,6 +29,9 @@ pub const TOKEN_FILE: &str = "/var/run/iamra/token/token";
 pub const HEALTH_PORT: i32 = 9912;
 /// Annotation on an injected pod naming its binding.
 pub const INJECTED_BY_ANNOTATION: &str = "iamra.dev/injected-by";
+/// Label on an injected pod, so the controller watches those pods only (to count them in the
+/// binding's status) and never caches every pod of the cluster.
+pub const INJECTED_LABEL: &str = "iamra.dev/injected";
 
 /// What the sidecar needs from a binding, with the certificate Secret resolved.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -180,6 +183,8 @@ pub fn inject(pod: &Pod, target: &InjectionTarget, image: &SidecarImage) -> Pod 
     }
     pod.annotations_mut()
         .insert(INJECTED_BY_ANNOTATION.into(), target.binding.clone());
+    pod.labels_mut()
+        .insert(INJECTED_LABEL.into(), "true".into());
     let spec = pod.spec.get_or_insert_with(Default::default);
     let volumes = spec.volumes.get_or_insert_with(Vec::new);
     volumes.push(Volume {
