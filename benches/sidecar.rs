@@ -1,7 +1,9 @@
 //! The sidecar's cost, side by side with AWS's official helper (`aws_signing_helper serve`)
 //! against the same in-process Roles Anywhere emulator: peak RSS (VmHWM) and the latency of a
 //! credential request answered from cache over loopback (IMDSv2 for both, plus the sidecar's
-//! container endpoint). Not run in CI; one run on a shared machine is noisy, so compare ratios.
+//! container endpoint), and the CPU one CreateSession costs (a `credential-process` run: one
+//! CreateSession, process start included). Not run in CI; one run on a shared machine is
+//! noisy, so compare ratios.
 //!
 //!     cargo bench --bench sidecar            (IAMRA_BENCH_REQUESTS=N to change the count)
 
@@ -123,6 +125,43 @@ fn print(name: &str, stats: &Stats) {
     );
 }
 
+/// CPU seconds (user + system) of this process's reaped children: `cutime` + `cstime` of
+/// /proc/self/stat, in USER_HZ (100 per second on Linux, whatever the kernel's HZ).
+fn children_cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name; the first of them is field 3 (state).
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |index: usize| {
+        fields
+            .get(index)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(13) + ticks(14)) / 100.0
+}
+
+/// Mean CPU and wall milliseconds of one `credential-process` run, over `runs` runs.
+async fn cpu_per_create_session(
+    mut command: impl FnMut() -> tokio::process::Command,
+    runs: usize,
+) -> (f64, f64) {
+    let cpu_before = children_cpu_seconds();
+    let started = Instant::now();
+    for _ in 0..runs {
+        let status = command()
+            .status()
+            .await
+            .unwrap_or_else(|e| panic!("credential-process: {e}"));
+        assert!(status.success(), "credential-process failed: {status}");
+    }
+    let wall = started.elapsed().as_secs_f64();
+    let cpu = children_cpu_seconds() - cpu_before;
+    (cpu * 1000.0 / runs as f64, wall * 1000.0 / runs as f64)
+}
+
 #[tokio::main]
 async fn main() {
     let n: usize = std::env::var("IAMRA_BENCH_REQUESTS")
@@ -194,6 +233,15 @@ async fn main() {
         rss_kib: vm_hwm_kib(sidecar.id().unwrap_or(0)).unwrap_or(0),
     };
     drop(sidecar);
+    let runs: usize = std::env::var("IAMRA_BENCH_SESSIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50);
+    let (our_cpu_ms, our_wall_ms) = cpu_per_create_session(
+        || command(Path::new(env!("CARGO_BIN_EXE_iamra")), "credential-process"),
+        runs,
+    )
+    .await;
 
     println!("{n} sequential credential requests from cache over loopback (keep-alive)\n");
     print("iamra sidecar /credentials", &container);
@@ -201,6 +249,10 @@ async fn main() {
     println!(
         "{:<34} {} KiB",
         "iamra sidecar peak RSS (VmHWM)", ours.rss_kib
+    );
+    println!(
+        "{:<34} {our_cpu_ms:.1} ms CPU, {our_wall_ms:.1} ms wall (mean of {runs} credential-process runs)",
+        "iamra per CreateSession"
     );
 
     // The official helper, when built (bash tests/install-deps.sh).
@@ -247,15 +299,22 @@ async fn main() {
         rss_kib: vm_hwm_kib(official.id().unwrap_or(0)).unwrap_or(0),
     };
     drop(official);
+    let (their_cpu_ms, their_wall_ms) =
+        cpu_per_create_session(|| command(&helper, "credential-process"), runs).await;
     print("official helper serve IMDSv2", &theirs.imds);
     println!(
         "{:<34} {} KiB",
         "official helper peak RSS (VmHWM)", theirs.rss_kib
     );
     println!(
-        "\nratios iamra / official: RSS {:.2}, IMDS mean latency {:.2}, p99 {:.2}",
+        "{:<34} {their_cpu_ms:.1} ms CPU, {their_wall_ms:.1} ms wall (mean of {runs} credential-process runs)",
+        "official helper per CreateSession"
+    );
+    println!(
+        "\nratios iamra / official: RSS {:.2}, IMDS mean latency {:.2}, p99 {:.2}, CPU per CreateSession {:.2}",
         ours.rss_kib as f64 / theirs.rss_kib.max(1) as f64,
         ours.imds.mean_us / theirs.imds.mean_us,
         ours.imds.p99_us / theirs.imds.p99_us,
+        our_cpu_ms / their_cpu_ms.max(f64::EPSILON),
     );
 }

@@ -8,3 +8,4 @@ pub mod rolesanywhere;
 pub mod sidecar;
 pub mod signer;
 pub mod telemetry;
+pub mod webhook;

@@ -12,6 +12,7 @@ use iamra::rolesanywhere::credential_process::{self, CredentialProcessArgs};
 use iamra::rolesanywhere::emulator::command::{self as emulator, EmulatorArgs};
 use iamra::sidecar::{self, SidecarArgs};
 use iamra::telemetry::{self, LogFormat};
+use iamra::webhook::{SidecarImage, WebhookEndpoint, WebhookOptions};
 
 #[derive(Parser)]
 #[command(
@@ -47,6 +48,8 @@ enum Command {
         /// and health (/healthz, /readyz).
         #[arg(long, default_value = "0.0.0.0:8080", env = "IAMRA_HTTP_ADDRESS")]
         http_address: std::net::SocketAddr,
+        #[command(flatten)]
+        webhook: WebhookArgs,
     },
     /// Run the whole story locally: control plane, Roles Anywhere emulator, controller, a
     /// certificate traded for credentials, then a Revocation refused within seconds.
@@ -72,6 +75,74 @@ enum Command {
     Sidecar(SidecarArgs),
 }
 
+/// The pod-injection webhook's flags.
+#[derive(clap::Args)]
+struct WebhookArgs {
+    /// Serve the mutating webhook (HTTPS) on this address; without it no webhook runs.
+    #[arg(long, env = "IAMRA_WEBHOOK_ADDRESS")]
+    webhook_address: Option<std::net::SocketAddr>,
+    /// `<namespace>/<name>` of the Service (port 443) the API server reaches the webhook by.
+    #[arg(long, env = "IAMRA_WEBHOOK_SERVICE", conflicts_with = "webhook_url")]
+    webhook_service: Option<String>,
+    /// https URL the API server reaches the webhook by, for a controller outside the cluster
+    /// (`/mutate-pods` is appended).
+    #[arg(long, env = "IAMRA_WEBHOOK_URL")]
+    webhook_url: Option<String>,
+    /// Name of the MutatingWebhookConfiguration the controller creates and keeps current.
+    #[arg(long, env = "IAMRA_WEBHOOK_CONFIGURATION", default_value = "iamra")]
+    webhook_configuration: String,
+    /// Namespace of the webhook's CA and serving certificate Secrets. Default: the
+    /// controller's own (POD_NAMESPACE), else `default`.
+    #[arg(long, env = "IAMRA_WEBHOOK_SECRET_NAMESPACE")]
+    webhook_secret_namespace: Option<String>,
+    /// Image of the injected credential sidecar (the iamra image itself).
+    #[arg(long, env = "IAMRA_SIDECAR_IMAGE", default_value = concat!("iamra:", env!("CARGO_PKG_VERSION")))]
+    sidecar_image: String,
+    /// Pull policy of the injected sidecar image; default: Kubernetes' own.
+    #[arg(long, env = "IAMRA_SIDECAR_IMAGE_PULL_POLICY")]
+    sidecar_image_pull_policy: Option<String>,
+}
+
+impl WebhookArgs {
+    fn options(self, namespace: Option<String>) -> anyhow::Result<Option<WebhookOptions>> {
+        let Some(address) = self.webhook_address else {
+            return Ok(None);
+        };
+        let endpoint = match (self.webhook_service, self.webhook_url) {
+            (Some(service), None) => {
+                let (namespace, name) = service
+                    .split_once('/')
+                    .filter(|(namespace, name)| !namespace.is_empty() && !name.is_empty())
+                    .with_context(|| {
+                        format!("--webhook-service {service:?} is not <namespace>/<name>")
+                    })?;
+                WebhookEndpoint::Service {
+                    namespace: namespace.into(),
+                    name: name.into(),
+                }
+            }
+            (None, Some(url)) if url.starts_with("https://") => WebhookEndpoint::Url(url),
+            (None, Some(url)) => anyhow::bail!("--webhook-url {url:?} must be an https URL"),
+            _ => anyhow::bail!("--webhook-address needs --webhook-service or --webhook-url"),
+        };
+        let secret_namespace = self
+            .webhook_secret_namespace
+            .or_else(|| std::env::var("POD_NAMESPACE").ok())
+            .unwrap_or_else(|| "default".into());
+        Ok(Some(WebhookOptions {
+            address,
+            endpoint,
+            configuration_name: self.webhook_configuration,
+            secret_namespace,
+            sidecar_image: SidecarImage {
+                image: self.sidecar_image,
+                pull_policy: self.sidecar_image_pull_policy,
+            },
+            namespace,
+        }))
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
@@ -92,6 +163,7 @@ fn main() -> anyhow::Result<()> {
             namespace,
             concurrency,
             http_address,
+            webhook,
         } => {
             telemetry::init(cli.log_format, "info");
             runtime()?.block_on(async {
@@ -103,14 +175,16 @@ fn main() -> anyhow::Result<()> {
                     namespace = namespace.as_deref().unwrap_or("<all>"),
                     "controller starting"
                 );
+                let webhook = webhook.options(namespace.clone())?;
                 let options = ControllerOptions {
+                    webhook,
                     namespace,
                     concurrency,
                     http_address: Some(http_address),
                 };
                 iamra::controller::run(client, aws, options)
                     .await
-                    .context("the controller's HTTP server could not start")?;
+                    .context("the controller's HTTP server or webhook could not start")?;
                 tracing::info!("controller stopped");
                 Ok(())
             })

@@ -1,5 +1,7 @@
 //! The README's first command, `iamra local-demo`, must stay true: it runs to the end, shows
-//! credentials before the revocation and "Certificate revoked" after it, and cleans up.
+//! credentials before the revocation (from `credential-process` and from the injected sidecar)
+//! and "Certificate revoked" after it, the sidecar following the reissued certificate, and
+//! cleans up.
 
 use std::process::Command;
 
@@ -38,6 +40,35 @@ fn local_demo_shows_the_revoked_certificate_refused() {
         credentials["SessionToken"], "<redacted>",
         "secrets must not be printed"
     );
+    let sidecar_line = stdout
+        .lines()
+        .find(|l| l.contains("the SDK's container credentials provider"))
+        .expect("credentials from the sidecar");
+    let sidecar_json = &sidecar_line[sidecar_line.find('{').expect("JSON")..];
+    let sidecar_credentials: serde_json::Value =
+        serde_json::from_str(sidecar_json).expect("sidecar credentials JSON");
+    assert!(
+        sidecar_credentials["AccessKeyId"]
+            .as_str()
+            .is_some_and(|k| k.starts_with("ASIA")),
+        "{sidecar_line}"
+    );
+    assert_eq!(
+        sidecar_credentials["Token"], "<redacted>",
+        "secrets must not be printed"
+    );
+    assert!(
+        stdout.contains("native sidecar iamra-credentials"),
+        "the webhook did not inject: {stdout}"
+    );
+    assert!(
+        stdout.contains("without the token file's value: HTTP 401"),
+        "{stdout}"
+    );
+    let rotated_at = stdout
+        .find("sidecar, not restarted: {\"AccessKeyId\":\"ASIA")
+        .expect("the sidecar serving credentials from the reissued certificate");
+    assert!(refused_at < rotated_at, "{stdout}");
     let workdir = stdout
         .lines()
         .find_map(|l| l.trim().strip_prefix("data and logs in "))

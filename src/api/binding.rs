@@ -97,3 +97,14 @@ pub struct RolesAnywhereBindingStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub service_accounts: Vec<String>,
 }
+
+impl RolesAnywhereBinding {
+    /// The WorkloadCertificate the sidecar uses: the referenced one, or the one created from
+    /// the template, which is named after the binding.
+    pub fn certificate_name(&self) -> String {
+        match &self.spec.certificate_ref {
+            Some(reference) => reference.name.clone(),
+            None => kube::ResourceExt::name_any(self),
+        }
+    }
+}

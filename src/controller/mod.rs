@@ -1,6 +1,7 @@
 //! The operator: one reconciler per custom resource, sharing one [`Context`].
 
 mod backoff;
+mod binding;
 mod ca;
 mod conditions;
 mod context;
@@ -14,6 +15,7 @@ mod revocation;
 mod secret_layout;
 mod workload_certificate;
 
+pub use binding::{CONDITION_INJECTION_ENABLED, check_arns};
 pub use context::{Context, FIELD_MANAGER};
 pub use crl::{CRL_DER_KEY, CRL_PEM_KEY, crl_config_map_name};
 pub use error::Error;
@@ -27,14 +29,15 @@ use std::sync::Arc;
 use futures::StreamExt;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::controller::Controller;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 
-use crate::api::{Issuer, Revocation, WorkloadCertificate};
+use crate::api::{Issuer, Revocation, RolesAnywhereBinding, WorkloadCertificate};
+use crate::webhook::{INJECTED_BY_ANNOTATION, INJECTED_LABEL, WebhookOptions};
 
 /// How long an Issuer waits after a trigger before building a CRL, so a burst of Revocations
 /// lands in one CRL and one import.
@@ -49,6 +52,8 @@ pub struct ControllerOptions {
     pub concurrency: u16,
     /// Where the HTTP server (CRLs, health) listens; None runs none.
     pub http_address: Option<std::net::SocketAddr>,
+    /// The pod-injection webhook; None runs none.
+    pub webhook: Option<WebhookOptions>,
 }
 
 fn api<K>(client: &kube::Client, namespace: &Option<String>) -> Api<K>
@@ -72,6 +77,11 @@ pub async fn run(
     let ctx = Arc::new(Context::new(client.clone(), aws, instance));
     if let Some(address) = options.http_address {
         http::serve(address, ctx.clone()).await?;
+    }
+    if let Some(webhook) = options.webhook.clone() {
+        crate::webhook::start(client.clone(), webhook)
+            .await
+            .map_err(std::io::Error::other)?;
     }
     let config = kube::runtime::controller::Config::default().concurrency(options.concurrency);
     let managed =
@@ -147,15 +157,62 @@ pub async fn run(
         api::<Revocation>(&client, &options.namespace),
         watcher::Config::default(),
     )
-    .with_config(config)
+    .with_config(config.clone())
     .shutdown_on_signal()
-    .run(revocation::reconcile, revocation::error_policy, ctx)
+    .run(revocation::reconcile, revocation::error_policy, ctx.clone())
     .for_each(|result| async move {
         if let Err(error) = result {
             tracing::debug!(%error, "revocation reconcile error");
         }
     });
 
-    futures::join!(issuers, certificates, revocations);
+    let bindings = Controller::new(
+        api::<RolesAnywhereBinding>(&client, &options.namespace),
+        watcher::Config::default(),
+    );
+    let binding_store = bindings.store();
+    let bindings = bindings
+        .with_config(config.clone())
+        .owns(
+            api::<WorkloadCertificate>(&client, &options.namespace),
+            watcher::Config::default(),
+        )
+        // A referenced certificate becoming Ready (or not) changes the binding's Ready.
+        .watches(
+            api::<WorkloadCertificate>(&client, &options.namespace),
+            watcher::Config::default(),
+            move |certificate| {
+                let namespace = certificate.namespace();
+                let name = certificate.name_any();
+                binding_store
+                    .state()
+                    .into_iter()
+                    .filter(|binding| {
+                        binding.namespace() == namespace
+                            && binding.spec.certificate_ref.as_ref().map(|r| &r.name) == Some(&name)
+                    })
+                    .map(|binding| ObjectRef::from_obj(binding.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        )
+        // Injected pods (labelled by the webhook) update the count of the binding they name.
+        .watches(
+            api::<Pod>(&client, &options.namespace),
+            watcher::Config::default().labels(&format!("{INJECTED_LABEL}=true")),
+            |pod| {
+                let namespace = pod.namespace()?;
+                let binding = pod.annotations().get(INJECTED_BY_ANNOTATION)?;
+                Some(ObjectRef::<RolesAnywhereBinding>::new(binding).within(&namespace))
+            },
+        )
+        .shutdown_on_signal()
+        .run(binding::reconcile, binding::error_policy, ctx.clone())
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(%error, "binding reconcile error");
+            }
+        });
+
+    futures::join!(issuers, certificates, revocations, bindings);
     Ok(())
 }

@@ -1,7 +1,9 @@
 //! `iamra local-demo`: the whole story on one machine, on embedded defaults. A local control
 //! plane, the Roles Anywhere emulator and the controller (this binary) with a bootstrapped CA;
-//! a workload certificate trades for credentials through `iamra credential-process`; a
-//! Revocation is applied and the next attempt is refused with "Certificate revoked".
+//! a workload certificate trades for credentials through `iamra credential-process` and through
+//! the credential sidecar the webhook injects into a pod; a Revocation is applied, the next
+//! attempt is refused with "Certificate revoked", and the sidecar moves to the reissued
+//! certificate without a restart.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -9,12 +11,15 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::core::v1::{Container, Namespace, Pod, PodSpec, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
 
+use super::demo_sidecar::{get, injected_sidecar_args, localize, mount_secret, start_sidecar};
 use super::{ControlPlane, ControlPlaneBinaries, free_loopback_port};
 use crate::api::*;
 use crate::rolesanywhere::emulator::{self, EmulatorConfig};
+use crate::webhook::{INJECTION_LABEL, INJECTION_LABEL_VALUE, SIDECAR_CONTAINER};
 
 const NAMESPACE: &str = "iamra-demo";
 const REGION: &str = "eu-west-1";
@@ -85,7 +90,7 @@ fn credential_process(iamra: &Path, args: &[String]) -> anyhow::Result<Result<St
 fn redact(json: &str) -> String {
     match serde_json::from_str::<serde_json::Value>(json) {
         Ok(mut value) => {
-            for field in ["SecretAccessKey", "SessionToken"] {
+            for field in ["SecretAccessKey", "SessionToken", "Token"] {
                 if let Some(secret) = value.get_mut(field) {
                     *secret = serde_json::Value::String("<redacted>".into());
                 }
@@ -127,6 +132,8 @@ pub async fn run(binaries: BinariesSource) -> anyhow::Result<f64> {
     let namespace = Namespace {
         metadata: ObjectMeta {
             name: Some(NAMESPACE.into()),
+            // Opts the namespace's pods in to sidecar injection.
+            labels: Some([(INJECTION_LABEL.into(), INJECTION_LABEL_VALUE.into())].into()),
             ..Default::default()
         },
         ..Default::default()
@@ -139,6 +146,7 @@ pub async fn run(binaries: BinariesSource) -> anyhow::Result<f64> {
     let iamra = std::env::current_exe().context("locating this binary")?;
     let controller_log = work.join("controller.log");
     let log = std::fs::File::create(&controller_log)?;
+    let webhook_port = free_loopback_port()?;
     let _controller = ChildGuard(
         Command::new(&iamra)
             .args(["controller", "--namespace", NAMESPACE])
@@ -146,6 +154,12 @@ pub async fn run(binaries: BinariesSource) -> anyhow::Result<f64> {
                 "--http-address=127.0.0.1:{}",
                 free_loopback_port()?
             ))
+            // The API server calls the webhook on loopback; its CA lands in the
+            // MutatingWebhookConfiguration's caBundle.
+            .arg(format!("--webhook-address=127.0.0.1:{webhook_port}"))
+            .arg(format!("--webhook-url=https://127.0.0.1:{webhook_port}"))
+            .arg("--webhook-configuration=iamra-local-demo")
+            .arg(format!("--webhook-secret-namespace={NAMESPACE}"))
             .env("KUBECONFIG", control_plane.kubeconfig_path())
             // The emulator takes any credentials; these keep the SDK off real AWS and IMDS.
             .env("AWS_ACCESS_KEY_ID", "local-demo")
@@ -273,7 +287,120 @@ pub async fn run(binaries: BinariesSource) -> anyhow::Result<f64> {
         Err(error) => anyhow::bail!("credential-process failed before any revocation: {error}"),
     }
 
-    step("applying a Revocation of the workload's certificate (reason keyCompromise)");
+    step(
+        "applying a RolesAnywhereBinding and creating a pod it selects: the webhook injects the sidecar",
+    );
+    let bindings: Api<RolesAnywhereBinding> = Api::namespaced(client.clone(), NAMESPACE);
+    let binding = RolesAnywhereBinding::new(
+        "payments-api",
+        RolesAnywhereBindingSpec {
+            selector: Some(LabelSelector {
+                match_labels: Some([("app".into(), "payments-api".into())].into()),
+                ..Default::default()
+            }),
+            service_account_name: None,
+            certificate_ref: Some(CertificateReference {
+                name: "payments-api".into(),
+            }),
+            certificate_template: None,
+            trust_anchor_arn: arns.trust_anchor_arn.clone(),
+            profile_arn: arns.profile_arn.clone(),
+            role_arn: ROLE_ARN.into(),
+            region: None,
+            session_duration_seconds: None,
+            role_session_name: None,
+            endpoint: Some(emulator.endpoint()),
+        },
+    );
+    bindings
+        .patch("payments-api", &apply, &Patch::Apply(&binding))
+        .await?;
+    wait_until("the RolesAnywhereBinding to be Ready", || async {
+        let binding = bindings.get("payments-api").await?;
+        Ok(ready(binding.status.as_ref().map(|s| &s.conditions)).then_some(()))
+    })
+    .await?;
+    // The webhook's configuration is written once the webhook serves.
+    let configurations: Api<
+        k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration,
+    > = Api::all(client.clone());
+    wait_until("the webhook to be configured", || async {
+        Ok(configurations
+            .get_opt("iamra-local-demo")
+            .await?
+            .map(|_| ()))
+    })
+    .await?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
+    let pod = pods
+        .create(
+            &PostParams::default(),
+            &Pod {
+                metadata: ObjectMeta {
+                    name: Some("payments-api".into()),
+                    labels: Some([("app".into(), "payments-api".into())].into()),
+                    ..Default::default()
+                },
+                spec: Some(PodSpec {
+                    containers: vec![Container {
+                        name: "app".into(),
+                        image: Some("payments-api:1.0".into()),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        )
+        .await?;
+    let sidecar_args = injected_sidecar_args(&pod)?;
+    let app_env: Vec<String> = pod
+        .spec
+        .iter()
+        .flat_map(|spec| spec.containers.iter())
+        .flat_map(|c| c.env.iter().flatten())
+        .map(|e| format!("{}={}", e.name, e.value.clone().unwrap_or_default()))
+        .collect();
+    println!("    pod payments-api: native sidecar {SIDECAR_CONTAINER}; app env {app_env:?}");
+
+    step("running the injected sidecar as the kubelet would (Secret mounted, same arguments)");
+    let pod_dir = work.join("pod");
+    let certificate_dir = pod_dir.join("certificate");
+    let token_file = pod_dir.join("token");
+    mount_secret(&secrets.get("payments-api-tls").await?, &certificate_dir)?;
+    let listen = format!("127.0.0.1:{}", free_loopback_port()?);
+    let health = format!("127.0.0.1:{}", free_loopback_port()?);
+    let _sidecar = ChildGuard(start_sidecar(
+        &iamra,
+        &localize(
+            &sidecar_args,
+            &certificate_dir,
+            &token_file,
+            &listen,
+            &health,
+        ),
+        &work.join("sidecar.log"),
+    )?);
+    let credentials_url = format!("http://{listen}/credentials");
+    let first = wait_until("the sidecar to serve credentials", || async {
+        let Ok(token) = std::fs::read_to_string(&token_file) else {
+            return Ok(None);
+        };
+        Ok(match get(&credentials_url, Some(token.trim())).await {
+            Ok((200, body)) => Some(body),
+            _ => None,
+        })
+    })
+    .await?;
+    let token = std::fs::read_to_string(&token_file)?;
+    let (unauthorized, _) = get(&credentials_url, None).await?;
+    println!(
+        "    GET {credentials_url} (the SDK's container credentials provider): {}",
+        redact(&first)
+    );
+    println!("    without the token file's value: HTTP {unauthorized}");
+
+    step("applying a Revocation of the workload's certificate (reason keyCompromise, reissue)");
     let revocations: Api<Revocation> = Api::namespaced(client.clone(), NAMESPACE);
     let revocation = Revocation::new(
         "payments-api-key-leak",
@@ -287,7 +414,7 @@ pub async fn run(binaries: BinariesSource) -> anyhow::Result<f64> {
             }),
             reason: Some(RevocationReason::KeyCompromise),
             revocation_time: None,
-            reissue: None,
+            reissue: Some(true),
         },
     );
     let started = Instant::now();
@@ -327,6 +454,38 @@ pub async fn run(binaries: BinariesSource) -> anyhow::Result<f64> {
     println!(
         "==> revoked in {seconds:.2} s: apply of the Revocation to the first refused CreateSession"
     );
+
+    step(
+        "the controller reissued the certificate with a fresh key; the sidecar follows the volume",
+    );
+    let reissued = wait_until("the reissued certificate", || async {
+        let certificate = certificates.get("payments-api").await?;
+        Ok(certificate
+            .status
+            .filter(|s| ready(Some(&s.conditions)))
+            .and_then(|s| s.serial_number)
+            .filter(|new| *new != serial))
+    })
+    .await?;
+    mount_secret(&secrets.get("payments-api-tls").await?, &certificate_dir)?;
+    let access_key = |body: &str| {
+        serde_json::from_str::<serde_json::Value>(body)
+            .ok()
+            .and_then(|v| v["AccessKeyId"].as_str().map(String::from))
+    };
+    let before = access_key(&first);
+    let rotated = wait_until("the sidecar to use the reissued certificate", || async {
+        Ok(match get(&credentials_url, Some(token.trim())).await {
+            Ok((200, body)) if access_key(&body) != before => Some(body),
+            _ => None,
+        })
+    })
+    .await?;
+    println!(
+        "    certificate {reissued}; sidecar, not restarted: {}",
+        redact(&rotated)
+    );
+
     emulator.shutdown().await;
     step("cleaning up (controller, emulator, kube-apiserver, etcd and their data)");
     Ok(seconds)

@@ -3,6 +3,7 @@
 
 mod control_plane;
 pub mod demo;
+mod demo_sidecar;
 mod ports;
 mod serving_certs;
 

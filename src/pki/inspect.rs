@@ -19,6 +19,10 @@ pub struct ParsedCertificate {
     pub can_sign_certificates: bool,
     /// The subject key identifier extension, if present.
     pub subject_key_identifier: Option<Vec<u8>>,
+    /// DNS names of the subject alternative name extension.
+    pub dns_names: Vec<String>,
+    /// IP addresses of the subject alternative name extension.
+    pub ip_addresses: Vec<std::net::IpAddr>,
 }
 
 impl ParsedCertificate {
@@ -80,8 +84,11 @@ pub fn parse_certificate_der(der: &[u8]) -> Result<ParsedCertificate, PkiError> 
                 }
                 _ => None,
             });
+    let (dns_names, ip_addresses) = subject_alt_names(&certificate);
     Ok(ParsedCertificate {
         der: der.to_vec(),
+        dns_names,
+        ip_addresses,
         subject_key_identifier,
         serial_hex: serial_hex(certificate.raw_serial()),
         not_before: validity.not_before.timestamp(),
@@ -90,4 +97,30 @@ pub fn parse_certificate_der(der: &[u8]) -> Result<ParsedCertificate, PkiError> 
         is_ca,
         can_sign_certificates,
     })
+}
+
+fn subject_alt_names(certificate: &X509Certificate<'_>) -> (Vec<String>, Vec<std::net::IpAddr>) {
+    let mut dns_names = Vec::new();
+    let mut ip_addresses = Vec::new();
+    if let Ok(Some(names)) = certificate.subject_alternative_name() {
+        for name in &names.value.general_names {
+            match name {
+                GeneralName::DNSName(dns) => dns_names.push(dns.to_string()),
+                GeneralName::IPAddress(bytes) => match bytes.len() {
+                    4 => {
+                        let octets: [u8; 4] = [bytes[0], bytes[1], bytes[2], bytes[3]];
+                        ip_addresses.push(std::net::IpAddr::from(octets));
+                    }
+                    16 => {
+                        let mut octets = [0u8; 16];
+                        octets.copy_from_slice(bytes);
+                        ip_addresses.push(std::net::IpAddr::from(octets));
+                    }
+                    _ => {}
+                },
+                _ => {}
+            }
+        }
+    }
+    (dns_names, ip_addresses)
 }

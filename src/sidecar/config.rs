@@ -50,6 +50,11 @@ pub struct SidecarArgs {
     /// Point the application's `AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE` at the same file.
     #[arg(long, env = "IAMRA_TOKEN_FILE")]
     pub token_file: PathBuf,
+    /// Permissions of a generated token file, in octal. The default lets the pod's fsGroup
+    /// read it; the webhook injects 644 because the file lives in a memory volume only the
+    /// pod's own containers mount, and the application may run as any user.
+    #[arg(long, env = "IAMRA_TOKEN_FILE_MODE", default_value = "640", value_parser = parse_file_mode)]
+    pub token_file_mode: u32,
     /// Address of `/healthz`, `/readyz` and `/metrics`.
     #[arg(long, env = "IAMRA_HEALTH_LISTEN", default_value = DEFAULT_HEALTH_LISTEN)]
     pub health_listen: SocketAddr,
@@ -87,6 +92,14 @@ pub fn role_name(role_arn: &str) -> String {
         .to_owned()
 }
 
+/// An octal file mode such as `640`, at most `777`.
+fn parse_file_mode(text: &str) -> Result<u32, String> {
+    match u32::from_str_radix(text.trim_start_matches("0o"), 8) {
+        Ok(mode) if mode <= 0o777 => Ok(mode),
+        _ => Err(format!("{text:?} is not an octal file mode such as 640")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,5 +112,13 @@ mod tests {
         );
         assert_eq!(role_name("arn:aws:iam::123456789012:role/app"), "app");
         assert_eq!(role_name("arn:aws:iam::123456789012:role/"), "iamra");
+    }
+
+    #[test]
+    fn token_file_mode_is_octal() {
+        assert_eq!(super::parse_file_mode("644"), Ok(0o644));
+        assert_eq!(super::parse_file_mode("0o640"), Ok(0o640));
+        assert!(super::parse_file_mode("999").is_err());
+        assert!(super::parse_file_mode("1777").is_err());
     }
 }

@@ -88,7 +88,7 @@ pub async fn run(args: SidecarArgs) -> Result<(), SidecarError> {
         args.region.as_deref(),
         args.endpoint.as_deref(),
     )?;
-    let token = load_or_create_token(&args.token_file)?;
+    let token = load_or_create_token(&args.token_file, args.token_file_mode)?;
     let state = Arc::new(SidecarState::new(token, args.role_name())?);
     let files = CertificateFiles {
         certificate: args.certificate.clone(),

@@ -13,8 +13,6 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 /// 256 bits of randomness, as hex (a valid HTTP header value, no padding, no newline: the AWS
 /// SDKs send the file's bytes as they are and refuse a trailing newline).
 const TOKEN_BYTES: usize = 32;
-/// Group-readable, so an application container running with the pod's fsGroup can read it.
-const TOKEN_FILE_MODE: u32 = 0o640;
 /// IMDSv2's ceiling for `X-aws-ec2-metadata-token-ttl-seconds`.
 pub const IMDS_MAX_TTL_SECONDS: u64 = 21_600;
 
@@ -42,9 +40,9 @@ fn random_bytes<const N: usize>() -> Result<[u8; N], TokenError> {
     Ok(bytes)
 }
 
-/// Reads the token from `path`, or generates one and writes it there (mode 0640, created
+/// Reads the token from `path`, or generates one and writes it there with `mode` (created
 /// exclusively so two sidecars racing never disagree). Surrounding whitespace is ignored.
-pub fn load_or_create_token(path: &Path) -> Result<String, TokenError> {
+pub fn load_or_create_token(path: &Path, mode: u32) -> Result<String, TokenError> {
     let display = || path.display().to_string();
     match std::fs::read_to_string(path) {
         Ok(text) => {
@@ -69,7 +67,7 @@ pub fn load_or_create_token(path: &Path) -> Result<String, TokenError> {
     let created = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
-        .mode(TOKEN_FILE_MODE)
+        .mode(mode)
         .open(path);
     match created {
         Ok(mut file) => {
@@ -82,7 +80,7 @@ pub fn load_or_create_token(path: &Path) -> Result<String, TokenError> {
         }
         // Someone else created it first: theirs wins.
         Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
-            load_or_create_token(path)
+            load_or_create_token(path, mode)
         }
         Err(source) => Err(TokenError::Write {
             path: display(),
@@ -159,17 +157,17 @@ mod tests {
     fn token_file_is_generated_once_then_reused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("token");
-        let token = load_or_create_token(&path).unwrap();
+        let token = load_or_create_token(&path, 0o640).unwrap();
         assert_eq!(token.len(), 64);
         assert_eq!(std::fs::read_to_string(&path).unwrap(), token);
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode & 0o007, 0, "world must not read the token: {mode:o}");
-        assert_eq!(load_or_create_token(&path).unwrap(), token);
+        assert_eq!(load_or_create_token(&path, 0o640).unwrap(), token);
         std::fs::write(&path, "given-token\n").unwrap();
-        assert_eq!(load_or_create_token(&path).unwrap(), "given-token");
+        assert_eq!(load_or_create_token(&path, 0o640).unwrap(), "given-token");
         std::fs::write(&path, "\n").unwrap();
         assert!(matches!(
-            load_or_create_token(&path),
+            load_or_create_token(&path, 0o640),
             Err(TokenError::Empty { .. })
         ));
     }

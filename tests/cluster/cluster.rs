@@ -109,10 +109,20 @@ impl TestCluster {
 
     /// Starts an `iamra controller` process that watches `namespace`.
     pub fn start_controller(&self, namespace: &str) -> anyhow::Result<TestProcess> {
+        self.start_controller_with(namespace, &[])
+    }
+
+    /// Starts an `iamra controller` process that watches `namespace`, with more flags.
+    pub fn start_controller_with(
+        &self,
+        namespace: &str,
+        extra_args: &[String],
+    ) -> anyhow::Result<TestProcess> {
         start_controller(
             &self.inner.kubeconfig,
             namespace,
             self.control_plane()?.workdir(),
+            extra_args,
         )
     }
 

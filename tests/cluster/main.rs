@@ -16,6 +16,7 @@ mod revocation;
 mod samples;
 mod schema_validation;
 mod tls_providers;
+mod webhook;
 
 use std::process::ExitCode;
 
@@ -42,6 +43,7 @@ fn main() -> ExitCode {
     trials.extend(kms::trials(&cluster));
     trials.extend(revocation::trials(&cluster));
     trials.extend(tls_providers::trials(&cluster));
+    trials.extend(webhook::trials(&cluster));
     trials.extend(chart::trials(&cluster));
     let conclusion = libtest_mimic::run(&arguments, trials);
     drop(cluster);

@@ -19,8 +19,17 @@ fn run(dir: &std::path::Path, args: &[&str]) -> anyhow::Result<(bool, String)> {
     Ok((output.status.success(), text))
 }
 
-/// `openssl verify -x509_strict -purpose sslclient` of `leaf_pem` against `ca_pem`.
+/// `openssl verify -x509_strict -purpose sslclient`: what Roles Anywhere demands of a leaf.
 pub fn verify_client_certificate(ca_pem: &str, leaf_pem: &str) -> anyhow::Result<()> {
+    verify_for_purpose(ca_pem, leaf_pem, "sslclient")
+}
+
+/// `openssl verify -x509_strict -purpose sslserver`: the webhook's serving certificate.
+pub fn verify_server_certificate(ca_pem: &str, leaf_pem: &str) -> anyhow::Result<()> {
+    verify_for_purpose(ca_pem, leaf_pem, "sslserver")
+}
+
+fn verify_for_purpose(ca_pem: &str, leaf_pem: &str, purpose: &str) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     std::fs::write(dir.path().join("ca.pem"), ca_pem)?;
     std::fs::write(dir.path().join("leaf.pem"), leaf_pem)?;
@@ -30,7 +39,7 @@ pub fn verify_client_certificate(ca_pem: &str, leaf_pem: &str) -> anyhow::Result
             "verify",
             "-x509_strict",
             "-purpose",
-            "sslclient",
+            purpose,
             "-CAfile",
             "ca.pem",
             "leaf.pem",
@@ -38,7 +47,7 @@ pub fn verify_client_certificate(ca_pem: &str, leaf_pem: &str) -> anyhow::Result
     )?;
     anyhow::ensure!(
         ok && text.contains("leaf.pem: OK"),
-        "openssl verify refused the certificate:\n{text}"
+        "openssl verify refused the certificate for {purpose}:\n{text}"
     );
     Ok(())
 }

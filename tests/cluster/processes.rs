@@ -60,17 +60,19 @@ impl Drop for TestProcess {
     }
 }
 
-/// Starts `iamra controller --namespace <namespace>` against the test cluster.
+/// Starts `iamra controller --namespace <namespace> <extra_args>` against the test cluster.
 pub fn start_controller(
     kubeconfig: &Path,
     namespace: &str,
     log_dir: &Path,
+    extra_args: &[String],
 ) -> anyhow::Result<TestProcess> {
     let port = free_loopback_port()?;
     let mut command = Command::new(env!("CARGO_BIN_EXE_iamra"));
     command
         .args(["controller", "--namespace", namespace])
         .arg(format!("--http-address=127.0.0.1:{port}"))
+        .args(extra_args)
         .env("KUBECONFIG", kubeconfig)
         .env("RUST_LOG", "info,iamra=debug")
         .envs(AWS_TEST_ENV.iter().copied());

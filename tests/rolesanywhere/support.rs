@@ -224,11 +224,27 @@ pub async fn run_credential_process(
         .output()
         .await
         .unwrap();
-    Outcome {
+    let outcome = Outcome {
         success: output.status.success(),
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    };
+    // The exchange, secrets redacted, for `--nocapture` readers.
+    let program_name = program.file_name().unwrap_or_default().to_string_lossy();
+    match serde_json::from_str::<serde_json::Value>(&outcome.stdout) {
+        Ok(mut credentials) if outcome.success => {
+            for field in ["SecretAccessKey", "SessionToken"] {
+                credentials[field] = "<redacted>".into();
+            }
+            println!("{program_name} credential-process -> {credentials}");
+        }
+        _ => println!(
+            "{program_name} credential-process -> exit {:?}: {}",
+            output.status.code(),
+            outcome.stderr.trim()
+        ),
     }
+    outcome
 }
 
 /// A one-request-per-connection HTTP/1.1 proxy that changes `"durationSeconds":3600` into `3700` in

@@ -1,0 +1,88 @@
+//! Which binding, if any, a new pod falls under, and what its sidecar needs. Pure functions of
+//! the pod, the namespace's bindings and their certificates: table-tested without a cluster.
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::{Resource, ResourceExt};
+
+use super::mutation::{InjectionTarget, selects};
+use crate::api::{RolesAnywhereBinding, WorkloadCertificate};
+
+/// Pod annotation that opts a single pod out of injection in an opted-in namespace.
+pub const INJECT_ANNOTATION: &str = "iamra.dev/inject";
+
+/// Why a pod is refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error(
+        "pod matches {count} RolesAnywhereBindings ({names}); a pod can act as one IAM role only: narrow their selectors or serviceAccountName"
+    )]
+    Ambiguous { count: usize, names: String },
+    #[error(
+        "RolesAnywhereBinding {binding} refers to WorkloadCertificate {certificate}, which does not exist in namespace {namespace}"
+    )]
+    CertificateNotFound {
+        binding: String,
+        certificate: String,
+        namespace: String,
+    },
+}
+
+/// The binding that selects `pod` among `bindings` (all in the pod's namespace): None when no
+/// binding does or the pod opted out, an error when more than one does.
+pub fn choose_binding<'a>(
+    bindings: &'a [&'a RolesAnywhereBinding],
+    pod: &Pod,
+) -> Result<Option<&'a RolesAnywhereBinding>, Refusal> {
+    if pod.annotations().get(INJECT_ANNOTATION).map(String::as_str) == Some("false") {
+        return Ok(None);
+    }
+    let mut matching: Vec<&RolesAnywhereBinding> = bindings
+        .iter()
+        .copied()
+        .filter(|binding| binding.meta().deletion_timestamp.is_none() && selects(binding, pod))
+        .collect();
+    match matching.len() {
+        0 => Ok(None),
+        1 => Ok(matching.pop()),
+        count => {
+            let mut names: Vec<String> = matching.iter().map(|b| b.name_any()).collect();
+            names.sort();
+            Err(Refusal::Ambiguous {
+                count,
+                names: names.join(", "),
+            })
+        }
+    }
+}
+
+/// What the sidecar of `binding` needs. The template's Secret name is known before its
+/// WorkloadCertificate exists; a referenced certificate must exist.
+pub fn injection_target(
+    binding: &RolesAnywhereBinding,
+    certificate: Option<&WorkloadCertificate>,
+    namespace: &str,
+) -> Result<InjectionTarget, Refusal> {
+    let secret = match (&binding.spec.certificate_template, certificate) {
+        (_, Some(certificate)) => certificate.spec.secret_name.clone(),
+        (Some(template), None) => template.secret_name.clone(),
+        (None, None) => {
+            return Err(Refusal::CertificateNotFound {
+                binding: binding.name_any(),
+                certificate: binding.certificate_name(),
+                namespace: namespace.to_string(),
+            });
+        }
+    };
+    let spec = &binding.spec;
+    Ok(InjectionTarget {
+        binding: binding.name_any(),
+        certificate_secret: secret,
+        trust_anchor_arn: spec.trust_anchor_arn.clone(),
+        profile_arn: spec.profile_arn.clone(),
+        role_arn: spec.role_arn.clone(),
+        region: spec.region.clone(),
+        endpoint: spec.endpoint.clone(),
+        session_duration_seconds: spec.session_duration_seconds,
+        role_session_name: spec.role_session_name.clone(),
+    })
+}
