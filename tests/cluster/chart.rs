@@ -368,6 +368,20 @@ fn needed() -> Vec<Access> {
             "mutatingwebhookconfigurations",
         )
         .named(RELEASE_NAMED),
+        // A watch with fieldSelector metadata.name=<name> is authorized as one on that name.
+        access(
+            "watch",
+            "admissionregistration.k8s.io",
+            "mutatingwebhookconfigurations",
+        )
+        .named(RELEASE_NAMED),
+        access(
+            "list",
+            "admissionregistration.k8s.io",
+            "mutatingwebhookconfigurations",
+        )
+        .named(RELEASE_NAMED),
+        access("get", "", "namespaces").named(OTHER_NAMESPACE),
     ]
 }
 
@@ -432,6 +446,8 @@ fn refused() -> Vec<Access> {
         ),
         access("get", "", "nodes"),
         access("delete", "", "namespaces").named(OTHER_NAMESPACE),
+        access("patch", "", "namespaces").named(OTHER_NAMESPACE),
+        access("watch", "", "namespaces"),
     ]
 }
 
