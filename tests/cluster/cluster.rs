@@ -126,6 +126,27 @@ impl TestCluster {
         )
     }
 
+    /// Starts an `iamra controller` process that watches `namespace` as the identity of another
+    /// kubeconfig (a ServiceAccount's token), with more flags.
+    pub fn start_controller_as(
+        &self,
+        kubeconfig: &Path,
+        namespace: &str,
+        extra_args: &[String],
+    ) -> anyhow::Result<TestProcess> {
+        start_controller(
+            kubeconfig,
+            namespace,
+            self.control_plane()?.workdir(),
+            extra_args,
+        )
+    }
+
+    /// The cluster-admin kubeconfig file.
+    pub fn admin_kubeconfig(&self) -> &Path {
+        &self.inner.kubeconfig
+    }
+
     /// Creates a fresh namespace named after the test.
     pub async fn namespace(&self, client: &kube::Client, prefix: &str) -> anyhow::Result<String> {
         let index = self.inner.namespaces_created.fetch_add(1, Ordering::SeqCst);
