@@ -24,7 +24,8 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     target="$(uname -m)-unknown-linux-musl" \
     && rustup target add "$target" \
-    && cargo build --release --locked --target "$target" --bin iamra \
+    && CARGO_PROFILE_RELEASE_STRIP=symbols \
+       cargo build --release --locked --target "$target" --bin iamra \
     && cp "target/$target/release/iamra" /iamra
 
 FROM gcr.io/distroless/static-debian12:nonroot
