@@ -20,7 +20,7 @@ use libtest_mimic::Trial;
 use serde_json::Value;
 
 use crate::cluster::{TestCluster, trial, wait_for};
-use crate::helm::{only_of_kind, parse_documents, render};
+use crate::helm::{helm, only_of_kind, parse_documents, render};
 
 const FIELD_MANAGER: &str = "iamra-chart-tests";
 
@@ -45,6 +45,11 @@ pub fn trials(cluster: &TestCluster) -> Vec<Trial> {
             "chart::controller_works_with_only_the_charts_rbac",
             cluster,
             controller_works_with_only_the_charts_rbac,
+        ),
+        trial(
+            "chart::helm_installs_upgrades_and_uninstalls",
+            cluster,
+            helm_installs_upgrades_and_uninstalls,
         ),
     ]
 }
@@ -912,5 +917,91 @@ async fn controller_works_with_only_the_charts_rbac(cluster: TestCluster) -> any
         "the controller was refused under the chart's RBAC:\n{}",
         refusals.join("\n")
     );
+    Ok(())
+}
+
+/// `helm install`, `helm upgrade` and `helm uninstall` themselves, against the API server (not
+/// `--wait`: no kubelet runs the pods). Install creates the release's objects, upgrade changes
+/// them, uninstall removes them and keeps the CRDs, as Helm does for a chart's crds/.
+async fn helm_installs_upgrades_and_uninstalls(cluster: TestCluster) -> anyhow::Result<()> {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::rbac::v1::ClusterRole;
+
+    let client = cluster.client().await?;
+    let namespace = cluster.namespace(&client, "chart-helm").await?;
+    let kubeconfig = cluster
+        .admin_kubeconfig()
+        .to_str()
+        .context("the kubeconfig path is not UTF-8")?
+        .to_string();
+    let chart = crate::helm::chart_dir();
+    let chart = chart
+        .to_str()
+        .context("the chart path is not UTF-8")?
+        .to_string();
+    // Named after the namespace, so the ClusterRole does not collide with another test's.
+    let release = namespace.clone();
+    let name = format!("{release}-iamra");
+    let common = ["--kubeconfig", &kubeconfig, "--namespace", &namespace];
+
+    let mut install = vec!["install", &release, &chart, "--set", "issuer.create=true"];
+    install.extend_from_slice(&common);
+    let output = helm(&install)?;
+    anyhow::ensure!(
+        output.contains("STATUS: deployed"),
+        "helm install: {output}"
+    );
+    anyhow::ensure!(
+        output.contains(&format!(
+            "kubectl delete mutatingwebhookconfiguration {name}"
+        )),
+        "the install notes do not say how to remove the webhook configuration: {output}"
+    );
+
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &namespace);
+    let deployment = deployments.get(&name).await?;
+    anyhow::ensure!(
+        deployment.spec.as_ref().and_then(|s| s.replicas) == Some(2),
+        "installed replicas: {:?}",
+        deployment.spec.and_then(|s| s.replicas)
+    );
+    let cluster_roles: Api<ClusterRole> = Api::all(client.clone());
+    cluster_roles.get(&name).await?;
+    let issuers =
+        crate::cluster::api_for(&client, &namespace, &serde_json::json!({"kind": "Issuer"}))?;
+    issuers
+        .get("iamra-ca")
+        .await
+        .context("the chart's Issuer")?;
+
+    let mut upgrade = vec![
+        "upgrade",
+        &release,
+        &chart,
+        "--reuse-values",
+        "--set",
+        "replicaCount=3",
+    ];
+    upgrade.extend_from_slice(&common);
+    let output = helm(&upgrade)?;
+    anyhow::ensure!(output.contains("REVISION: 2"), "helm upgrade: {output}");
+    let replicas = deployments.get(&name).await?.spec.and_then(|s| s.replicas);
+    anyhow::ensure!(replicas == Some(3), "upgraded replicas: {replicas:?}");
+
+    let mut uninstall = vec!["uninstall", &release];
+    uninstall.extend_from_slice(&common);
+    helm(&uninstall)?;
+    anyhow::ensure!(
+        deployments.get_opt(&name).await?.is_none(),
+        "the Deployment outlived helm uninstall"
+    );
+    anyhow::ensure!(
+        cluster_roles.get_opt(&name).await?.is_none(),
+        "the ClusterRole outlived helm uninstall"
+    );
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    crds.get("issuers.iamra.dev")
+        .await
+        .context("helm uninstall removed the CRDs")?;
     Ok(())
 }
