@@ -4,6 +4,7 @@
 mod cluster;
 mod issuance;
 mod kms;
+mod leader_election;
 mod openssl;
 mod processes;
 mod rbac;
@@ -37,6 +38,7 @@ fn main() -> ExitCode {
     trials.extend(kms::trials(&cluster));
     trials.extend(revocation::trials(&cluster));
     trials.extend(tls_providers::trials(&cluster));
+    trials.extend(leader_election::trials(&cluster));
     let conclusion = libtest_mimic::run(&arguments, trials);
     drop(cluster);
     conclusion.exit_code()

@@ -329,7 +329,7 @@ async fn by_reference_is_refused_by_roles_anywhere(cluster: TestCluster) -> anyh
 }
 
 /// A plain HTTP GET on loopback; the body.
-async fn http_get(url: &str) -> anyhow::Result<Vec<u8>> {
+pub async fn http_get(url: &str) -> anyhow::Result<Vec<u8>> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let rest = url.strip_prefix("http://").context("http only")?;
     let (host, path) = rest.split_once('/').context("no path")?;
