@@ -14,8 +14,8 @@ use crate::cluster::{TestCluster, trial, wait_for};
 use crate::issuance::{
     SETTLE, apply, local_issuer, wait_certificate_ready, wait_issuer_ready, workload_certificate,
 };
+use crate::metrics::{sample, scrape as metrics};
 use crate::processes::TestProcess;
-use crate::revocation::http_get;
 
 const LEASE_NAME: &str = "iamra-controller";
 /// Short timings so a takeover happens within seconds; the defaults are 15 s / 10 s / 2 s.
@@ -51,19 +51,6 @@ async fn wait_holder(leases: &Api<Lease>, expected: &str) -> anyhow::Result<()> 
         Ok((holder(leases).await?.as_deref() == Some(expected)).then_some(()))
     })
     .await
-}
-
-async fn metrics(process: &TestProcess) -> anyhow::Result<String> {
-    let address = process.http_address.as_deref().context("no HTTP address")?;
-    Ok(String::from_utf8(
-        http_get(&format!("http://{address}/metrics")).await?,
-    )?)
-}
-
-/// The value of the series named exactly `series` (name and labels).
-fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
 
 async fn one_leader_reconciles_and_the_standby_takes_over(

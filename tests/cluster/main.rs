@@ -5,6 +5,7 @@ mod cluster;
 mod issuance;
 mod kms;
 mod leader_election;
+mod metrics;
 mod openssl;
 mod processes;
 mod rbac;
