@@ -1,5 +1,5 @@
-//! Prometheus metric families rendered by hand in the text exposition format, the way the
-//! sidecar renders its few series: a dozen families do not justify a metrics crate and its
+//! Prometheus metric families rendered by hand in the text exposition format, for the
+//! controller and the sidecar alike: a dozen families do not justify a metrics crate and its
 //! global registry. Families are `static`s next to the code they count, so the signer and the
 //! Roles Anywhere client stay free of any controller type; the controller's `/metrics`
 //! renders them all.
@@ -37,7 +37,12 @@ impl<const N: usize> CounterVec<N> {
 
     pub fn render(&self, out: &mut String) {
         header(out, self.name, self.help, "counter");
-        for (values, count) in self.values.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+        let series = self.values.lock().unwrap_or_else(|p| p.into_inner());
+        // A counter without labels exists from the start; labelled series appear when counted.
+        if N == 0 && series.is_empty() {
+            let _ = writeln!(out, "{} 0", self.name);
+        }
+        for (values, count) in series.iter() {
             let _ = writeln!(
                 out,
                 "{}{} {count}",
