@@ -182,7 +182,7 @@ fn main() -> anyhow::Result<()> {
                     }
                     // Exit at once: no reconcile of this replica may outlive its leadership,
                     // and tearing the runtime down would wait for in-flight KMS calls.
-                    // Kubernetes restarts the container, which then stands by.
+                    // Kubernetes restarts the container, which then campaigns again.
                     Err(RunError::LeaderElection(error)) => {
                         tracing::error!(%error, "stopping");
                         std::process::exit(1);

@@ -151,13 +151,15 @@ fn claimed(
     lease_duration: Duration,
     now: jiff::Timestamp,
 ) -> LeaseSpec {
+    // Like client-go: creating the Lease is no transition, every change of holder is one.
+    let created = previous.is_none();
     let previous = previous.cloned().unwrap_or_default();
-    let renewing = holder(Some(&previous)) == Some(identity);
+    let renewing = created || holder(Some(&previous)) == Some(identity);
     let transitions = previous.lease_transitions.unwrap_or(0);
     LeaseSpec {
         holder_identity: Some(identity.to_string()),
         lease_duration_seconds: Some(i32::try_from(lease_duration.as_secs()).unwrap_or(i32::MAX)),
-        acquire_time: if renewing {
+        acquire_time: if renewing && !created {
             previous.acquire_time.clone()
         } else {
             Some(MicroTime(now))
@@ -481,7 +483,16 @@ mod tests {
         assert_eq!(renewed.renew_time, Some(MicroTime(now)));
 
         let first = claimed(None, "me", DURATION, now);
-        assert_eq!(first.lease_transitions, Some(1));
+        assert_eq!(first.lease_transitions, Some(0));
+        assert_eq!(first.acquire_time, Some(MicroTime(now)));
+
+        let after_release = claimed(
+            Some(&released(&held_by("other", 15), now)),
+            "me",
+            DURATION,
+            now,
+        );
+        assert_eq!(after_release.lease_transitions, Some(4));
     }
 
     #[test]
