@@ -4,6 +4,8 @@
 mod cluster;
 mod issuance;
 mod kms;
+mod leader_election;
+mod metrics;
 mod openssl;
 mod processes;
 mod rbac;
@@ -39,6 +41,7 @@ fn main() -> ExitCode {
     trials.extend(revocation::trials(&cluster));
     trials.extend(tls_providers::trials(&cluster));
     trials.extend(webhook::trials(&cluster));
+    trials.extend(leader_election::trials(&cluster));
     let conclusion = libtest_mimic::run(&arguments, trials);
     drop(cluster);
     conclusion.exit_code()
