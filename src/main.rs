@@ -268,7 +268,12 @@ fn main() -> anyhow::Result<()> {
         Command::CredentialProcess(args) => {
             // stdout carries only the credentials JSON; logs (off unless RUST_LOG) go to stderr.
             telemetry::init(cli.log_format, "warn");
-            let json = runtime()?.block_on(credential_process::run(&args));
+            // One request: a single-threaded runtime starts faster and spawns no worker threads.
+            let json = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?
+                .block_on(credential_process::run(&args));
             match json {
                 Ok(json) => {
                     println!("{json}");
