@@ -3,6 +3,7 @@
 pub mod api;
 pub mod controller;
 pub mod localenv;
+pub mod metrics;
 pub mod pki;
 pub mod rolesanywhere;
 pub mod sidecar;

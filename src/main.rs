@@ -1,12 +1,14 @@
 //! The `iamra` command line: one binary, one subcommand per part.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+use iamra::api::parse_duration;
 use iamra::api::{crd_file_name, crd_yaml, custom_resource_definitions};
-use iamra::controller::ControllerOptions;
+use iamra::controller::{ControllerOptions, LeaderElectionConfig, RunError, default_identity};
 use iamra::localenv::demo;
 use iamra::rolesanywhere::credential_process::{self, CredentialProcessArgs};
 use iamra::rolesanywhere::emulator::command::{self as emulator, EmulatorArgs};
@@ -44,12 +46,14 @@ enum Command {
         /// Reconciles of one kind running at once.
         #[arg(long, default_value_t = 16)]
         concurrency: u16,
-        /// Address of the HTTP server: CRL distribution points (/crl/<namespace>/<issuer>.crl)
-        /// and health (/healthz, /readyz).
+        /// Address of the HTTP server: CRL distribution points (/crl/<namespace>/<issuer>.crl),
+        /// Prometheus metrics (/metrics) and health (/healthz, /readyz).
         #[arg(long, default_value = "0.0.0.0:8080", env = "IAMRA_HTTP_ADDRESS")]
         http_address: std::net::SocketAddr,
         #[command(flatten)]
         webhook: WebhookArgs,
+        #[command(flatten)]
+        leader_election: LeaderElectionArgs,
     },
     /// Run the whole story locally: control plane, Roles Anywhere emulator, controller, a
     /// certificate traded for credentials, then a Revocation refused within seconds.
@@ -143,6 +147,67 @@ impl WebhookArgs {
     }
 }
 
+/// Leader election among controller replicas. On by default: a second replica started by
+/// mistake (or during a rolling update) then waits instead of reconciling alongside the first,
+/// and a single process pays only one Lease write every few seconds.
+#[derive(clap::Args)]
+struct LeaderElectionArgs {
+    /// Reconcile only while holding the leader Lease (every replica serves HTTP either way).
+    #[arg(
+        long = "leader-election",
+        env = "IAMRA_LEADER_ELECTION",
+        default_value_t = true,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
+    enabled: bool,
+    /// Namespace of the Lease; default: $POD_NAMESPACE, else --namespace, else "default".
+    #[arg(
+        long = "leader-election-namespace",
+        env = "IAMRA_LEADER_ELECTION_NAMESPACE"
+    )]
+    lease_namespace: Option<String>,
+    /// Name of the Lease.
+    #[arg(
+        long = "leader-election-lease-name",
+        env = "IAMRA_LEADER_ELECTION_LEASE_NAME",
+        default_value = "iamra-controller"
+    )]
+    lease_name: String,
+    /// How long standbys wait after the leader's last renewal before taking over.
+    #[arg(long = "leader-election-lease-duration", env = "IAMRA_LEADER_ELECTION_LEASE_DURATION", default_value = "15s", value_parser = parse_duration)]
+    lease_duration: Duration,
+    /// How long the leader keeps reconciling without a successful renewal (then it exits).
+    #[arg(long = "leader-election-renew-deadline", env = "IAMRA_LEADER_ELECTION_RENEW_DEADLINE", default_value = "10s", value_parser = parse_duration)]
+    renew_deadline: Duration,
+    /// How often candidates try to acquire and the leader renews.
+    #[arg(long = "leader-election-retry-period", env = "IAMRA_LEADER_ELECTION_RETRY_PERIOD", default_value = "2s", value_parser = parse_duration)]
+    retry_period: Duration,
+}
+
+impl LeaderElectionArgs {
+    fn config(self, watched_namespace: Option<&str>) -> Option<LeaderElectionConfig> {
+        self.enabled.then(|| LeaderElectionConfig {
+            // Inside a pod the Lease lives beside it; outside, beside what is watched.
+            namespace: self
+                .lease_namespace
+                .or_else(|| {
+                    std::env::var("POD_NAMESPACE")
+                        .ok()
+                        .filter(|n| !n.is_empty())
+                })
+                .or_else(|| watched_namespace.map(str::to_string))
+                .unwrap_or_else(|| "default".into()),
+            lease_name: self.lease_name,
+            identity: default_identity(),
+            lease_duration: self.lease_duration,
+            renew_deadline: self.renew_deadline,
+            retry_period: self.retry_period,
+        })
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
@@ -164,6 +229,7 @@ fn main() -> anyhow::Result<()> {
             concurrency,
             http_address,
             webhook,
+            leader_election,
         } => {
             telemetry::init(cli.log_format, "info");
             runtime()?.block_on(async {
@@ -178,21 +244,36 @@ fn main() -> anyhow::Result<()> {
                 let webhook = webhook.options(namespace.clone())?;
                 let options = ControllerOptions {
                     webhook,
+                    leader_election: leader_election.config(namespace.as_deref()),
                     namespace,
                     concurrency,
                     http_address: Some(http_address),
                 };
-                iamra::controller::run(client, aws, options)
-                    .await
-                    .context("the controller's HTTP server or webhook could not start")?;
-                tracing::info!("controller stopped");
-                Ok(())
+                match iamra::controller::run(client, aws, options).await {
+                    Ok(()) => {
+                        tracing::info!("controller stopped");
+                        Ok(())
+                    }
+                    // Exit at once: no reconcile of this replica may outlive its leadership,
+                    // and tearing the runtime down would wait for in-flight KMS calls.
+                    // Kubernetes restarts the container, which then campaigns again.
+                    Err(RunError::LeaderElection(error)) => {
+                        tracing::error!(%error, "stopping");
+                        std::process::exit(1);
+                    }
+                    Err(error) => Err(error.into()),
+                }
             })
         }
         Command::CredentialProcess(args) => {
             // stdout carries only the credentials JSON; logs (off unless RUST_LOG) go to stderr.
             telemetry::init(cli.log_format, "warn");
-            let json = runtime()?.block_on(credential_process::run(&args));
+            // One request: a single-threaded runtime starts faster and spawns no worker threads.
+            let json = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?
+                .block_on(credential_process::run(&args));
             match json {
                 Ok(json) => {
                     println!("{json}");
@@ -243,4 +324,31 @@ fn print_crds(output_dir: Option<PathBuf>) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn leader_election_is_on_unless_turned_off() {
+        let enabled = |args: &[&str]| {
+            let cli = super::Cli::try_parse_from([&["iamra", "controller"], args].concat())
+                .expect("valid arguments");
+            match cli.command {
+                super::Command::Controller {
+                    leader_election, ..
+                } => leader_election.enabled,
+                _ => unreachable!("parsed the controller subcommand"),
+            }
+        };
+        assert!(enabled(&[]));
+        assert!(enabled(&["--leader-election"]));
+        assert!(!enabled(&["--leader-election=false"]));
+    }
 }

@@ -17,6 +17,7 @@ use super::conditions::{condition, is_true, status_changed};
 use super::context::{Context, FIELD_MANAGER};
 use super::error::Error;
 use super::issuer::TRANSIENT_RETRY;
+use super::metrics::RECONCILE_ERRORS;
 use crate::api::{
     CONDITION_READY, RolesAnywhereBinding, RolesAnywhereBindingStatus, WorkloadCertificate,
 };
@@ -293,6 +294,7 @@ pub fn error_policy(
     ctx: Arc<Context>,
 ) -> Action {
     tracing::warn!(error = %error, label = error.metric_label(), "binding reconcile failed");
+    RECONCILE_ERRORS.inc(["binding", error.metric_label()]);
     Action::requeue(
         ctx.backoff
             .next_delay(&binding.uid().unwrap_or_default(), TRANSIENT_RETRY),

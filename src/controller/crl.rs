@@ -16,6 +16,7 @@ use time::OffsetDateTime;
 use super::ca::LoadedCa;
 use super::context::Context;
 use super::issuer::fingerprint;
+use super::metrics::CRL_SIGNING_SECONDS;
 use crate::api::{Issuer, Revocation, parse_duration};
 use crate::pki::{CrlSpec, RevokedCertificate, build_crl, parse_serial_hex};
 use crate::signer::CaSigner;
@@ -268,6 +269,7 @@ fn sign_crl(
     ca_pem: &str,
     signer: &std::sync::Arc<CaSigner>,
 ) -> Result<(Vec<u8>, String), String> {
+    let started = std::time::Instant::now();
     let issuer =
         rcgen::Issuer::from_ca_cert_pem(ca_pem, signer.as_ref()).map_err(|e| e.to_string())?;
     let crl = build_crl(spec, &issuer).map_err(|error| match signer.as_ref() {
@@ -278,6 +280,7 @@ fn sign_crl(
         CaSigner::Local(_) => error.to_string(),
     })?;
     let pem = crl.pem().map_err(|e| e.to_string())?;
+    CRL_SIGNING_SECONDS.observe(started.elapsed());
     Ok((crl.der().to_vec(), pem))
 }
 

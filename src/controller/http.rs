@@ -1,7 +1,10 @@
 //! The controller's HTTP server: CRL distribution points and health.
 //!
 //! `GET /crl/{namespace}/{issuer}.crl` serves the DER CRL (what the distribution point URL in
-//! certificates should name), `.pem` the PEM one; `/healthz` and `/readyz` answer 200.
+//! certificates should name), `.pem` the PEM one; `/metrics` the Prometheus metrics;
+//! `/healthz` and `/readyz` answer 200 on every replica, leader or standby: a standby serves
+//! CRLs and metrics too, so it belongs behind the Service, and readiness gated on leadership
+//! would only make rolling updates wait for an election.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -25,6 +28,7 @@ pub async fn serve(address: SocketAddr, ctx: Arc<Context>) -> std::io::Result<()
         .route("/crl/{namespace}/{file}", get(crl))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(|| async { "ok" }))
+        .route("/metrics", get(metrics))
         .with_state(ctx);
     tokio::spawn(async move {
         if let Err(error) = axum::serve(listener, router).await {
@@ -32,6 +36,17 @@ pub async fn serve(address: SocketAddr, ctx: Arc<Context>) -> std::io::Result<()
         }
     });
     Ok(())
+}
+
+async fn metrics() -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        super::metrics::render(),
+    )
+        .into_response()
 }
 
 async fn crl(

@@ -15,6 +15,7 @@ use super::conditions::{condition, status_changed};
 use super::context::{Context, FIELD_MANAGER};
 use super::crl_status;
 use super::error::Error;
+use super::metrics::RECONCILE_ERRORS;
 use crate::api::{CONDITION_READY, Issuer, IssuerStatus};
 
 /// A Ready Issuer is looked at again this often (CA expiry, a deleted CA Secret).
@@ -151,6 +152,7 @@ pub fn fingerprint(der: &[u8]) -> String {
 
 pub fn error_policy(issuer: Arc<Issuer>, error: &Error, ctx: Arc<Context>) -> Action {
     tracing::warn!(error = %error, label = error.metric_label(), "issuer reconcile failed");
+    RECONCILE_ERRORS.inc(["issuer", error.metric_label()]);
     Action::requeue(
         ctx.backoff
             .next_delay(&issuer.uid().unwrap_or_default(), TRANSIENT_RETRY),

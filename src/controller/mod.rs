@@ -11,6 +11,8 @@ mod error;
 mod http;
 mod issuance_policy;
 mod issuer;
+mod leader;
+mod metrics;
 mod revocation;
 mod secret_layout;
 mod workload_certificate;
@@ -19,6 +21,10 @@ pub use binding::{CONDITION_INJECTION_ENABLED, check_arns};
 pub use context::{Context, FIELD_MANAGER};
 pub use crl::{CRL_DER_KEY, CRL_PEM_KEY, crl_config_map_name};
 pub use error::Error;
+pub use leader::{
+    DEFAULT_LEASE_DURATION, DEFAULT_RENEW_DEADLINE, DEFAULT_RETRY_PERIOD, LeaderElectionConfig,
+    LeaderElectionError, default_identity,
+};
 pub use secret_layout::{
     CA_CERTIFICATE_KEY, CERTIFICATE_NAME_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE,
     REVISION_ANNOTATION, SERIAL_ANNOTATION, TLS_CERTIFICATE_KEY, TLS_PRIVATE_KEY_KEY,
@@ -37,7 +43,8 @@ use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 
 use crate::api::{Issuer, Revocation, RolesAnywhereBinding, WorkloadCertificate};
-use crate::webhook::{INJECTED_BY_ANNOTATION, INJECTED_LABEL, WebhookOptions};
+use crate::webhook::{INJECTED_BY_ANNOTATION, INJECTED_LABEL, WebhookError, WebhookOptions};
+use leader::LeaderElector;
 
 /// How long an Issuer waits after a trigger before building a CRL, so a burst of Revocations
 /// lands in one CRL and one import.
@@ -50,10 +57,23 @@ pub struct ControllerOptions {
     pub namespace: Option<String>,
     /// Reconciles of one kind running at once.
     pub concurrency: u16,
-    /// Where the HTTP server (CRLs, health) listens; None runs none.
+    /// Where the HTTP server (CRLs, health, metrics) listens; None runs none.
     pub http_address: Option<std::net::SocketAddr>,
     /// The pod-injection webhook; None runs none.
     pub webhook: Option<WebhookOptions>,
+    /// Reconcile only while holding this Lease; None reconciles at once (a single replica).
+    pub leader_election: Option<LeaderElectionConfig>,
+}
+
+/// Why the controller stopped other than by a shutdown signal.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("the controller's HTTP server could not start: {0}")]
+    Http(#[from] std::io::Error),
+    #[error(transparent)]
+    LeaderElection(#[from] LeaderElectionError),
+    #[error(transparent)]
+    Webhook(#[from] WebhookError),
 }
 
 fn api<K>(client: &kube::Client, namespace: &Option<String>) -> Api<K>
@@ -66,23 +86,76 @@ where
     }
 }
 
-/// Runs the reconcilers until a shutdown signal (SIGTERM, Ctrl-C).
+/// Serves HTTP at once and runs the reconcilers until a shutdown signal (SIGTERM, Ctrl-C);
+/// with leader election, only while this replica holds the Lease. Losing the Lease returns
+/// [`RunError::LeaderElection`]: the caller must exit without further work.
 pub async fn run(
     client: kube::Client,
     aws: aws_config::SdkConfig,
     options: ControllerOptions,
-) -> std::io::Result<()> {
-    let instance =
-        std::env::var("POD_NAME").unwrap_or_else(|_| format!("iamra-{}", std::process::id()));
+) -> Result<(), RunError> {
+    let instance = match &options.leader_election {
+        Some(election) => election.identity.clone(),
+        None => {
+            std::env::var("POD_NAME").unwrap_or_else(|_| format!("iamra-{}", std::process::id()))
+        }
+    };
     let ctx = Arc::new(Context::new(client.clone(), aws, instance));
     if let Some(address) = options.http_address {
         http::serve(address, ctx.clone()).await?;
     }
+    // Every replica answers admissions; only the leader reconciles.
     if let Some(webhook) = options.webhook.clone() {
-        crate::webhook::start(client.clone(), webhook)
-            .await
-            .map_err(std::io::Error::other)?;
+        crate::webhook::start(client.clone(), webhook).await?;
     }
+    let Some(election) = options.leader_election.clone() else {
+        metrics::set_leader(true);
+        reconcile_all(client, &options, ctx).await;
+        return Ok(());
+    };
+    let mut elector = LeaderElector::new(client.clone(), election)?;
+    let acquired_at = tokio::select! {
+        acquired_at = elector.acquire() => acquired_at,
+        () = shutdown_signal() => return Ok(()),
+    };
+    metrics::set_leader(true);
+    // The reconcilers end on a shutdown signal, after their in-flight reconciles; the Lease is
+    // released only then, so the next leader never overlaps with this one.
+    let lost = tokio::select! {
+        () = reconcile_all(client, &options, ctx) => None,
+        lost = elector.hold(acquired_at) => Some(lost),
+    };
+    metrics::set_leader(false);
+    match lost {
+        Some(lost) => Err(lost.into()),
+        None => {
+            elector.release().await;
+            Ok(())
+        }
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C, the signals the reconcilers stop on.
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+}
+
+/// The four controllers, until a shutdown signal.
+async fn reconcile_all(client: kube::Client, options: &ControllerOptions, ctx: Arc<Context>) {
     let config = kube::runtime::controller::Config::default().concurrency(options.concurrency);
     let managed =
         watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"));
@@ -120,6 +193,7 @@ pub async fn run(
         watcher::Config::default(),
     );
     let certificate_store = certificates.store();
+    metrics::watch_certificates(certificate_store.clone());
     let certificates = certificates
         .with_config(config.clone())
         .owns(api::<Secret>(&client, &options.namespace), managed)
@@ -214,5 +288,4 @@ pub async fn run(
         });
 
     futures::join!(issuers, certificates, revocations, bindings);
-    Ok(())
 }

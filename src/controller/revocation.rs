@@ -16,6 +16,7 @@ use super::conditions::{condition, status_changed};
 use super::context::{Context, FIELD_MANAGER};
 use super::error::Error;
 use super::issuer::{CONFIGURATION_RETRY, TRANSIENT_RETRY};
+use super::metrics::RECONCILE_ERRORS;
 use crate::api::{CONDITION_READY, Issuer, Revocation, RevocationStatus, WorkloadCertificate};
 use crate::pki::{parse_serial_hex, serial_hex};
 
@@ -336,6 +337,7 @@ pub async fn patch_status(
 
 pub fn error_policy(revocation: Arc<Revocation>, error: &Error, ctx: Arc<Context>) -> Action {
     tracing::warn!(error = %error, label = error.metric_label(), "revocation reconcile failed");
+    RECONCILE_ERRORS.inc(["revocation", error.metric_label()]);
     Action::requeue(
         ctx.backoff
             .next_delay(&revocation.uid().unwrap_or_default(), TRANSIENT_RETRY),

@@ -22,6 +22,7 @@ use super::context::{Context, FIELD_MANAGER};
 use super::error::Error;
 use super::issuance_policy::{IssuanceInput, IssuanceTrigger, SecretState, Verdict, decide};
 use super::issuer::{CONFIGURATION_RETRY, TRANSIENT_RETRY};
+use super::metrics::{ISSUANCE_SECONDS, RECONCILE_ERRORS};
 use super::revocation::REISSUE_ANNOTATION;
 use super::secret_layout::*;
 use crate::api::{
@@ -338,6 +339,7 @@ impl Reconciler {
             settings,
             spec_hash,
         } = issuance;
+        let started = std::time::Instant::now();
         let spec = &self.certificate.spec;
         let previous = self.previous_status();
         let generation = self.certificate.metadata.generation;
@@ -493,6 +495,7 @@ impl Reconciler {
                 ),
             )
             .await;
+        ISSUANCE_SECONDS.observe(started.elapsed());
         Ok(requeue_at(renewal))
     }
 
@@ -697,5 +700,6 @@ pub fn error_policy(
     _ctx: Arc<Context>,
 ) -> Action {
     tracing::warn!(error = %error, label = error.metric_label(), "workload certificate reconcile failed");
+    RECONCILE_ERRORS.inc(["workloadcertificate", error.metric_label()]);
     Action::requeue(TRANSIENT_RETRY)
 }

@@ -10,11 +10,19 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use crate::api::RolesAnywhereCrlTarget;
+use crate::metrics::{CounterVec, aws_outcome};
 
 /// `ImportCrl`/`UpdateCrl` refuse a CRL larger than this (PEM bytes).
 pub const ROLES_ANYWHERE_MAX_CRL_BYTES: usize = 300_000;
 /// All CRL operations of an account share a quota of one request per second.
 const CRL_API_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Roles Anywhere CRL calls by operation and outcome (SDK retries included in one call).
+pub static ROLES_ANYWHERE_REQUESTS: CounterVec<2> = CounterVec::new(
+    "iamra_rolesanywhere_requests_total",
+    "IAM Roles Anywhere CRL calls by operation (ImportCrl, UpdateCrl, EnableCrl, ListCrls) and outcome.",
+    ["operation", "outcome"],
+);
 
 /// Why an import did not happen; messages go to the Issuer's `CrlImported` condition.
 #[derive(Debug, thiserror::Error)]
@@ -151,13 +159,14 @@ impl CrlImporter {
         };
         if let Some((crl_id, enabled)) = existing {
             self.pace(&key).await;
-            match client
+            let updated = client
                 .update_crl()
                 .crl_id(&crl_id)
                 .crl_data(data())
                 .send()
-                .await
-            {
+                .await;
+            ROLES_ANYWHERE_REQUESTS.inc(["UpdateCrl", aws_outcome(&updated)]);
+            match updated {
                 Ok(response) => {
                     let enabled = response
                         .crl()
@@ -165,12 +174,9 @@ impl CrlImporter {
                         .unwrap_or(enabled);
                     if !enabled {
                         self.pace(&key).await;
-                        client
-                            .enable_crl()
-                            .crl_id(&crl_id)
-                            .send()
-                            .await
-                            .map_err(|e| api_error("EnableCrl", e))?;
+                        let enabled = client.enable_crl().crl_id(&crl_id).send().await;
+                        ROLES_ANYWHERE_REQUESTS.inc(["EnableCrl", aws_outcome(&enabled)]);
+                        enabled.map_err(|e| api_error("EnableCrl", e))?;
                     }
                     return Ok(crl_id);
                 }
@@ -192,8 +198,9 @@ impl CrlImporter {
             .trust_anchor_arn(&target.trust_anchor_arn)
             .enabled(true)
             .send()
-            .await
-            .map_err(|e| api_error("ImportCrl", e))?;
+            .await;
+        ROLES_ANYWHERE_REQUESTS.inc(["ImportCrl", aws_outcome(&response)]);
+        let response = response.map_err(|e| api_error("ImportCrl", e))?;
         response
             .crl()
             .and_then(|crl| crl.crl_id())
@@ -218,8 +225,9 @@ impl CrlImporter {
                 .list_crls()
                 .set_next_token(next_token.clone())
                 .send()
-                .await
-                .map_err(|e| api_error("ListCrls", e))?;
+                .await;
+            ROLES_ANYWHERE_REQUESTS.inc(["ListCrls", aws_outcome(&page)]);
+            let page = page.map_err(|e| api_error("ListCrls", e))?;
             // ListCrls has no trust-anchor filter: match name and anchor here.
             if let Some(crl) = page.crls().iter().find(|crl| {
                 crl.name() == Some(name)

@@ -1,6 +1,7 @@
 //! The `CreateSession` client: signs the request with the workload certificate's key
 //! (SigV4-X509, see [`super::sigv4x509`]), posts it, and returns the temporary credentials.
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use base64::Engine;
@@ -379,6 +380,63 @@ pub fn parse_create_session_response(
     })
 }
 
+type HttpClient = hyper_util::client::legacy::Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    Full<Bytes>,
+>;
+
+/// Clients kept for the life of the process: loading the system's trust roots costs more CPU
+/// than a CreateSession itself, so it is done once, and only for https endpoints.
+static HTTPS_CLIENT: OnceLock<Result<HttpClient, String>> = OnceLock::new();
+static PLAIN_CLIENT: OnceLock<Result<HttpClient, String>> = OnceLock::new();
+
+type Connector = hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>;
+
+fn build_client(connector: Connector) -> HttpClient {
+    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        // No idle connections: a CreateSession is rare, and a pooled connection would belong
+        // to the runtime that opened it, which may be gone by the next call.
+        .pool_max_idle_per_host(0)
+        .build(connector)
+}
+
+/// A connector that speaks plain http; it trusts no root, so an https URL would fail.
+fn plain_connector() -> Result<Connector, String> {
+    let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| format!("TLS configuration: {e}"))?
+    .with_root_certificates(rustls::RootCertStore::empty())
+    .with_no_client_auth();
+    Ok(hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .build())
+}
+
+fn native_roots_connector() -> Result<Connector, String> {
+    Ok(hyper_rustls::HttpsConnectorBuilder::new()
+        .with_native_roots()
+        .map_err(|e| format!("loading the system trust roots: {e}"))?
+        .https_or_http()
+        .enable_http1()
+        .build())
+}
+
+/// The client for `endpoint`: with the system's trust roots for https, without for plain http
+/// (the local emulator).
+fn http_client(endpoint: &str) -> Result<HttpClient, String> {
+    let (cell, connector): (_, fn() -> Result<Connector, String>) =
+        if endpoint.starts_with("http://") {
+            (&PLAIN_CLIENT, plain_connector)
+        } else {
+            (&HTTPS_CLIENT, native_roots_connector)
+        };
+    cell.get_or_init(|| connector().map(build_client)).clone()
+}
+
 /// Signs, sends and parses one CreateSession.
 #[tracing::instrument(skip_all, fields(endpoint = %request.endpoint, serial = %identity.serial_decimal))]
 pub async fn create_session(
@@ -398,15 +456,7 @@ pub async fn send_create_session(
         endpoint: endpoint.to_owned(),
         reason,
     };
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_native_roots()
-        .map_err(|e| transport(format!("loading the system trust roots: {e}")))?
-        .https_or_http()
-        .enable_http1()
-        .build();
-    let client: hyper_util::client::legacy::Client<_, Full<Bytes>> =
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-            .build(connector);
+    let client = http_client(endpoint).map_err(transport)?;
     let mut builder = http::Request::builder().method("POST").uri(&signed.url);
     for (name, value) in &signed.headers {
         builder = builder.header(name, value);

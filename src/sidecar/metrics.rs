@@ -1,18 +1,37 @@
-//! Prometheus counters of the sidecar, rendered by hand in the text exposition format (a
-//! handful of series does not justify a metrics crate).
+//! Prometheus metrics of the sidecar, rendered with the crate's hand-written exposition
+//! primitives (`crate::metrics`), as the controller's are.
 
-use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::metrics::{CounterVec, header};
 use crate::rolesanywhere::errors::CreateSessionError;
 
-#[derive(Default)]
 pub struct Metrics {
-    refreshes: AtomicU64,
-    failures: Mutex<BTreeMap<&'static str, u64>>,
-    requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
+    refreshes: CounterVec<0>,
+    failures: CounterVec<1>,
+    requests: CounterVec<2>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            refreshes: CounterVec::new(
+                "iamra_sidecar_refreshes_total",
+                "Successful CreateSession calls.",
+                [],
+            ),
+            failures: CounterVec::new(
+                "iamra_sidecar_refresh_failures_total",
+                "Failed CreateSession attempts by reason.",
+                ["reason"],
+            ),
+            requests: CounterVec::new(
+                "iamra_sidecar_requests_total",
+                "Credential requests answered, by endpoint and status.",
+                ["endpoint", "status"],
+            ),
+        }
+    }
 }
 
 /// The `reason` label of a failed refresh: bounded, so the series count stays bounded.
@@ -36,70 +55,33 @@ pub fn failure_reason(error: &CreateSessionError) -> &'static str {
 
 impl Metrics {
     pub fn refresh_succeeded(&self) {
-        self.refreshes.fetch_add(1, Ordering::Relaxed);
+        self.refreshes.inc([]);
     }
 
     pub fn refresh_failed(&self, reason: &'static str) {
-        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        *failures.entry(reason).or_default() += 1;
+        self.failures.inc([reason]);
     }
 
     /// One answered request of `endpoint` (a fixed route name, never the raw path).
     pub fn request_served(&self, endpoint: &'static str, status: u16) {
-        let mut requests = self.requests.lock().unwrap_or_else(|p| p.into_inner());
-        *requests.entry((endpoint, status)).or_default() += 1;
+        self.requests.inc([endpoint, &status.to_string()]);
     }
 
     /// The exposition text; `seconds_until_expiry` is `None` before the first credentials.
     pub fn render(&self, seconds_until_expiry: Option<f64>) -> String {
         let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "# HELP iamra_sidecar_refreshes_total Successful CreateSession calls.\n\
-             # TYPE iamra_sidecar_refreshes_total counter\n\
-             iamra_sidecar_refreshes_total {}",
-            self.refreshes.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP iamra_sidecar_refresh_failures_total Failed CreateSession attempts by reason.\n\
-             # TYPE iamra_sidecar_refresh_failures_total counter"
-        );
-        for (reason, count) in self
-            .failures
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-        {
-            let _ = writeln!(
-                out,
-                "iamra_sidecar_refresh_failures_total{{reason=\"{reason}\"}} {count}"
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP iamra_sidecar_credentials_expiry_seconds Seconds until the cached credentials expire.\n\
-             # TYPE iamra_sidecar_credentials_expiry_seconds gauge"
+        self.refreshes.render(&mut out);
+        self.failures.render(&mut out);
+        header(
+            &mut out,
+            "iamra_sidecar_credentials_expiry_seconds",
+            "Seconds until the cached credentials expire.",
+            "gauge",
         );
         if let Some(seconds) = seconds_until_expiry {
             let _ = writeln!(out, "iamra_sidecar_credentials_expiry_seconds {seconds:.0}");
         }
-        let _ = writeln!(
-            out,
-            "# HELP iamra_sidecar_requests_total Credential requests answered, by endpoint and status.\n\
-             # TYPE iamra_sidecar_requests_total counter"
-        );
-        for ((endpoint, status), count) in self
-            .requests
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-        {
-            let _ = writeln!(
-                out,
-                "iamra_sidecar_requests_total{{endpoint=\"{endpoint}\",status=\"{status}\"}} {count}"
-            );
-        }
+        self.requests.render(&mut out);
         out
     }
 }
@@ -126,6 +108,12 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
         }
-        assert!(!Metrics::default().render(None).contains("expiry_seconds 0"));
+        let fresh = Metrics::default().render(None);
+        assert!(!fresh.contains("expiry_seconds 0"));
+        assert!(
+            fresh
+                .lines()
+                .any(|l| l == "iamra_sidecar_refreshes_total 0")
+        );
     }
 }

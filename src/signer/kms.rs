@@ -8,10 +8,19 @@ use rcgen::{PublicKeyData, SignatureAlgorithm, SigningKey};
 use tokio::sync::Semaphore;
 use x509_parser::prelude::{FromDer, SubjectPublicKeyInfo};
 
+use crate::metrics::{CounterVec, aws_outcome};
+
 /// KMS refuses `RAW` messages above 4096 bytes; a larger message (a CRL with ~100 entries) is
 /// signed as a SHA-256 `DIGEST`. Smaller ones are sent `RAW`, which every KMS implementation,
 /// including local emulators that mishandle `DIGEST`, signs correctly.
 pub const KMS_RAW_MESSAGE_LIMIT: usize = 4096;
+
+/// KMS calls by operation and outcome (SDK retries included in one call).
+pub static KMS_REQUESTS: CounterVec<2> = CounterVec::new(
+    "iamra_kms_requests_total",
+    "AWS KMS calls by operation (GetPublicKey, Sign) and outcome.",
+    ["operation", "outcome"],
+);
 
 /// Why a KMS key cannot be used, or a KMS call failed. Messages are meant for the Issuer's
 /// Ready condition.
@@ -65,15 +74,12 @@ impl KmsSigningKey {
         key_id: &str,
         options: &KmsSigningOptions,
     ) -> Result<Self, KmsError> {
-        let response = client
-            .get_public_key()
-            .key_id(key_id)
-            .send()
-            .await
-            .map_err(|error| KmsError::GetPublicKey {
-                key_id: key_id.to_string(),
-                message: sdk_error_message(error),
-            })?;
+        let response = client.get_public_key().key_id(key_id).send().await;
+        KMS_REQUESTS.inc(["GetPublicKey", aws_outcome(&response)]);
+        let response = response.map_err(|error| KmsError::GetPublicKey {
+            key_id: key_id.to_string(),
+            message: sdk_error_message(error),
+        })?;
         let unsupported = |reason: String| KmsError::UnsupportedKey {
             key_id: key_id.to_string(),
             reason,
@@ -175,8 +181,9 @@ impl KmsSigningKey {
             .message_type(message_type)
             .signing_algorithm(self.signing_algorithm.clone())
             .send()
-            .await
-            .map_err(|error| self.sign_error(sdk_error_message(error)))?;
+            .await;
+        KMS_REQUESTS.inc(["Sign", aws_outcome(&response)]);
+        let response = response.map_err(|error| self.sign_error(sdk_error_message(error)))?;
         let signature = response
             .signature()
             .map(|blob| blob.as_ref().to_vec())

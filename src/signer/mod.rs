@@ -3,7 +3,7 @@
 
 mod kms;
 
-pub use kms::{KMS_RAW_MESSAGE_LIMIT, KmsError, KmsSigningKey, KmsSigningOptions};
+pub use kms::{KMS_RAW_MESSAGE_LIMIT, KMS_REQUESTS, KmsError, KmsSigningKey, KmsSigningOptions};
 
 use std::sync::Arc;
 

@@ -188,7 +188,7 @@ async fn keep_current(
 ) {
     let configurations: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
     let mut changes = watcher(
-        configurations,
+        configurations.clone(),
         watcher::Config::default().fields(&format!("metadata.name={}", options.configuration_name)),
     )
     .default_backoff()
@@ -197,20 +197,9 @@ async fn keep_current(
         let until_renewal = (serving.renewal_time() - OffsetDateTime::now_utc())
             .try_into()
             .unwrap_or(Duration::ZERO);
-        let changed = tokio::select! {
-            _ = tokio::time::sleep(until_renewal.min(RECHECK_INTERVAL)) => None,
-            event = changes.next() => event,
-        };
-        let existing = match changed {
-            Some(Ok(watcher::Event::Apply(object) | watcher::Event::InitApply(object))) => {
-                Some(object)
-            }
-            Some(Ok(watcher::Event::Delete(_))) => None,
-            // Init markers and watch errors (retried by the backoff) need no action.
-            Some(_) => continue,
-            None => {
-                match serving_certificate::ensure(&client, &options.secret_namespace, &names).await
-                {
+        let existing = tokio::select! {
+            _ = tokio::time::sleep(until_renewal.min(RECHECK_INTERVAL)) => {
+                match serving_certificate::ensure(&client, &options.secret_namespace, &names).await {
                     Ok(renewed) if renewed != serving => {
                         if let Err(error) =
                             certificate.replace(&renewed.certificate_pem, &renewed.private_key_pem)
@@ -229,8 +218,19 @@ async fn keep_current(
                         continue;
                     }
                 }
-                None
+                // Applied below when the renewal changed the CA.
+                configurations.get_opt(&options.configuration_name).await.ok().flatten()
             }
+            event = changes.next() => match event {
+                Some(Ok(watcher::Event::Apply(object) | watcher::Event::InitApply(object))) => {
+                    Some(object)
+                }
+                Some(Ok(watcher::Event::Delete(_))) => None,
+                // Init markers and watch errors (retried by the backoff) need no action.
+                Some(_) => continue,
+                // The watch only ends with the process.
+                None => return,
+            },
         };
         if configuration_is_current(existing.as_ref(), &options, &serving.ca_pem) {
             continue;

@@ -190,7 +190,7 @@ fn text(secret: &Secret, key: &'static str) -> Result<String, ServingCertificate
         })
 }
 
-fn secret(name: &str, type_: &str, data: [(&str, &str); 3]) -> Secret {
+fn secret(name: &str, data: &[(&str, &str)]) -> Secret {
     Secret {
         metadata: ObjectMeta {
             name: Some(name.to_string()),
@@ -200,10 +200,9 @@ fn secret(name: &str, type_: &str, data: [(&str, &str); 3]) -> Secret {
             )])),
             ..Default::default()
         },
-        type_: Some(type_.to_string()),
+        type_: Some("kubernetes.io/tls".to_string()),
         data: Some(
-            data.into_iter()
-                .filter(|(_, value)| !value.is_empty())
+            data.iter()
                 .map(|(key, value)| (key.to_string(), ByteString(value.as_bytes().to_vec())))
                 .collect(),
         ),
@@ -241,11 +240,9 @@ pub async fn ensure(
         let (certificate, key) = new_webhook_ca(now)?;
         Ok(secret(
             CA_SECRET,
-            "kubernetes.io/tls",
-            [
+            &[
                 (TLS_CERTIFICATE_KEY, &certificate),
                 (TLS_PRIVATE_KEY_KEY, &key),
-                (CA_CERTIFICATE_KEY, ""),
             ],
         ))
     })
@@ -256,8 +253,7 @@ pub async fn ensure(
         let serving = new_serving_certificate(&ca_pem, &ca_key_pem, names, now)?;
         let secret = secret(
             SERVING_SECRET,
-            "kubernetes.io/tls",
-            [
+            &[
                 (TLS_CERTIFICATE_KEY, &serving.certificate_pem),
                 (TLS_PRIVATE_KEY_KEY, &serving.private_key_pem),
                 (CA_CERTIFICATE_KEY, &serving.ca_pem),
@@ -265,10 +261,7 @@ pub async fn ensure(
         );
         Ok((serving, secret))
     };
-    let current = match api.get_opt(SERVING_SECRET).await? {
-        Some(existing) => existing,
-        None => get_or_create(&api, SERVING_SECRET, || Ok(make_serving()?.1)).await?,
-    };
+    let current = get_or_create(&api, SERVING_SECRET, || Ok(make_serving()?.1)).await?;
     let loaded = serving_from_secret(&current);
     if let Some(loaded) = loaded.filter(|s| still_good(s, &ca_pem, names, now)) {
         return Ok(loaded);

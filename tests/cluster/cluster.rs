@@ -109,20 +109,22 @@ impl TestCluster {
 
     /// Starts an `iamra controller` process that watches `namespace`.
     pub fn start_controller(&self, namespace: &str) -> anyhow::Result<TestProcess> {
-        self.start_controller_with(namespace, &[])
+        self.start_controller_with(namespace, &[], &[])
     }
 
-    /// Starts an `iamra controller` process that watches `namespace`, with more flags.
+    /// Starts an `iamra controller` process with more arguments and environment variables.
     pub fn start_controller_with(
         &self,
         namespace: &str,
-        extra_args: &[String],
+        args: &[&str],
+        env: &[(&str, &str)],
     ) -> anyhow::Result<TestProcess> {
         start_controller(
             &self.inner.kubeconfig,
             namespace,
             self.control_plane()?.workdir(),
-            extra_args,
+            args,
+            env,
         )
     }
 

@@ -14,6 +14,7 @@ use crate::issuance::{
     SETTLE, apply, check_issued, secret_text, wait_certificate_ready, wait_event,
     wait_issuer_ready, workload_certificate,
 };
+use crate::metrics::{sample, scrape};
 use crate::openssl;
 
 pub fn trials(cluster: &TestCluster) -> Vec<Trial> {
@@ -122,7 +123,7 @@ async fn signs_ca_and_leaves(
     let issuers: Api<Issuer> = Api::namespaced(client.clone(), &namespace);
     let certificates: Api<WorkloadCertificate> = Api::namespaced(client.clone(), &namespace);
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
-    let _controller = cluster.start_controller(&namespace)?;
+    let controller = cluster.start_controller(&namespace)?;
 
     apply(&issuers, &kms_issuer(&key_id, &endpoint)).await?;
     let issuer = wait_issuer_ready(&issuers, "kms-ca").await?;
@@ -180,6 +181,23 @@ async fn signs_ca_and_leaves(
             "{name}: not signed by the KMS key's algorithm"
         );
     }
+    // CA self-signature, first CRL and two leaves: at least four KMS signatures.
+    let metrics = scrape(&controller).await?;
+    for (series, at_least) in [
+        (
+            "iamra_kms_requests_total{operation=\"GetPublicKey\",outcome=\"success\"}",
+            1.0,
+        ),
+        (
+            "iamra_kms_requests_total{operation=\"Sign\",outcome=\"success\"}",
+            4.0,
+        ),
+    ] {
+        anyhow::ensure!(
+            sample(&metrics, series).is_some_and(|count| count >= at_least),
+            "{series} below {at_least}:\n{metrics}"
+        );
+    }
     Ok(())
 }
 
@@ -190,6 +208,8 @@ async fn rejects_key(
     expected: &'static str,
 ) -> anyhow::Result<()> {
     let endpoint = cluster.kms_endpoint()?;
+    // A missing key or an unreachable KMS fails GetPublicKey itself.
+    let get_public_key_fails = key.is_none() || endpoint_override.is_some();
     let key_id = match key {
         Some((spec, usage)) => create_key(&endpoint, spec, usage).await?,
         None => "alias/does-not-exist".to_string(),
@@ -197,7 +217,7 @@ async fn rejects_key(
     let client = cluster.client().await?;
     let namespace = cluster.namespace(&client, "kmsbad").await?;
     let issuers: Api<Issuer> = Api::namespaced(client.clone(), &namespace);
-    let _controller = cluster.start_controller(&namespace)?;
+    let controller = cluster.start_controller(&namespace)?;
     apply(
         &issuers,
         &kms_issuer(&key_id, endpoint_override.unwrap_or(&endpoint)),
@@ -223,6 +243,16 @@ async fn rejects_key(
         condition.message
     );
     wait_event(&client, &namespace, "kms-ca", "KMSKeyUnusable").await?;
+    if get_public_key_fails {
+        let metrics = scrape(&controller).await?;
+        anyhow::ensure!(
+            metrics.lines().any(|line| {
+                line.starts_with("iamra_kms_requests_total{operation=\"GetPublicKey\"")
+                    && !line.contains("outcome=\"success\"")
+            }),
+            "no failed GetPublicKey counted:\n{metrics}"
+        );
+    }
     Ok(())
 }
 

@@ -9,6 +9,8 @@ mod issuance;
 #[path = "../support/helm.rs"]
 mod helm;
 mod kms;
+mod leader_election;
+mod metrics;
 mod openssl;
 mod processes;
 mod rbac;
@@ -44,6 +46,7 @@ fn main() -> ExitCode {
     trials.extend(revocation::trials(&cluster));
     trials.extend(tls_providers::trials(&cluster));
     trials.extend(webhook::trials(&cluster));
+    trials.extend(leader_election::trials(&cluster));
     trials.extend(chart::trials(&cluster));
     let conclusion = libtest_mimic::run(&arguments, trials);
     drop(cluster);

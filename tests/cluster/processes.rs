@@ -47,6 +47,26 @@ impl TestProcess {
         let _ = self.child.wait();
     }
 
+    /// Asks the process to stop (SIGTERM, what the kubelet sends) and waits for its exit code.
+    pub fn terminate(mut self, timeout: Duration) -> anyhow::Result<Option<i32>> {
+        let pid = libc::pid_t::try_from(self.child.id())?;
+        // SAFETY: kill(2) with a pid this struct owns and has not yet reaped.
+        if unsafe { libc::kill(pid, libc::SIGTERM) } != 0 {
+            anyhow::bail!("kill -TERM {pid}: {}", std::io::Error::last_os_error());
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status.code());
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "process {pid} did not exit within {timeout:?} of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// The log so far, for failure messages.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
@@ -60,12 +80,14 @@ impl Drop for TestProcess {
     }
 }
 
-/// Starts `iamra controller --namespace <namespace> <extra_args>` against the test cluster.
+/// Starts `iamra controller --namespace <namespace>` against the test cluster, with more
+/// arguments and environment variables.
 pub fn start_controller(
     kubeconfig: &Path,
     namespace: &str,
     log_dir: &Path,
-    extra_args: &[String],
+    extra_args: &[&str],
+    extra_env: &[(&str, &str)],
 ) -> anyhow::Result<TestProcess> {
     let port = free_loopback_port()?;
     let mut command = Command::new(env!("CARGO_BIN_EXE_iamra"));
@@ -75,7 +97,8 @@ pub fn start_controller(
         .args(extra_args)
         .env("KUBECONFIG", kubeconfig)
         .env("RUST_LOG", "info,iamra=debug")
-        .envs(AWS_TEST_ENV.iter().copied());
+        .envs(AWS_TEST_ENV.iter().copied())
+        .envs(extra_env.iter().copied());
     let log = log_dir.join(format!("controller-{namespace}-{}.log", unique_suffix()));
     let mut process = TestProcess::spawn(&mut command, log)?;
     process.http_address = Some(format!("127.0.0.1:{port}"));

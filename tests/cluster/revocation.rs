@@ -325,11 +325,19 @@ async fn by_reference_is_refused_by_roles_anywhere(cluster: TestCluster) -> anyh
         http_get(&format!("http://{address}/crl/{}/ca.crl", s.namespace)).await? == der.0,
         "DER differs"
     );
+
+    // The import is counted.
+    let metrics = crate::metrics::scrape(&controller).await?;
+    let series = "iamra_rolesanywhere_requests_total{operation=\"ImportCrl\",outcome=\"success\"}";
+    anyhow::ensure!(
+        crate::metrics::sample(&metrics, series).is_some_and(|count| count >= 1.0),
+        "{series} missing:\n{metrics}"
+    );
     Ok(())
 }
 
 /// A plain HTTP GET on loopback; the body.
-async fn http_get(url: &str) -> anyhow::Result<Vec<u8>> {
+pub async fn http_get(url: &str) -> anyhow::Result<Vec<u8>> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let rest = url.strip_prefix("http://").context("http only")?;
     let (host, path) = rest.split_once('/').context("no path")?;

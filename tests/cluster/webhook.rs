@@ -74,16 +74,15 @@ impl Setup {
         }
         let port = free_loopback_port()?;
         let configuration = format!("iamra-{namespace}");
-        let controller = cluster.start_controller_with(
-            &namespace,
-            &[
-                format!("--webhook-address=127.0.0.1:{port}"),
-                format!("--webhook-url=https://127.0.0.1:{port}"),
-                format!("--webhook-configuration={configuration}"),
-                format!("--webhook-secret-namespace={namespace}"),
-                format!("--sidecar-image={SIDECAR_IMAGE}"),
-            ],
-        )?;
+        let args = [
+            format!("--webhook-address=127.0.0.1:{port}"),
+            format!("--webhook-url=https://127.0.0.1:{port}"),
+            format!("--webhook-configuration={configuration}"),
+            format!("--webhook-secret-namespace={namespace}"),
+            format!("--sidecar-image={SIDECAR_IMAGE}"),
+        ];
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let controller = cluster.start_controller_with(&namespace, &args, &[])?;
         let setup = Self {
             client,
             namespace,
