@@ -674,7 +674,8 @@ fn kubeconfig_with_token(admin: &Path, token: &str, directory: &Path) -> anyhow:
 }
 
 /// The controller, authenticated as the chart's ServiceAccount with nothing but the chart's
-/// RBAC, does its whole job: writes its webhook configuration (with caBundle), bootstraps a CA,
+/// RBAC, does its whole job: takes the chart's Lease, writes its webhook configuration (with
+/// caBundle) and its Secrets in the release namespace, bootstraps a CA,
 /// issues a certificate into a Secret, publishes the CRL with a Revocation in it, reports a
 /// binding and injects the sidecar into a pod; its log has no "forbidden" in it. This proves the
 /// RBAC is enough, where the SubjectAccessReview test proves it is not more.
@@ -770,18 +771,32 @@ async fn controller_works_with_only_the_charts_rbac(cluster: TestCluster) -> any
     )
     .await?;
 
-    // The chart's webhook flags, with the server on loopback (no Service routing here).
+    // The chart's arguments, but the webhook on loopback (no Service routing here) and the
+    // controller watching only the test's namespace; the chart's downward-API environment.
     let port = iamra::localenv::free_loopback_port()?;
+    let mut args: Vec<String> = rendered_args
+        .iter()
+        .filter(|arg| {
+            arg.starts_with("--leader-election")
+                || arg.starts_with("--webhook-configuration=")
+                || arg.starts_with("--sidecar-image")
+                || arg.starts_with("--log-format=")
+        })
+        .map(|arg| arg.to_string())
+        .collect();
+    anyhow::ensure!(
+        args.len() == 7,
+        "the chart's arguments changed: {rendered_args:?}"
+    );
+    args.push(format!("--webhook-address=127.0.0.1:{port}"));
+    args.push(format!("--webhook-url=https://127.0.0.1:{port}"));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let pod_name = format!("{release}-iamra-0");
     let controller = cluster.start_controller_as(
         &kubeconfig,
         &workloads,
-        &[
-            format!("--webhook-address=127.0.0.1:{port}"),
-            format!("--webhook-url=https://127.0.0.1:{port}"),
-            format!("--webhook-configuration={configuration}"),
-            format!("--webhook-secret-namespace={release}"),
-            "--sidecar-image=iamra:chart-test".to_string(),
-        ],
+        &args,
+        &[("POD_NAMESPACE", &release), ("POD_NAME", &pod_name)],
     )?;
     let outcome = async {
         let configurations: Api<MutatingWebhookConfiguration> = Api::all(admin.clone());
@@ -801,6 +816,19 @@ async fn controller_works_with_only_the_charts_rbac(cluster: TestCluster) -> any
                 .await
                 .with_context(|| format!("the webhook Secret {name} in the release namespace"))?;
         }
+
+        // Leadership, on the chart's Lease in the release namespace.
+        let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+            Api::namespaced(admin.clone(), &release);
+        let lease_name = format!("{release}-iamra");
+        wait_for("the controller to hold the chart's Lease", SETTLE, || async {
+            let lease = leases.get_opt(&lease_name).await?;
+            let holder = lease
+                .and_then(|lease| lease.spec)
+                .and_then(|spec| spec.holder_identity);
+            Ok((holder.as_deref() == Some(pod_name.as_str())).then_some(()))
+        })
+        .await?;
 
         let issuers: Api<Issuer> = Api::namespaced(admin.clone(), &workloads);
         apply_typed(&issuers, &local_issuer("ca", "ca-key")).await?;

@@ -129,18 +129,20 @@ impl TestCluster {
     }
 
     /// Starts an `iamra controller` process that watches `namespace` as the identity of another
-    /// kubeconfig (a ServiceAccount's token), with more flags.
+    /// kubeconfig (a ServiceAccount's token), with more arguments and environment variables.
     pub fn start_controller_as(
         &self,
         kubeconfig: &Path,
         namespace: &str,
-        extra_args: &[String],
+        args: &[&str],
+        env: &[(&str, &str)],
     ) -> anyhow::Result<TestProcess> {
         start_controller(
             kubeconfig,
             namespace,
             self.control_plane()?.workdir(),
-            extra_args,
+            args,
+            env,
         )
     }
 
