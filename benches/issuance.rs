@@ -109,21 +109,7 @@ async fn main() -> anyhow::Result<()> {
 
     let apply = PatchParams::apply("iamra-bench").force();
     let issuers: Api<Issuer> = Api::namespaced(client.clone(), NAMESPACE);
-    let issuer = Issuer::new(
-        "ca",
-        IssuerSpec {
-            local: Some(LocalKeySource {
-                secret_name: "ca".into(),
-                bootstrap: None,
-                key_algorithm: None,
-            }),
-            kms: None,
-            subject: None,
-            duration: None,
-            crl: None,
-            roles_anywhere: None,
-        },
-    );
+    let issuer = Issuer::new("ca", IssuerSpec::local("ca"));
     issuers.patch("ca", &apply, &Patch::Apply(&issuer)).await?;
     let certificates: Api<WorkloadCertificate> = Api::namespaced(client.clone(), NAMESPACE);
     let rss_idle = vm_hwm_kib(controller.id());
