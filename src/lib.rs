@@ -6,6 +6,7 @@ pub mod localenv;
 pub mod metrics;
 pub mod pki;
 pub mod rolesanywhere;
+pub mod shutdown;
 pub mod sidecar;
 pub mod signer;
 pub mod telemetry;

@@ -201,3 +201,22 @@ pub struct IssuerStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub crl_id: Option<String>,
 }
+
+impl IssuerSpec {
+    /// A CA whose key lives in the Secret `secret_name`, bootstrapped there when missing: the
+    /// embedded default.
+    pub fn local(secret_name: &str) -> Self {
+        Self {
+            local: Some(LocalKeySource {
+                secret_name: secret_name.into(),
+                bootstrap: None,
+                key_algorithm: None,
+            }),
+            kms: None,
+            subject: None,
+            duration: None,
+            crl: None,
+            roles_anywhere: None,
+        }
+    }
+}

@@ -58,6 +58,16 @@ pub fn check_arns(binding: &RolesAnywhereBinding) -> Result<(), String> {
     }
 }
 
+/// Checks the label selector can be evaluated; one that cannot selects no pod.
+pub fn check_selector(binding: &RolesAnywhereBinding) -> Result<(), String> {
+    match &binding.spec.selector {
+        Some(selector) => kube::core::Selector::try_from(selector.clone())
+            .map(|_| ())
+            .map_err(|error| format!("spec.selector selects no pod: {error}")),
+        None => Ok(()),
+    }
+}
+
 /// What the binding's certificate looks like right now.
 enum CertificateState {
     Ready,
@@ -193,9 +203,10 @@ pub async fn reconcile(
     let opted_in = namespace_opted_in(&ctx, &namespace).await?;
 
     let certificate_name = binding.certificate_name();
-    let (ready, reason, message) = match check_arns(&binding) {
-        Err(message) => (false, "InvalidArns", message),
-        Ok(()) => match certificate_state(&binding, certificate.as_ref()) {
+    let (ready, reason, message) = match (check_arns(&binding), check_selector(&binding)) {
+        (Err(message), _) => (false, "InvalidArns", message),
+        (_, Err(message)) => (false, "InvalidSelector", message),
+        (Ok(()), Ok(())) => match certificate_state(&binding, certificate.as_ref()) {
             CertificateState::Ready => (
                 true,
                 "Ready",
@@ -341,5 +352,25 @@ mod tests {
         let other_account = "arn:aws:rolesanywhere:eu-west-1:444455556666:profile/6f1c2b3a-9d8e-4f7a-b6c5-d4e3f2a1b0c9";
         let error = check_arns(&binding(ANCHOR, other_account)).unwrap_err();
         assert!(error.contains("444455556666"), "{error}");
+    }
+
+    #[test]
+    fn a_selector_that_cannot_be_evaluated_is_reported() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
+            LabelSelector, LabelSelectorRequirement,
+        };
+        let mut bad = binding(ANCHOR, ANCHOR);
+        bad.spec.selector = Some(LabelSelector {
+            match_expressions: Some(vec![LabelSelectorRequirement {
+                key: "app".into(),
+                operator: "Near".into(),
+                values: Some(vec!["x".into()]),
+            }]),
+            ..Default::default()
+        });
+        let error = check_selector(&bad).unwrap_err();
+        assert!(error.starts_with("spec.selector selects no pod"), "{error}");
+        bad.spec.selector = None;
+        assert_eq!(check_selector(&bad), Ok(()));
     }
 }

@@ -76,7 +76,8 @@ pub enum RunError {
     Webhook(#[from] WebhookError),
 }
 
-fn api<K>(client: &kube::Client, namespace: &Option<String>) -> Api<K>
+/// The API of `K` in one namespace, or in all.
+pub(crate) fn api<K>(client: &kube::Client, namespace: &Option<String>) -> Api<K>
 where
     K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
 {
@@ -116,7 +117,7 @@ pub async fn run(
     let mut elector = LeaderElector::new(client.clone(), election)?;
     let acquired_at = tokio::select! {
         acquired_at = elector.acquire() => acquired_at,
-        () = shutdown_signal() => return Ok(()),
+        () = crate::shutdown::signal() => return Ok(()),
     };
     metrics::set_leader(true);
     // The reconcilers end on a shutdown signal, after their in-flight reconciles; the Lease is
@@ -132,25 +133,6 @@ pub async fn run(
             elector.release().await;
             Ok(())
         }
-    }
-}
-
-/// Resolves on SIGTERM or Ctrl-C, the signals the reconcilers stop on.
-async fn shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(error) => {
-                tracing::warn!(%error, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = terminate => {}
     }
 }
 

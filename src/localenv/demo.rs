@@ -176,21 +176,7 @@ pub async fn run(binaries: BinariesSource) -> anyhow::Result<f64> {
     let apply = PatchParams::apply("iamra-demo").force();
     let issuers: Api<Issuer> = Api::namespaced(client.clone(), NAMESPACE);
     step("applying an Issuer: the controller bootstraps a self-signed CA");
-    let mut issuer = Issuer::new(
-        "demo-ca",
-        IssuerSpec {
-            local: Some(LocalKeySource {
-                secret_name: "demo-ca".into(),
-                bootstrap: None,
-                key_algorithm: None,
-            }),
-            kms: None,
-            subject: None,
-            duration: None,
-            crl: None,
-            roles_anywhere: None,
-        },
-    );
+    let mut issuer = Issuer::new("demo-ca", IssuerSpec::local("demo-ca"));
     issuers
         .patch("demo-ca", &apply, &Patch::Apply(&issuer))
         .await?;

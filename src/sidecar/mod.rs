@@ -53,25 +53,6 @@ async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, SidecarError>
         .map_err(|source| SidecarError::Bind { addr, source })
 }
 
-/// Resolves on SIGTERM (the kubelet stopping the pod) or Ctrl-C.
-async fn shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(error) => {
-                tracing::warn!(%error, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = terminate => {}
-    }
-}
-
 /// Runs until SIGTERM. Configuration errors stop it at once; CreateSession failures never do
 /// (they are retried and reported on `/readyz`), so a revoked certificate replaced by a new
 /// one recovers without a restart.
@@ -131,7 +112,7 @@ pub async fn run(args: SidecarArgs) -> Result<(), SidecarError> {
     let health_server = axum::serve(health_listener, server::health_router(state))
         .with_graceful_shutdown(stopped(stop_rx));
     let signal = async {
-        shutdown_signal().await;
+        crate::shutdown::signal().await;
         tracing::info!("stopping");
         let _ = stop_tx.send(true);
     };

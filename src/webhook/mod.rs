@@ -34,6 +34,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use time::OffsetDateTime;
 
 use crate::api::{RolesAnywhereBinding, WorkloadCertificate};
+use crate::controller::api;
 
 /// Namespace label that opts its pods in to injection.
 pub const INJECTION_LABEL: &str = "iamra.dev/injection";
@@ -105,16 +106,6 @@ where
         tracing::warn!("webhook cache writer dropped before it was ready");
     }
     reader
-}
-
-fn api<K>(client: &kube::Client, namespace: &Option<String>) -> Api<K>
-where
-    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
-{
-    match namespace {
-        Some(namespace) => Api::namespaced(client.clone(), namespace),
-        None => Api::all(client.clone()),
-    }
 }
 
 /// Starts the webhook: serving certificate, watch caches, the TLS server, then the

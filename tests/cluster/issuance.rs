@@ -101,21 +101,7 @@ where
 }
 
 pub fn local_issuer(name: &str, secret_name: &str) -> Issuer {
-    Issuer::new(
-        name,
-        IssuerSpec {
-            local: Some(LocalKeySource {
-                secret_name: secret_name.into(),
-                bootstrap: None,
-                key_algorithm: None,
-            }),
-            kms: None,
-            subject: None,
-            duration: None,
-            crl: None,
-            roles_anywhere: None,
-        },
-    )
+    Issuer::new(name, IssuerSpec::local(secret_name))
 }
 
 pub fn workload_certificate(

@@ -121,6 +121,20 @@ impl Setup {
         wait_certificate_ready(&certificates, name, 1).await
     }
 
+    /// Applies `binding` and waits until it is Ready; returns the bindings API.
+    async fn ready_binding(
+        &self,
+        binding: &RolesAnywhereBinding,
+    ) -> anyhow::Result<Api<RolesAnywhereBinding>> {
+        let bindings: Api<RolesAnywhereBinding> = self.api();
+        apply(&bindings, binding).await?;
+        wait_binding(&bindings, &binding.name_any(), "Ready", |s| {
+            ready(s).is_some_and(|(status, _, _)| status == "True")
+        })
+        .await?;
+        Ok(bindings)
+    }
+
     async fn create_pod(&self, pod: &Pod) -> Result<Pod, kube::Error> {
         self.api::<Pod>().create(&PostParams::default(), pod).await
     }
@@ -250,16 +264,9 @@ async fn matching_pod_is_injected_once_others_untouched(
 ) -> anyhow::Result<()> {
     let setup = Setup::start(&cluster, "webhook-inject", true).await?;
     let certificate = setup.certificate("payments").await?;
-    let bindings: Api<RolesAnywhereBinding> = setup.api();
-    apply(
-        &bindings,
-        &binding("payments", Some("payments"), None, "payments"),
-    )
-    .await?;
-    wait_binding(&bindings, "payments", "Ready", |s| {
-        ready(s).is_some_and(|(status, _, _)| status == "True")
-    })
-    .await?;
+    let bindings = setup
+        .ready_binding(&binding("payments", Some("payments"), None, "payments"))
+        .await?;
 
     // The API server sends the pod to the webhook over TLS and stores what it patched.
     let injected = setup
@@ -589,16 +596,9 @@ async fn configuration_and_ca_bundle_are_kept_current(cluster: TestCluster) -> a
     })
     .await?;
     setup.certificate("payments").await?;
-    let bindings: Api<RolesAnywhereBinding> = setup.api();
-    apply(
-        &bindings,
-        &binding("payments", Some("payments"), None, "payments"),
-    )
-    .await?;
-    wait_binding(&bindings, "payments", "Ready", |s| {
-        ready(s).is_some_and(|(status, _, _)| status == "True")
-    })
-    .await?;
+    setup
+        .ready_binding(&binding("payments", Some("payments"), None, "payments"))
+        .await?;
     let injected = setup
         .create_pod(&pod("payments-1", "payments", None))
         .await?;
