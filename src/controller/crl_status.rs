@@ -33,6 +33,7 @@ pub async fn reconcile_crl(
     let published = match publish_crl(ctx, issuer, ca).await {
         Ok(published) => published,
         Err(problem) => {
+            tracing::warn!(reason = problem.reason, message = %problem.message, "CRL publish failed");
             status.conditions.push(condition(
                 &previous.conditions,
                 CONDITION_CRL_PUBLISHED,
