@@ -102,6 +102,11 @@ struct WebhookArgs {
     /// Image of the injected credential sidecar (the iamra image itself).
     #[arg(long, env = "IAMRA_SIDECAR_IMAGE", default_value = concat!("iamra:", env!("CARGO_PKG_VERSION")))]
     sidecar_image: String,
+    /// ClusterRole that owns the MutatingWebhookConfiguration, so that deleting the installation
+    /// (the ClusterRole) deletes the configuration too instead of leaving a webhook that refuses
+    /// pods. The Helm chart passes its own.
+    #[arg(long, env = "IAMRA_WEBHOOK_OWNER_CLUSTER_ROLE")]
+    webhook_owner_cluster_role: Option<String>,
     /// Pull policy of the injected sidecar image; default: Kubernetes' own.
     #[arg(long, env = "IAMRA_SIDECAR_IMAGE_PULL_POLICY")]
     sidecar_image_pull_policy: Option<String>,
@@ -143,6 +148,7 @@ impl WebhookArgs {
                 pull_policy: self.sidecar_image_pull_policy,
             },
             namespace,
+            owner_cluster_role: self.webhook_owner_cluster_role,
         }))
     }
 }

@@ -2,6 +2,8 @@
 //! webhook, which pods it sends, and the caBundle that must match the serving certificate.
 
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
+use k8s_openapi::api::rbac::v1::ClusterRole;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::{Value, json};
 
@@ -21,12 +23,14 @@ pub enum WebhookEndpoint {
 }
 
 /// The configuration as a server-side-apply body.
-/// A controller watching one namespace only takes pods of that namespace.
+/// A controller watching one namespace only takes pods of that namespace. With `owner`, the
+/// configuration is deleted by Kubernetes' garbage collector together with that object.
 pub fn webhook_configuration(
     name: &str,
     endpoint: &WebhookEndpoint,
     ca_pem: &str,
     namespace: Option<&str>,
+    owner: Option<&OwnerReference>,
 ) -> Value {
     let ca_bundle = {
         use base64::Engine;
@@ -50,10 +54,14 @@ pub fn webhook_configuration(
             "values": [namespace],
         }]);
     }
+    let mut metadata = json!({"name": name, "labels": {MANAGED_BY_LABEL: MANAGED_BY_VALUE}});
+    if let Some(owner) = owner {
+        metadata["ownerReferences"] = json!([owner]);
+    }
     json!({
         "apiVersion": "admissionregistration.k8s.io/v1",
         "kind": "MutatingWebhookConfiguration",
-        "metadata": {"name": name, "labels": {MANAGED_BY_LABEL: MANAGED_BY_VALUE}},
+        "metadata": metadata,
         "webhooks": [{
             "name": WEBHOOK_NAME,
             "admissionReviewVersions": ["v1"],
@@ -76,6 +84,23 @@ pub fn webhook_configuration(
     })
 }
 
+/// The ClusterRole `name` as the owner of the configuration. A webhook left behind after the
+/// controller is uninstalled would refuse every pod of opted-in namespaces (failurePolicy Fail);
+/// owned by the installation's ClusterRole, it goes when that does.
+async fn cluster_role_owner(
+    client: &kube::Client,
+    name: &str,
+) -> Result<OwnerReference, kube::Error> {
+    let role = Api::<ClusterRole>::all(client.clone()).get(name).await?;
+    Ok(OwnerReference {
+        api_version: "rbac.authorization.k8s.io/v1".into(),
+        kind: "ClusterRole".into(),
+        name: name.into(),
+        uid: role.metadata.uid.unwrap_or_default(),
+        ..Default::default()
+    })
+}
+
 /// Creates or updates the configuration, taking ownership of every field it sets.
 pub async fn apply(
     client: &kube::Client,
@@ -84,6 +109,10 @@ pub async fn apply(
 ) -> Result<(), kube::Error> {
     let api: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
     let name = &options.configuration_name;
+    let owner = match &options.owner_cluster_role {
+        Some(role) => Some(cluster_role_owner(client, role).await?),
+        None => None,
+    };
     api.patch(
         name,
         &PatchParams::apply(FIELD_MANAGER).force(),
@@ -92,6 +121,7 @@ pub async fn apply(
             &options.endpoint,
             ca_pem,
             options.namespace.as_deref(),
+            owner.as_ref(),
         )),
     )
     .await?;

@@ -57,6 +57,8 @@ pub struct WebhookOptions {
     pub sidecar_image: SidecarImage,
     /// Watch bindings of this namespace only.
     pub namespace: Option<String>,
+    /// ClusterRole that owns the MutatingWebhookConfiguration, so uninstalling removes it.
+    pub owner_cluster_role: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -156,6 +158,7 @@ fn configuration_is_current(
         &options.endpoint,
         ca_pem,
         options.namespace.as_deref(),
+        None,
     );
     let Ok(existing) = serde_json::to_value(existing) else {
         return false;

@@ -311,7 +311,7 @@ fn configuration_points_at_the_endpoint_with_the_ca_and_opt_in_selector() {
         namespace: "iamra-system".into(),
         name: "iamra".into(),
     };
-    let body = webhook_configuration("iamra", &endpoint, "PEM", None);
+    let body = webhook_configuration("iamra", &endpoint, "PEM", None, None);
     let webhook = &body["webhooks"][0];
     assert_eq!(webhook["name"], WEBHOOK_NAME);
     assert_eq!(webhook["failurePolicy"], "Fail");
@@ -322,9 +322,22 @@ fn configuration_points_at_the_endpoint_with_the_ca_and_opt_in_selector() {
         INJECTION_LABEL_VALUE
     );
     assert!(webhook["namespaceSelector"]["matchExpressions"].is_null());
+    assert!(body["metadata"]["ownerReferences"].is_null());
 
     let url = WebhookEndpoint::Url("https://127.0.0.1:9443/".into());
-    let body = webhook_configuration("iamra", &url, "PEM", Some("team-a"));
+    let owner = k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+        api_version: "rbac.authorization.k8s.io/v1".into(),
+        kind: "ClusterRole".into(),
+        name: "iamra".into(),
+        uid: "0f1e".into(),
+        ..Default::default()
+    };
+    let body = webhook_configuration("iamra", &url, "PEM", Some("team-a"), Some(&owner));
+    assert_eq!(
+        body["metadata"]["ownerReferences"][0]["kind"],
+        "ClusterRole"
+    );
+    assert_eq!(body["metadata"]["ownerReferences"][0]["uid"], "0f1e");
     let webhook = &body["webhooks"][0];
     assert_eq!(
         webhook["clientConfig"]["url"],

@@ -392,6 +392,8 @@ fn needed() -> Vec<Access> {
         )
         .named(RELEASE_NAMED),
         access("get", "", "namespaces").named(OTHER_NAMESPACE),
+        // Its own ClusterRole's uid, to own the webhook configuration by it.
+        access("get", "rbac.authorization.k8s.io", "clusterroles").named(RELEASE_NAMED),
     ]
 }
 
@@ -444,7 +446,8 @@ fn refused() -> Vec<Access> {
             "validatingwebhookconfigurations",
         )
         .named(RELEASE_NAMED),
-        // No way to widen its own access.
+        // No way to widen its own access, nor to read other roles.
+        access("get", "rbac.authorization.k8s.io", "clusterroles").named("cluster-admin"),
         access("create", "rbac.authorization.k8s.io", "clusterrolebindings"),
         access("escalate", "rbac.authorization.k8s.io", "clusterroles"),
         access("bind", "rbac.authorization.k8s.io", "clusterroles"),
@@ -779,13 +782,14 @@ async fn controller_works_with_only_the_charts_rbac(cluster: TestCluster) -> any
         .filter(|arg| {
             arg.starts_with("--leader-election")
                 || arg.starts_with("--webhook-configuration=")
+                || arg.starts_with("--webhook-owner-cluster-role=")
                 || arg.starts_with("--sidecar-image")
                 || arg.starts_with("--log-format=")
         })
         .map(|arg| arg.to_string())
         .collect();
     anyhow::ensure!(
-        args.len() == 7,
+        args.len() == 8,
         "the chart's arguments changed: {rendered_args:?}"
     );
     args.push(format!("--webhook-address=127.0.0.1:{port}"));
@@ -809,6 +813,30 @@ async fn controller_works_with_only_the_charts_rbac(cluster: TestCluster) -> any
             }))
         })
         .await?;
+        // Owned by the chart's ClusterRole, so uninstalling removes it (the garbage collector
+        // does; none runs on this API server, so the reference is what can be checked).
+        let owner_role = rendered_args
+            .iter()
+            .find_map(|arg| arg.strip_prefix("--webhook-owner-cluster-role="))
+            .context("no --webhook-owner-cluster-role")?;
+        let role_uid = Api::<k8s_openapi::api::rbac::v1::ClusterRole>::all(admin.clone())
+            .get(owner_role)
+            .await?
+            .metadata
+            .uid;
+        let owners = configurations
+            .get(&configuration)
+            .await?
+            .metadata
+            .owner_references
+            .unwrap_or_default();
+        anyhow::ensure!(
+            owners.len() == 1
+                && owners[0].kind == "ClusterRole"
+                && owners[0].name == owner_role
+                && Some(&owners[0].uid) == role_uid.as_ref(),
+            "the webhook configuration is not owned by the chart's ClusterRole: {owners:?}"
+        );
         let secrets: Api<Secret> = Api::namespaced(admin.clone(), &release);
         for name in [iamra::webhook::CA_SECRET, iamra::webhook::SERVING_SECRET] {
             secrets
@@ -980,10 +1008,8 @@ async fn helm_installs_upgrades_and_uninstalls(cluster: TestCluster) -> anyhow::
         "helm install: {output}"
     );
     anyhow::ensure!(
-        output.contains(&format!(
-            "kubectl delete mutatingwebhookconfiguration {name}"
-        )),
-        "the install notes do not say how to remove the webhook configuration: {output}"
+        output.contains("owned by the\nchart's ClusterRole, so `helm uninstall` removes it too"),
+        "the install notes do not say what happens to the webhook configuration: {output}"
     );
 
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &namespace);
