@@ -31,6 +31,10 @@ pub fn admit(state: &AdmissionState, request: &AdmissionRequest<Pod>) -> Admissi
     let Some(namespace) = request.namespace.as_deref() else {
         return response;
     };
+    // Already carrying the sidecar (a pod created from an injected spec): nothing to add.
+    if already_injected(pod) {
+        return response;
+    }
     let pod_name = pod
         .metadata
         .name
@@ -52,9 +56,6 @@ pub fn admit(state: &AdmissionState, request: &AdmissionRequest<Pod>) -> Admissi
             return response.deny(refusal);
         }
     };
-    if already_injected(pod) {
-        return response;
-    }
     let certificate = state
         .certificates
         .get(&ObjectRef::new(&binding.certificate_name()).within(namespace));
