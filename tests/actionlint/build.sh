@@ -9,19 +9,9 @@
 set -euo pipefail
 
 ACTIONLINT_VERSION="${ACTIONLINT_VERSION:-v1.7.12}"
-root="${IAMRA_TEST_BINS_ROOT:-$HOME/.cache/iamra-test-bins}"
-out="$root/actionlint-$ACTIONLINT_VERSION"
-bin="$out/actionlint"
+source "$(dirname "${BASH_SOURCE[0]}")/../go-tools.sh"
+bin="$(tool_path "actionlint-$ACTIONLINT_VERSION" actionlint)"
+exit_if_built "$bin"
 
-if [[ -x "$bin" ]]; then
-  echo "$bin"
-  exit 0
-fi
-
-mkdir -p "$out"
 ldflags="-s -w -X github.com/rhysd/actionlint.version=$ACTIONLINT_VERSION"
-GOBIN="$out/gobin" CGO_ENABLED=0 go install -trimpath -ldflags "$ldflags" \
-  "github.com/rhysd/actionlint/cmd/actionlint@$ACTIONLINT_VERSION"
-mv "$out/gobin/actionlint" "$bin"
-rmdir "$out/gobin"
-echo "$bin"
+go_install_tool "$bin" "github.com/rhysd/actionlint/cmd/actionlint@$ACTIONLINT_VERSION" actionlint "$ldflags" 0

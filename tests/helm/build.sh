@@ -14,16 +14,10 @@
 set -euo pipefail
 
 HELM_VERSION="${HELM_VERSION:-v3.19.0}"
-root="${IAMRA_TEST_BINS_ROOT:-$HOME/.cache/iamra-test-bins}"
-out="$root/helm-$HELM_VERSION"
-bin="$out/helm"
+source "$(dirname "${BASH_SOURCE[0]}")/../go-tools.sh"
+bin="$(tool_path "helm-$HELM_VERSION" helm)"
+exit_if_built "$bin"
 
-if [[ -x "$bin" ]]; then
-  echo "$bin"
-  exit 0
-fi
-
-mkdir -p "$out"
 # helm's Makefile derives the Kubernetes version it reports from the client-go it is built with
 # (v0.34.x -> 1.34); do the same from the module's go.mod instead of typing it.
 helm_gomod="$(go mod download -json "helm.sh/helm/v3@$HELM_VERSION" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p')"
@@ -39,8 +33,4 @@ for pkg in helm.sh/helm/v3/pkg/lint/rules helm.sh/helm/v3/pkg/chartutil; do
   ldflags+=" -X $pkg.k8sVersionMajor=1 -X $pkg.k8sVersionMinor=$client_go"
 done
 
-GOBIN="$out/gobin" CGO_ENABLED=0 go install -trimpath -ldflags "$ldflags" \
-  "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
-mv "$out/gobin/helm" "$bin"
-rmdir "$out/gobin"
-echo "$bin"
+go_install_tool "$bin" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" helm "$ldflags" 0

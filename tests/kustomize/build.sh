@@ -8,18 +8,8 @@
 set -euo pipefail
 
 KUSTOMIZE_VERSION="${KUSTOMIZE_VERSION:-v5.7.1}"
-root="${IAMRA_TEST_BINS_ROOT:-$HOME/.cache/iamra-test-bins}"
-out="$root/kustomize-$KUSTOMIZE_VERSION"
-bin="$out/kustomize"
+source "$(dirname "${BASH_SOURCE[0]}")/../go-tools.sh"
+bin="$(tool_path "kustomize-$KUSTOMIZE_VERSION" kustomize)"
+exit_if_built "$bin"
 
-if [[ -x "$bin" ]]; then
-  echo "$bin"
-  exit 0
-fi
-
-mkdir -p "$out"
-GOBIN="$out/gobin" CGO_ENABLED=0 go install -trimpath -ldflags "-s -w" \
-  "sigs.k8s.io/kustomize/kustomize/v5@$KUSTOMIZE_VERSION"
-mv "$out/gobin/kustomize" "$bin"
-rmdir "$out/gobin"
-echo "$bin"
+go_install_tool "$bin" "sigs.k8s.io/kustomize/kustomize/v5@$KUSTOMIZE_VERSION" kustomize "-s -w" 0

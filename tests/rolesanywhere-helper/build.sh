@@ -11,19 +11,8 @@
 set -euo pipefail
 
 HELPER_VERSION="${HELPER_VERSION:-v1.4.0}"
-root="${IAMRA_TEST_BINS_ROOT:-$HOME/.cache/iamra-test-bins}"
-out="$root/rolesanywhere-credential-helper-$HELPER_VERSION"
-bin="$out/aws_signing_helper"
+source "$(dirname "${BASH_SOURCE[0]}")/../go-tools.sh"
+bin="$(tool_path "rolesanywhere-credential-helper-$HELPER_VERSION" aws_signing_helper)"
+exit_if_built "$bin"
 
-if [[ -x "$bin" ]]; then
-  echo "$bin"
-  exit 0
-fi
-
-mkdir -p "$out"
-GOBIN="$out/gobin" CGO_ENABLED=1 go install -trimpath \
-  "github.com/aws/rolesanywhere-credential-helper@$HELPER_VERSION"
-# The module's main package is its root, so go install names the binary after the module.
-mv "$out/gobin/rolesanywhere-credential-helper" "$bin"
-rmdir "$out/gobin"
-echo "$bin"
+go_install_tool "$bin" "github.com/aws/rolesanywhere-credential-helper@$HELPER_VERSION" rolesanywhere-credential-helper "" 1
