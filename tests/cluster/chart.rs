@@ -526,37 +526,43 @@ fn describe(question: &Access) -> String {
     )
 }
 
+/// The rendered ServiceAccount and the RBAC objects that grant it access.
+fn rbac_objects(objects: &[Value]) -> Vec<Value> {
+    const KINDS: [&str; 5] = [
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Role",
+        "RoleBinding",
+    ];
+    objects
+        .iter()
+        .filter(|object| KINDS.iter().any(|kind| object["kind"] == *kind))
+        .cloned()
+        .collect()
+}
+
+fn service_account_name(objects: &[Value]) -> anyhow::Result<String> {
+    Ok(only_of_kind(objects, "ServiceAccount")?["metadata"]["name"]
+        .as_str()
+        .context("ServiceAccount without name")?
+        .to_string())
+}
+
 async fn service_account_has_the_access_it_needs_and_no_more(
     cluster: TestCluster,
 ) -> anyhow::Result<()> {
     let client = cluster.client().await?;
     let namespace = cluster.namespace(&client, "chart-rbac").await?;
     let objects = render(&namespace, &namespace, &[])?;
-    let rbac_objects: Vec<Value> = objects
-        .iter()
-        .filter(|object| {
-            [
-                "ServiceAccount",
-                "ClusterRole",
-                "ClusterRoleBinding",
-                "Role",
-                "RoleBinding",
-            ]
-            .iter()
-            .any(|kind| object["kind"] == *kind)
-        })
-        .cloned()
-        .collect();
+    let rbac_objects = rbac_objects(&objects);
     anyhow::ensure!(
         rbac_objects.len() == 5,
         "expected 5 RBAC objects, got {}",
         rbac_objects.len()
     );
     apply_all(&client, &rbac_objects).await?;
-    let service_account = only_of_kind(&objects, "ServiceAccount")?["metadata"]["name"]
-        .as_str()
-        .context("ServiceAccount without name")?
-        .to_string();
+    let service_account = service_account_name(&objects)?;
 
     // The authorizer's cache follows new bindings within moments; wait for the first grant.
     let first = &needed()[0];
@@ -592,24 +598,7 @@ async fn service_account_has_the_access_it_needs_and_no_more(
 }
 
 fn kustomize_binary() -> anyhow::Result<PathBuf> {
-    let path = match std::env::var_os("IAMRA_KUSTOMIZE") {
-        Some(path) => PathBuf::from(path),
-        None => {
-            let root = match std::env::var_os("IAMRA_TEST_BINS_ROOT") {
-                Some(root) => PathBuf::from(root),
-                None => PathBuf::from(std::env::var_os("HOME").context("HOME is not set")?)
-                    .join(".cache/iamra-test-bins"),
-            };
-            root.join("kustomize-v5.7.1/kustomize")
-        }
-    };
-    anyhow::ensure!(
-        path.is_file(),
-        "kustomize not found at {}: run `bash tests/install-deps.sh` (builds it from its Go \
-         module) or set IAMRA_KUSTOMIZE",
-        path.display()
-    );
-    Ok(path)
+    crate::helm::cached_tool("IAMRA_KUSTOMIZE", "kustomize-v5.7.1", "kustomize")
 }
 
 /// `kubectl apply -k config/default`, as kustomize builds it. Uses the fixed names of the plain
@@ -701,26 +690,9 @@ async fn controller_works_with_only_the_charts_rbac(cluster: TestCluster) -> any
     let release = cluster.namespace(&admin, "chart-identity").await?;
     let workloads = cluster.namespace(&admin, "chart-workloads").await?;
     let objects = render(&release, &release, &[])?;
-    let rbac_objects: Vec<Value> = objects
-        .iter()
-        .filter(|object| {
-            [
-                "ServiceAccount",
-                "ClusterRole",
-                "ClusterRoleBinding",
-                "Role",
-                "RoleBinding",
-            ]
-            .iter()
-            .any(|kind| object["kind"] == *kind)
-        })
-        .cloned()
-        .collect();
+    let rbac_objects = rbac_objects(&objects);
     apply_all(&admin, &rbac_objects).await?;
-    let service_account = only_of_kind(&objects, "ServiceAccount")?["metadata"]["name"]
-        .as_str()
-        .context("ServiceAccount without name")?
-        .to_string();
+    let service_account = service_account_name(&objects)?;
     let container =
         &only_of_kind(&objects, "Deployment")?["spec"]["template"]["spec"]["containers"][0];
     let rendered_args: Vec<&str> = container["args"]

@@ -17,7 +17,14 @@ pub fn chart_dir() -> PathBuf {
 /// `$IAMRA_HELM`, else the binary `tests/helm/build.sh` caches. Missing is an error that says
 /// how to get it: the chart tests never pass by skipping.
 pub fn helm_binary() -> anyhow::Result<PathBuf> {
-    let path = match std::env::var_os("IAMRA_HELM") {
+    cached_tool("IAMRA_HELM", &format!("helm-{HELM_VERSION}"), "helm")
+}
+
+/// `$<override_env>`, else tool `name` as a tests/*/build.sh script caches it in `dir` under
+/// `$IAMRA_TEST_BINS_ROOT` (default ~/.cache/iamra-test-bins). Missing is an error that says
+/// how to get it.
+pub fn cached_tool(override_env: &str, dir: &str, name: &str) -> anyhow::Result<PathBuf> {
+    let path = match std::env::var_os(override_env) {
         Some(path) => PathBuf::from(path),
         None => {
             let root = match std::env::var_os("IAMRA_TEST_BINS_ROOT") {
@@ -25,13 +32,13 @@ pub fn helm_binary() -> anyhow::Result<PathBuf> {
                 None => PathBuf::from(std::env::var_os("HOME").context("HOME is not set")?)
                     .join(".cache/iamra-test-bins"),
             };
-            root.join(format!("helm-{HELM_VERSION}")).join("helm")
+            root.join(dir).join(name)
         }
     };
     anyhow::ensure!(
         path.is_file(),
-        "helm not found at {}: run `bash tests/install-deps.sh` (builds it from its Go module) \
-         or set IAMRA_HELM to a helm binary",
+        "{name} not found at {}: run `bash tests/install-deps.sh` (builds it from its Go module) \
+         or set {override_env} to a {name} binary",
         path.display()
     );
     Ok(path)
