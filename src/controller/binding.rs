@@ -77,6 +77,14 @@ enum CertificateState {
     Conflict,
 }
 
+/// Whether `certificate` is the one `binding` created from its template.
+fn owned_by(binding: &RolesAnywhereBinding, certificate: &WorkloadCertificate) -> bool {
+    certificate
+        .owner_references()
+        .iter()
+        .any(|owner| Some(&owner.uid) == binding.uid().as_ref())
+}
+
 async fn ensure_template_certificate(
     binding: &RolesAnywhereBinding,
     api: &Api<WorkloadCertificate>,
@@ -86,11 +94,9 @@ async fn ensure_template_certificate(
     };
     let name = binding.certificate_name();
     if let Some(existing) = api.get_opt(&name).await? {
-        let owned = existing
-            .owner_references()
-            .iter()
-            .any(|owner| Some(&owner.uid) == binding.uid().as_ref());
-        if !owned {
+        // Another owner's certificate is reported as a conflict; ours, already as the template
+        // says, needs no write.
+        if !owned_by(binding, &existing) || existing.spec == *template {
             return Ok(Some(existing));
         }
     }
@@ -120,12 +126,7 @@ fn certificate_state(
     let Some(certificate) = certificate else {
         return CertificateState::Missing;
     };
-    if binding.spec.certificate_template.is_some()
-        && !certificate
-            .owner_references()
-            .iter()
-            .any(|owner| Some(&owner.uid) == binding.uid().as_ref())
-    {
+    if binding.spec.certificate_template.is_some() && !owned_by(binding, certificate) {
         return CertificateState::Conflict;
     }
     let conditions = certificate
