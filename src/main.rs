@@ -8,7 +8,10 @@ use clap::{Parser, Subcommand};
 
 use iamra::api::parse_duration;
 use iamra::api::{crd_file_name, crd_yaml, custom_resource_definitions};
-use iamra::controller::{ControllerOptions, LeaderElectionConfig, RunError, default_identity};
+use iamra::controller::{
+    ControllerOptions, KmsKeyGrant, LeaderElectionConfig, PlatformConfig, RunError,
+    default_identity,
+};
 use iamra::localenv::demo;
 use iamra::rolesanywhere::credential_process::{self, CredentialProcessArgs};
 use iamra::rolesanywhere::emulator::command::{self as emulator, EmulatorArgs};
@@ -54,6 +57,12 @@ enum Command {
         webhook: WebhookArgs,
         #[command(flatten)]
         leader_election: LeaderElectionArgs,
+        #[command(flatten)]
+        platform: PlatformArgs,
+        /// How often each CRL imported into Roles Anywhere is checked (GetCrl) and repaired if it
+        /// was disabled, deleted or overwritten out of band.
+        #[arg(long, env = "IAMRA_CRL_DRIFT_CHECK_INTERVAL", default_value = "5m", value_parser = parse_duration)]
+        crl_drift_check_interval: Duration,
     },
     /// Run the whole story locally: control plane, Roles Anywhere emulator, controller, a
     /// certificate traded for credentials, then a Revocation refused within seconds.
@@ -77,6 +86,39 @@ enum Command {
     /// Serve temporary AWS credentials on loopback (container-credentials endpoint and IMDSv2),
     /// refreshed before expiry from the mounted certificate, following its rotation.
     Sidecar(SidecarArgs),
+}
+
+/// What only the platform team decides: where AWS requests go and which KMS keys namespaces may
+/// use. Flags of the controller, so no object a tenant writes can change them.
+#[derive(clap::Args)]
+struct PlatformArgs {
+    /// KMS endpoint URL for every KMS-backed Issuer (a VPC endpoint or an emulator); default:
+    /// the regional endpoint (or `AWS_ENDPOINT_URL_KMS`).
+    #[arg(long, env = "IAMRA_KMS_ENDPOINT")]
+    kms_endpoint: Option<String>,
+    /// IAM Roles Anywhere endpoint URL of CRL imports, and of the injected sidecars unless
+    /// --sidecar-rolesanywhere-endpoint says otherwise; default: the regional endpoint.
+    #[arg(long, env = "IAMRA_ROLESANYWHERE_ENDPOINT")]
+    rolesanywhere_endpoint: Option<String>,
+    /// `<namespace>=<KMS key id or ARN>`: lets Issuers in that namespace use that key (named
+    /// exactly so). Repeat it, or separate grants with commas in the environment variable.
+    /// Without a grant a namespaced Issuer cannot use any KMS key.
+    #[arg(
+        long = "kms-key-grant",
+        env = "IAMRA_KMS_KEY_GRANTS",
+        value_delimiter = ','
+    )]
+    kms_key_grants: Vec<KmsKeyGrant>,
+}
+
+impl PlatformArgs {
+    fn config(self) -> PlatformConfig {
+        PlatformConfig {
+            kms_endpoint: self.kms_endpoint,
+            rolesanywhere_endpoint: self.rolesanywhere_endpoint,
+            kms_key_grants: self.kms_key_grants.into_iter().collect(),
+        }
+    }
 }
 
 /// The pod-injection webhook's flags.
@@ -107,13 +149,21 @@ struct WebhookArgs {
     /// pods. The Helm chart passes its own.
     #[arg(long, env = "IAMRA_WEBHOOK_OWNER_CLUSTER_ROLE")]
     webhook_owner_cluster_role: Option<String>,
+    /// IAM Roles Anywhere endpoint URL the injected sidecars call; default: the controller's
+    /// --rolesanywhere-endpoint, else the regional endpoint.
+    #[arg(long, env = "IAMRA_SIDECAR_ROLESANYWHERE_ENDPOINT")]
+    sidecar_rolesanywhere_endpoint: Option<String>,
     /// Pull policy of the injected sidecar image; default: Kubernetes' own.
     #[arg(long, env = "IAMRA_SIDECAR_IMAGE_PULL_POLICY")]
     sidecar_image_pull_policy: Option<String>,
 }
 
 impl WebhookArgs {
-    fn options(self, namespace: Option<String>) -> anyhow::Result<Option<WebhookOptions>> {
+    fn options(
+        self,
+        namespace: Option<String>,
+        rolesanywhere_endpoint: Option<String>,
+    ) -> anyhow::Result<Option<WebhookOptions>> {
         let Some(address) = self.webhook_address else {
             return Ok(None);
         };
@@ -147,6 +197,9 @@ impl WebhookArgs {
                 image: self.sidecar_image,
                 pull_policy: self.sidecar_image_pull_policy,
             },
+            sidecar_endpoint: self
+                .sidecar_rolesanywhere_endpoint
+                .or(rolesanywhere_endpoint),
             namespace,
             owner_cluster_role: self.webhook_owner_cluster_role,
         }))
@@ -236,6 +289,8 @@ fn main() -> anyhow::Result<()> {
             http_address,
             webhook,
             leader_election,
+            platform,
+            crl_drift_check_interval,
         } => {
             telemetry::init(cli.log_format, "info");
             runtime()?.block_on(async {
@@ -247,13 +302,17 @@ fn main() -> anyhow::Result<()> {
                     namespace = namespace.as_deref().unwrap_or("<all>"),
                     "controller starting"
                 );
-                let webhook = webhook.options(namespace.clone())?;
+                let platform = platform.config();
+                let webhook =
+                    webhook.options(namespace.clone(), platform.rolesanywhere_endpoint.clone())?;
                 let options = ControllerOptions {
                     webhook,
                     leader_election: leader_election.config(namespace.as_deref()),
                     namespace,
                     concurrency,
                     http_address: Some(http_address),
+                    crl_drift_check_interval: Some(crl_drift_check_interval),
+                    platform,
                 };
                 match iamra::controller::run(client, aws, options).await {
                     Ok(()) => {

@@ -5,8 +5,8 @@ use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
 use super::shared::{
-    CertificateReference, HTTP_URL_PATTERN, OBJECT_NAME_PATTERN, PROFILE_ARN_PATTERN,
-    REGION_PATTERN, ROLE_ARN_PATTERN, TRUST_ANCHOR_ARN_PATTERN,
+    CertificateReference, OBJECT_NAME_PATTERN, PROFILE_ARN_PATTERN, REGION_PATTERN,
+    ROLE_ARN_PATTERN, TRUST_ANCHOR_ARN_PATTERN,
 };
 use super::workload_certificate::WorkloadCertificateSpec;
 
@@ -71,10 +71,6 @@ pub struct RolesAnywhereBindingSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 2, max = 64), regex(pattern = r"^[\w+=,.@-]*$"))]
     pub role_session_name: Option<String>,
-    /// Roles Anywhere endpoint URL override, for a VPC endpoint or the local emulator.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = HTTP_URL_PATTERN))]
-    pub endpoint: Option<String>,
 }
 
 /// Observed state of a RolesAnywhereBinding.

@@ -3,7 +3,10 @@
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
-use super::{Issuer, Revocation, RolesAnywhereBinding, WorkloadCertificate};
+use super::{
+    CertificateAuthorityRecord, CertificateRecord, Issuer, Revocation, RolesAnywhereBinding,
+    WorkloadCertificate,
+};
 
 /// Every CRD of the project, in a stable order.
 pub fn custom_resource_definitions() -> Vec<CustomResourceDefinition> {
@@ -12,6 +15,8 @@ pub fn custom_resource_definitions() -> Vec<CustomResourceDefinition> {
         WorkloadCertificate::crd(),
         Revocation::crd(),
         RolesAnywhereBinding::crd(),
+        CertificateRecord::crd(),
+        CertificateAuthorityRecord::crd(),
     ]
 }
 

@@ -89,9 +89,20 @@ pub struct LocalKeySource {
     /// Key algorithm of a bootstrapped CA. Ignored for a CA that already exists. Default: `EcdsaP256`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_algorithm: Option<CaKeyAlgorithm>,
+    /// Once this Issuer has established a CA, losing its Secret makes the Issuer not Ready
+    /// (`CASecretLost`) instead of bootstrapping a new CA that the trust anchor does not trust.
+    /// To replace the lost CA with a new one anyway, set this to the SHA-256 fingerprint of the
+    /// lost CA (as the `CASecretLost` condition shows it): a deliberate, one-time decision.
+    /// Restoring the Secret from a backup needs no opt-in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9A-F]{2}:){31}[0-9A-F]{2}$"))]
+    pub replace_lost_ca: Option<String>,
 }
 
 /// A CA whose private key is an AWS KMS key (`SIGN_VERIFY`, `ECC_NIST_P256` or `RSA_2048`/`3072`/`4096`).
+/// A namespaced Issuer may use only a key the controller's configuration grants to its namespace
+/// (`--kms-key-grant <namespace>=<key>`); the KMS endpoint is the controller's too
+/// (`--kms-endpoint`), never a tenant's.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct KmsKeySource {
@@ -101,11 +112,6 @@ pub struct KmsKeySource {
     /// AWS region of the key, such as `eu-west-1`.
     #[schemars(regex(pattern = REGION_PATTERN))]
     pub region: String,
-    /// KMS endpoint URL override, for a VPC endpoint or a local KMS emulator. Default: the
-    /// regional AWS endpoint (or `AWS_ENDPOINT_URL_KMS` of the controller).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = HTTP_URL_PATTERN))]
-    pub endpoint: Option<String>,
     /// Name of the Secret, in the Issuer's namespace, holding the CA certificate as `ca.crt`
     /// (PEM). If it does not exist, the operator builds a self-signed CA certificate from the
     /// key's public key, signs it through KMS and stores it there, so the CA stays the same across
@@ -139,7 +145,8 @@ pub struct CrlSettings {
 }
 
 /// The IAM Roles Anywhere trust anchor into which this Issuer's CRL is imported (`ImportCrl`
-/// the first time, `UpdateCrl` on every change).
+/// the first time, `UpdateCrl` on every change). The endpoint is the controller's
+/// (`--rolesanywhere-endpoint`), never a tenant's.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RolesAnywhereCrlTarget {
@@ -151,15 +158,12 @@ pub struct RolesAnywhereCrlTarget {
     #[schemars(regex(pattern = REGION_PATTERN))]
     pub region: Option<String>,
     /// Name of the imported CRL; an existing CRL with this name on the trust anchor is updated
-    /// rather than imported again. Default: `iamra-<namespace>-<issuer name>`.
+    /// rather than imported again. One CA owns a name on a trust anchor: another Issuer naming
+    /// it is refused (`CrlNameTaken`). Default: `iamra <namespace> <issuer name>` (dots become
+    /// underscores).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 255), regex(pattern = r"^[ a-zA-Z0-9-_]*$"))]
     pub crl_name: Option<String>,
-    /// Roles Anywhere endpoint URL override, for a VPC endpoint or the local emulator.
-    /// Default: the regional AWS endpoint.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = HTTP_URL_PATTERN))]
-    pub endpoint: Option<String>,
 }
 
 /// Observed state of an Issuer.
@@ -211,6 +215,7 @@ impl IssuerSpec {
                 secret_name: secret_name.into(),
                 bootstrap: None,
                 key_algorithm: None,
+                replace_lost_ca: None,
             }),
             kms: None,
             subject: None,

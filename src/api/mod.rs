@@ -4,7 +4,9 @@
 //! everything the API server can check at admission (required fields, enums, formats, CEL rules) is
 //! declared on the type so a bad object never reaches the controller.
 
+mod authority_record;
 mod binding;
+mod certificate_record;
 mod crd;
 mod duration;
 mod issuer;
@@ -12,7 +14,9 @@ mod revocation;
 mod shared;
 mod workload_certificate;
 
+pub use authority_record::*;
 pub use binding::*;
+pub use certificate_record::*;
 pub use crd::*;
 pub use duration::*;
 pub use issuer::*;

@@ -1,4 +1,5 @@
-//! `Revocation`: the permanent revocation of one certificate, the source of truth for the CRL.
+//! `Revocation`: a request to revoke certificates permanently. Once accepted, the revocation is
+//! recorded in the controller's ledger (CertificateRecords), which every CRL is built from.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
@@ -16,7 +17,7 @@ use super::shared::{CertificateReference, IssuerReference, SERIAL_NUMBER_PATTERN
     plural = "revocations",
     singular = "revocation",
     namespaced,
-    doc = "Revokes one certificate of an Issuer. The CRL of an Issuer is built from its Revocation objects alone, so no operator state can un-revoke a certificate. A Revocation is permanent: its spec cannot change, and its deletion is held back until the revoked certificate has expired.",
+    doc = "Asks for a certificate of an Issuer to be revoked. Once accepted, the revocation is recorded in the controller's own ledger (CertificateRecords), which every CRL is built from: editing or deleting the Revocation, its status or its finalizer never takes an entry off the CRL before the certificate expires. Its spec cannot change, and its deletion is held back until the revoked certificates have expired.",
     status = "RevocationStatus",
     shortname = "rev",
     category = "iamra",
@@ -41,9 +42,9 @@ pub struct RevocationSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = SERIAL_NUMBER_PATTERN))]
     pub serial_number: Option<String>,
-    /// A WorkloadCertificate, in this namespace, whose current certificate is revoked. It is
-    /// resolved once to a serial number (recorded in the status) and never follows later
-    /// re-issues.
+    /// A WorkloadCertificate, in this namespace, whose certificates are revoked: every unexpired
+    /// certificate issued for it before this Revocation was created, and every certificate
+    /// sharing one of their keys. Certificates issued later (a re-issue) are never included.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificate_ref: Option<CertificateReference>,
     /// Why the certificate is revoked (RFC 5280 reason code). Default: `unspecified`.
@@ -95,14 +96,20 @@ pub struct RevocationStatus {
     /// The `metadata.generation` this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// The revoked serial number, lowercase hex, resolved once from the spec.
+    /// The revoked serial number, lowercase hex (the first of `revokedCertificates`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub serial_number: Option<String>,
+    /// Every certificate this Revocation revoked: for `certificateRef`, each unexpired
+    /// certificate issued for the WorkloadCertificate before the Revocation was created, and
+    /// every certificate sharing one of their keys. A view of the controller's ledger
+    /// (CertificateRecords): editing it changes nothing on the CRL.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub revoked_certificates: Vec<RevokedCertificateStatus>,
     /// The effective revocation time written into the CRL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revocation_time: Option<Time>,
-    /// Expiry of the revoked certificate, when the Issuer knows it; after that the entry may
-    /// leave the CRL and the Revocation may be deleted.
+    /// Expiry of the last revoked certificate; after that the entries leave the CRL and the
+    /// Revocation may be deleted. Read from the ledger, never from this field.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificate_not_after: Option<Time>,
     /// Number of the first CRL that carried this revocation.
@@ -111,4 +118,21 @@ pub struct RevocationStatus {
     /// When Roles Anywhere first accepted a CRL carrying this revocation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub import_time: Option<Time>,
+}
+
+/// One certificate a Revocation revoked.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RevokedCertificateStatus {
+    /// Serial number, lowercase hex.
+    pub serial_number: String,
+    /// Until when the certificate is valid (and its entry stays on the CRL).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_after: Option<Time>,
+    /// The WorkloadCertificate it was issued for; absent for a serial this CA never issued.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<String>,
+    /// Another Revocation that had revoked it first, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_revoked_by: Option<String>,
 }

@@ -333,7 +333,6 @@ mod tests {
                 region: None,
                 session_duration_seconds: None,
                 role_session_name: None,
-                endpoint: None,
             },
         )
     }

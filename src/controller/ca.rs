@@ -85,6 +85,7 @@ pub async fn load_ca(
             match existing {
                 Some(secret) => load_local(&secret, &local.secret_name),
                 None if create_missing && local.bootstrap.unwrap_or(true) => {
+                    refuse_replacing_established_ca(ctx, issuer, local).await?;
                     let key =
                         generate_ca_key(local.key_algorithm.unwrap_or_default()).map_err(|e| {
                             CaProblem::permanent("CAKeyGenerationFailed", e.to_string())
@@ -118,10 +119,18 @@ pub async fn load_ca(
             }
         }
         (None, Some(kms)) => {
+            if !ctx.platform.grants_kms_key(&namespace, &kms.key_id) {
+                return Err(CaProblem::permanent(
+                    "KMSKeyNotGranted",
+                    format!(
+                        "KMS key {:?} is not granted to namespace {namespace}: the platform team grants it with the controller flag --kms-key-grant {namespace}={}",
+                        kms.key_id, kms.key_id
+                    ),
+                ));
+            }
             let location = KmsKeyLocation {
                 key_id: kms.key_id.clone(),
                 region: kms.region.clone(),
-                endpoint: kms.endpoint.clone(),
             };
             let key = match ctx.kms_key(&location).await {
                 Ok(key) => key,
@@ -211,6 +220,38 @@ pub async fn load_ca(
             "exactly one of spec.local and spec.kms must be set",
         )),
     }
+}
+
+/// A CA this Issuer established is never replaced silently: bootstrapping again needs
+/// `spec.local.replaceLostCA` naming the lost CA's fingerprint.
+async fn refuse_replacing_established_ca(
+    ctx: &Context,
+    issuer: &Issuer,
+    local: &crate::api::LocalKeySource,
+) -> Result<(), CaProblem> {
+    let namespace = issuer.namespace().unwrap_or_default();
+    let established = ctx
+        .ledger
+        .established_by(&namespace, &issuer.name_any())
+        .await
+        .map_err(|e| CaProblem::transient("LedgerUnavailable", e.to_string()))?;
+    let Some(latest) = established.first() else {
+        return Ok(());
+    };
+    let lost = &latest.spec.ca_fingerprint_sha256;
+    if local.replace_lost_ca.as_deref() == Some(lost.as_str()) {
+        tracing::warn!(lost_ca = %lost, "replacing the lost CA, as spec.local.replaceLostCA asks");
+        return Ok(());
+    }
+    Err(CaProblem::permanent(
+        "CASecretLost",
+        format!(
+            "CA Secret {namespace}/{} is gone, but this Issuer established the CA with fingerprint {lost}: \
+             restore the Secret from a backup, or set spec.local.replaceLostCA: \"{lost}\" to bootstrap a new CA \
+             (the trust anchor then needs the new CA certificate, and certificates of the old CA stop being renewed)",
+            local.secret_name
+        ),
+    ))
 }
 
 /// Marks a CA Secret the operator created, so an operator-made CA is told from a supplied one.

@@ -9,6 +9,8 @@ use tokio::sync::Mutex;
 
 use super::backoff::Backoff;
 use super::crl::PublishedCrl;
+use super::ledger::Ledger;
+use super::platform::PlatformConfig;
 use crate::rolesanywhere::crl_import::CrlImporter;
 use crate::signer::{KmsError, KmsSigningKey, KmsSigningOptions};
 
@@ -42,6 +44,12 @@ pub struct Context {
     pub backoff: Backoff,
     /// Keeps CRLs imported into Roles Anywhere.
     pub crl_importer: CrlImporter,
+    /// The platform team's configuration: AWS endpoints, KMS key grants.
+    pub platform: PlatformConfig,
+    /// What the controller issued and revoked: the source of every CRL.
+    pub ledger: Ledger,
+    /// How often a CRL Roles Anywhere holds is checked for drift.
+    pub crl_drift_check_interval: std::time::Duration,
     /// The CRL each Issuer published last, served over HTTP; keyed by (namespace, issuer).
     published_crls: std::sync::RwLock<HashMap<(String, String), PublishedCrl>>,
 }
@@ -51,23 +59,30 @@ pub struct Context {
 pub struct KmsKeyLocation {
     pub key_id: String,
     pub region: String,
-    pub endpoint: Option<String>,
 }
 
 impl Context {
-    pub fn new(client: kube::Client, aws: aws_config::SdkConfig, instance: String) -> Self {
+    pub fn new(
+        client: kube::Client,
+        aws: aws_config::SdkConfig,
+        instance: String,
+        platform: PlatformConfig,
+    ) -> Self {
         let reporter = Reporter {
             controller: "iamra".into(),
             instance: Some(instance),
         };
         Self {
             recorder: Recorder::new(client.clone(), reporter),
+            ledger: Ledger::new(client.clone()),
+            crl_drift_check_interval: super::crl_status::DRIFT_CHECK_INTERVAL,
             client,
             aws: aws.clone(),
             kms_options: KmsSigningOptions::default(),
             kms_keys: Mutex::new(HashMap::new()),
             backoff: Backoff::default(),
-            crl_importer: CrlImporter::new(aws.clone()),
+            crl_importer: CrlImporter::new(aws.clone(), platform.rolesanywhere_endpoint.clone()),
+            platform,
             published_crls: Default::default(),
         }
     }
@@ -108,7 +123,7 @@ impl Context {
         let mut config = aws_sdk_kms::config::Builder::from(&self.aws)
             .region(aws_sdk_kms::config::Region::new(location.region.clone()))
             .retry_config(aws_sdk_kms::config::retry::RetryConfig::standard().with_max_attempts(6));
-        if let Some(endpoint) = &location.endpoint {
+        if let Some(endpoint) = &self.platform.kms_endpoint {
             config = config.endpoint_url(endpoint);
         }
         let client = aws_sdk_kms::Client::from_conf(config.build());

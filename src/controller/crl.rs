@@ -1,8 +1,8 @@
-//! Building and publishing an Issuer's CRL from its Revocation objects, the only source of
-//! truth: the CRL number is reserved (persisted) before the CRL is signed, so a crash can skip a
-//! number but never reuse one or go back.
+//! Building and publishing an Issuer's CRL from the revocation ledger (the CertificateRecords of
+//! its CA), never from Revocation objects: the CRL number is reserved in the CA's ledger record
+//! before the CRL is signed, so a crash can skip a number but never reuse one or go back.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use k8s_openapi::ByteString;
@@ -16,9 +16,10 @@ use time::OffsetDateTime;
 use super::ca::LoadedCa;
 use super::context::Context;
 use super::issuer::fingerprint;
+use super::ledger::{LedgerError, revoked_entries};
 use super::metrics::CRL_SIGNING_SECONDS;
-use crate::api::{Issuer, Revocation, parse_duration};
-use crate::pki::{CrlSpec, RevokedCertificate, build_crl, parse_serial_hex};
+use crate::api::{CertificateAuthorityRecord, Issuer, PublishedCrlRecord, parse_duration};
+use crate::pki::{CrlSpec, RevokedCertificate, authority_id, build_crl, serial_hex, sha256_hex};
 use crate::signer::CaSigner;
 
 /// DER CRL in the published ConfigMap (binaryData).
@@ -27,12 +28,8 @@ pub const CRL_DER_KEY: &str = "ca.crl";
 pub const CRL_PEM_KEY: &str = "ca.crl.pem";
 /// Number of the CRL in the ConfigMap.
 pub const CRL_NUMBER_ANNOTATION: &str = "iamra.dev/crl-number";
-/// Highest number ever reserved: written before signing, so it is never used twice.
+/// Highest number reserved by versions before the ledger; read once, to continue numbering.
 pub const CRL_RESERVED_ANNOTATION: &str = "iamra.dev/crl-number-reserved";
-/// Hash of the CA and the entries the published CRL was built from.
-const CRL_CONTENT_ANNOTATION: &str = "iamra.dev/crl-content-hash";
-/// thisUpdate of the published CRL, Unix seconds.
-const CRL_THIS_UPDATE_ANNOTATION: &str = "iamra.dev/crl-this-update";
 /// Default CRL validity (nextUpdate - thisUpdate).
 pub const DEFAULT_CRL_VALIDITY: &str = "24h";
 
@@ -50,10 +47,14 @@ pub struct PublishedCrl {
     pub this_update: i64,
     /// Whether this reconcile made it (rather than finding it current).
     pub new: bool,
-    /// Names of the Revocations it carries.
-    pub revocations: Vec<String>,
+    /// Serials (lowercase hex) it carries.
+    pub serials: BTreeSet<String>,
+    /// Revoked records the ledger holds that could not be listed (reported, never blocking).
+    pub unusable_records: Vec<String>,
     /// When it must be re-signed even without changes.
     pub refresh_in: Duration,
+    /// The CA's ledger record after publishing.
+    pub authority: CertificateAuthorityRecord,
 }
 
 /// Why no CRL could be published.
@@ -72,6 +73,18 @@ impl From<kube::Error> for CrlProblem {
     }
 }
 
+impl From<LedgerError> for CrlProblem {
+    fn from(error: LedgerError) -> Self {
+        CrlProblem {
+            reason: match error {
+                LedgerError::Conflict(_) => "ConcurrentWriter",
+                LedgerError::Kube(_) => "LedgerUnavailable",
+            },
+            message: error.to_string(),
+        }
+    }
+}
+
 fn problem(reason: &'static str, message: impl Into<String>) -> CrlProblem {
     CrlProblem {
         reason,
@@ -79,15 +92,8 @@ fn problem(reason: &'static str, message: impl Into<String>) -> CrlProblem {
     }
 }
 
-/// Publishes a new CRL when the revocations, the CA or the refresh interval call for one;
-/// otherwise returns the current one.
-pub async fn publish_crl(
-    ctx: &Context,
-    issuer: &Issuer,
-    ca: &LoadedCa,
-) -> Result<PublishedCrl, CrlProblem> {
-    let namespace = issuer.namespace().unwrap_or_default();
-    let issuer_name = issuer.name_any();
+/// How long each CRL is valid and how often it is re-signed anyway.
+fn crl_timing(issuer: &Issuer) -> Result<(Duration, Duration), CrlProblem> {
     let settings = issuer.spec.crl.clone().unwrap_or_default();
     let validity = parse_duration(settings.validity.as_deref().unwrap_or(DEFAULT_CRL_VALIDITY))
         .map_err(|e| problem("InvalidSpec", e.to_string()))?;
@@ -95,122 +101,100 @@ pub async fn publish_crl(
         Some(text) => parse_duration(text).map_err(|e| problem("InvalidSpec", e.to_string()))?,
         None => validity / 3,
     };
+    Ok((validity, refresh))
+}
 
-    let now = OffsetDateTime::now_utc();
-    let revocations: Api<Revocation> = Api::namespaced(ctx.client.clone(), &namespace);
-    let mut entries = Vec::new();
-    let mut carried = Vec::new();
-    for revocation in revocations.list(&Default::default()).await?.items {
-        if revocation.spec.issuer_ref.name != issuer_name {
-            continue;
-        }
-        let Some(status) = &revocation.status else {
-            continue;
-        };
-        let Some(serial) = &status.serial_number else {
-            continue;
-        };
-        // An expired certificate is refused anyway; dropping it keeps the CRL small.
-        if status
-            .certificate_not_after
-            .as_ref()
-            .is_some_and(|t| t.0.as_second() <= now.unix_timestamp())
-        {
-            continue;
-        }
-        let serial =
-            parse_serial_hex(serial).map_err(|e| problem("InvalidRevocation", e.to_string()))?;
-        let revoked_at = status
-            .revocation_time
-            .as_ref()
-            .and_then(|t| OffsetDateTime::from_unix_timestamp(t.0.as_second()).ok())
-            .unwrap_or(now);
-        entries.push(RevokedCertificate {
-            serial,
-            revoked_at,
-            reason: revocation.spec.reason.unwrap_or_default(),
-        });
-        carried.push(revocation.name_any());
-    }
-    entries.sort_by(|a, b| a.serial.cmp(&b.serial));
-    carried.sort();
-    let content_hash = content_hash(&ca.certificate.der, &entries, validity);
+/// The CRL in the ConfigMap, when it is exactly the one the ledger says was published: a copy
+/// anyone could have edited is used only if its SHA-256 is the ledger's.
+fn verified_copy(
+    config_map: Option<&ConfigMap>,
+    published: &PublishedCrlRecord,
+) -> Option<Vec<u8>> {
+    let der = config_map?
+        .binary_data
+        .as_ref()?
+        .get(CRL_DER_KEY)?
+        .0
+        .clone();
+    (sha256_hex(&der) == published.sha256).then_some(der)
+}
+
+/// Publishes a new CRL when the ledger's revocations, the CA or the refresh interval call for
+/// one, or when the published copy is missing or not the one signed; otherwise returns the
+/// current one.
+pub async fn publish_crl(
+    ctx: &Context,
+    issuer: &Issuer,
+    ca: &LoadedCa,
+    now: OffsetDateTime,
+) -> Result<PublishedCrl, CrlProblem> {
+    let namespace = issuer.namespace().unwrap_or_default();
+    let issuer_name = issuer.name_any();
+    let (validity, refresh) = crl_timing(issuer)?;
+    let authority = authority_id(&ca.certificate.public_key_info);
 
     let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &namespace);
     let name = crl_config_map_name(&issuer_name);
     let existing = config_maps.get_opt(&name).await?;
-    let annotation = |key: &str| {
-        existing
-            .as_ref()
-            .and_then(|cm| cm.annotations().get(key).cloned())
-    };
-    let published_number = annotation(CRL_NUMBER_ANNOTATION).and_then(|n| n.parse::<i64>().ok());
-    let this_update = annotation(CRL_THIS_UPDATE_ANNOTATION)
-        .and_then(|n| n.parse::<i64>().ok())
+    // Numbers published before the ledger existed are continued, so an upgrade never goes back.
+    let legacy_number = [CRL_NUMBER_ANNOTATION, CRL_RESERVED_ANNOTATION]
+        .iter()
+        .filter_map(|key| {
+            existing
+                .as_ref()?
+                .annotations()
+                .get(*key)?
+                .parse::<i64>()
+                .ok()
+        })
+        .max()
         .unwrap_or(0);
-    let current = existing.as_ref().and_then(|cm| {
-        let pem = cm.data.as_ref()?.get(CRL_PEM_KEY)?.clone();
-        let der = cm.binary_data.as_ref()?.get(CRL_DER_KEY)?.0.clone();
-        Some((pem, der))
-    });
-    let age = Duration::from_secs(now.unix_timestamp().saturating_sub(this_update).max(0) as u64);
-    if let (Some((pem, der)), Some(number)) = (&current, published_number)
-        && annotation(CRL_CONTENT_ANNOTATION).as_deref() == Some(content_hash.as_str())
-        && age < refresh
+    let ca_not_after = status_time(ca.certificate.not_after)
+        .ok_or_else(|| problem("InvalidCACertificate", "the CA's notAfter is out of range"))?;
+    let record = ctx
+        .ledger
+        .ensure_authority(
+            &authority,
+            &fingerprint(&ca.certificate.der),
+            ca_not_after,
+            (&namespace, &issuer_name),
+            legacy_number,
+        )
+        .await?;
+
+    let revoked = ctx.ledger.revoked(&authority).await?;
+    let (entries, unusable_records) = revoked_entries(&revoked, now);
+    if !unusable_records.is_empty() {
+        tracing::warn!(records = ?unusable_records, "revoked records with an unusable serial left off the CRL");
+    }
+    let serials: BTreeSet<String> = entries.iter().map(|e| serial_hex(&e.serial)).collect();
+    let content_hash = content_hash(&ca.certificate.der, &entries, validity);
+
+    if let Some(published) = &record.spec.published
+        && published.content_hash == content_hash
+        && let Some(der) = verified_copy(existing.as_ref(), published)
     {
-        return Ok(PublishedCrl {
-            number,
-            pem: pem.clone(),
-            der: der.clone(),
-            this_update,
-            new: false,
-            revocations: carried,
-            refresh_in: refresh - age,
-        });
+        let this_update = published.this_update.0.as_second();
+        let age =
+            Duration::from_secs(now.unix_timestamp().saturating_sub(this_update).max(0) as u64);
+        if age < refresh {
+            return Ok(PublishedCrl {
+                number: published.number,
+                pem: crate::pki::pem::encode_pem("X509 CRL", &der),
+                der,
+                this_update,
+                new: false,
+                serials,
+                unusable_records,
+                refresh_in: refresh - age,
+                authority: record.clone(),
+            });
+        }
     }
 
     // Reserve the next number before signing anything with it.
-    let reserved = annotation(CRL_RESERVED_ANNOTATION).and_then(|n| n.parse::<i64>().ok());
-    let from_status = issuer.status.as_ref().and_then(|s| s.crl_number);
-    let number = [published_number, reserved, from_status]
-        .into_iter()
-        .flatten()
-        .max()
-        .unwrap_or(0)
-        + 1;
-    match &existing {
-        None => {
-            let config_map = ConfigMap {
-                metadata: ObjectMeta {
-                    name: Some(name.clone()),
-                    labels: Some(BTreeMap::from([(
-                        super::MANAGED_BY_LABEL.to_string(),
-                        super::MANAGED_BY_VALUE.to_string(),
-                    )])),
-                    annotations: Some(BTreeMap::from([(
-                        CRL_RESERVED_ANNOTATION.to_string(),
-                        number.to_string(),
-                    )])),
-                    owner_references: issuer.controller_owner_ref(&()).map(|owner| vec![owner]),
-                    ..Default::default()
-                },
-                ..Default::default()
-            };
-            config_maps
-                .create(&PostParams::default(), &config_map)
-                .await?;
-        }
-        Some(config_map) => {
-            let patch = json!({"metadata": {
-                "resourceVersion": config_map.resource_version(),
-                "annotations": {CRL_RESERVED_ANNOTATION: number.to_string()},
-            }});
-            config_maps
-                .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-                .await?;
-        }
-    }
-
+    let reserved = ctx.ledger.reserve_crl_number(&record).await?;
+    let number = reserved.number;
     let authority_key_identifier =
         ca.certificate
             .subject_key_identifier
@@ -221,8 +205,14 @@ pub async fn publish_crl(
                     "the CA certificate has no subject key identifier",
                 )
             })?;
+    let entry_count = entries.len();
     let spec = CrlSpec {
-        number: number as u64,
+        number: u64::try_from(number).map_err(|_| {
+            problem(
+                "InvalidCrlNumber",
+                format!("CRL number {number} is negative"),
+            )
+        })?,
         this_update: now,
         next_update: now + validity,
         revoked: entries,
@@ -234,33 +224,88 @@ pub async fn publish_crl(
         .await
         .map_err(|e| problem("SigningFailed", e.to_string()))?
         .map_err(|message| problem("SigningFailed", message))?;
-
-    let patch = json!({
-        "metadata": {"annotations": {
-            CRL_NUMBER_ANNOTATION: number.to_string(),
-            CRL_CONTENT_ANNOTATION: content_hash,
-            CRL_THIS_UPDATE_ANNOTATION: now.unix_timestamp().to_string(),
-        }},
-        "data": {CRL_PEM_KEY: pem},
-        "binaryData": {CRL_DER_KEY: ByteString(der.clone())},
-    });
-    config_maps
-        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+    let this_update = status_time(now.unix_timestamp())
+        .ok_or_else(|| problem("InvalidTime", "the current time is out of range"))?;
+    // Only the writer whose reservation is still the latest may publish.
+    let authority_record = ctx
+        .ledger
+        .record_published(
+            &reserved,
+            PublishedCrlRecord {
+                number,
+                sha256: sha256_hex(&der),
+                content_hash,
+                this_update,
+                entries: entry_count as i64,
+            },
+        )
         .await?;
-    tracing::info!(
-        crl_number = number,
-        entries = carried.len(),
-        "published CRL"
-    );
+    write_config_map(&config_maps, issuer, &name, number, &der, &pem).await?;
+    tracing::info!(crl_number = number, entries = entry_count, "published CRL");
     Ok(PublishedCrl {
         number,
         pem,
         der,
         this_update: now.unix_timestamp(),
         new: true,
-        revocations: carried,
+        serials,
+        unusable_records,
         refresh_in: refresh,
+        authority: authority_record,
     })
+}
+
+/// Writes the CRL to its ConfigMap, guarded by the resourceVersion read here. What the ConfigMap
+/// said before is not trusted (anyone with ConfigMap rights in the namespace can edit it): the
+/// caller checked the ledger that this CRL is the latest.
+async fn write_config_map(
+    config_maps: &Api<ConfigMap>,
+    issuer: &Issuer,
+    name: &str,
+    number: i64,
+    der: &[u8],
+    pem: &str,
+) -> Result<(), CrlProblem> {
+    let existing = config_maps.get_opt(name).await?;
+    let data = BTreeMap::from([(CRL_PEM_KEY.to_string(), pem.to_string())]);
+    let binary_data = BTreeMap::from([(CRL_DER_KEY.to_string(), ByteString(der.to_vec()))]);
+    let annotations = BTreeMap::from([(CRL_NUMBER_ANNOTATION.to_string(), number.to_string())]);
+    match existing {
+        None => {
+            let config_map = ConfigMap {
+                metadata: ObjectMeta {
+                    name: Some(name.to_string()),
+                    labels: Some(BTreeMap::from([(
+                        super::MANAGED_BY_LABEL.to_string(),
+                        super::MANAGED_BY_VALUE.to_string(),
+                    )])),
+                    annotations: Some(annotations),
+                    owner_references: issuer.controller_owner_ref(&()).map(|owner| vec![owner]),
+                    ..Default::default()
+                },
+                data: Some(data),
+                binary_data: Some(binary_data),
+                ..Default::default()
+            };
+            config_maps
+                .create(&PostParams::default(), &config_map)
+                .await?;
+        }
+        Some(config_map) => {
+            let patch = json!({
+                "metadata": {
+                    "resourceVersion": config_map.resource_version(),
+                    "annotations": annotations,
+                },
+                "data": data,
+                "binaryData": binary_data,
+            });
+            config_maps
+                .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await?;
+        }
+    }
+    Ok(())
 }
 
 /// Signs on a blocking thread (a KMS signature is a network call); returns DER and PEM.
@@ -294,11 +339,9 @@ fn content_hash(ca_der: &[u8], entries: &[RevokedCertificate], validity: Duratio
             entry.reason
         ));
     }
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, text.as_bytes());
-    digest.as_ref()[..16]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    let mut hash = sha256_hex(text.as_bytes());
+    hash.truncate(32);
+    hash
 }
 
 /// Time as the status holds it.

@@ -3,21 +3,45 @@
 
 use std::time::Duration;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::Api;
 use kube::{Resource, ResourceExt};
+use time::OffsetDateTime;
 
 use super::ca::LoadedCa;
 use super::conditions::{condition, status_changed};
 use super::context::Context;
 use super::crl::{PublishedCrl, publish_crl, status_time};
 use super::error::Error;
+use super::ledger::{ClaimOutcome, LedgerError};
 use super::revocation::patch_status as patch_revocation_status;
-use crate::api::{CONDITION_READY, Issuer, IssuerStatus, Revocation};
+use crate::api::{
+    CONDITION_READY, CrlImportRecord, Issuer, IssuerStatus, Revocation, RolesAnywhereCrlTarget,
+};
+use crate::rolesanywhere::crl_import::{CrlImportError, ImportedCrlState};
 
 /// Condition: the current CRL is published (ConfigMap and HTTP).
 pub const CONDITION_CRL_PUBLISHED: &str = "CrlPublished";
 /// Condition: Roles Anywhere holds the current CRL.
 pub const CONDITION_CRL_IMPORTED: &str = "CrlImported";
+
+/// How often a CRL that Roles Anywhere already holds is checked for drift (disabled, deleted or
+/// overwritten out of band): one GetCrl per trust anchor, well under the 1 request/s quota.
+pub const DRIFT_CHECK_INTERVAL: Duration = Duration::from_secs(300);
+/// Characters Roles Anywhere allows in a CRL name: `[a-zA-Z0-9-_ ]`, at most 255.
+const MAX_CRL_NAME_CHARS: usize = 255;
+
+/// The CRL name used when the Issuer names none: `iamra <namespace> <name>`. Spaces cannot occur in
+/// Kubernetes names, so it is unambiguous; `.` (not allowed by the service) becomes `_`, which
+/// cannot occur in a Kubernetes name either. Too long a name keeps a hash of the whole.
+pub fn default_crl_name(namespace: &str, name: &str) -> String {
+    let name = format!("iamra {namespace} {}", name.replace('.', "_"));
+    if name.len() <= MAX_CRL_NAME_CHARS {
+        return name;
+    }
+    let hash = crate::pki::sha256_hex(name.as_bytes());
+    format!("{} {}", &name[..MAX_CRL_NAME_CHARS - 33], &hash[..32])
+}
 
 /// Publishes (and imports) the CRL, writing the outcome into `status`; returns when to look
 /// again.
@@ -30,7 +54,8 @@ pub async fn reconcile_crl(
 ) -> Result<Option<Duration>, Error> {
     let generation = issuer.metadata.generation;
     let uid = format!("{}/crl", issuer.uid().unwrap_or_default());
-    let published = match publish_crl(ctx, issuer, ca).await {
+    let now = OffsetDateTime::now_utc();
+    let published = match publish_crl(ctx, issuer, ca, now).await {
         Ok(published) => published,
         Err(problem) => {
             tracing::warn!(reason = problem.reason, message = %problem.message, "CRL publish failed");
@@ -56,15 +81,24 @@ pub async fn reconcile_crl(
     );
     status.crl_number = Some(published.number);
     status.last_crl_publish_time = status_time(published.this_update);
+    let unusable = if published.unusable_records.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; {} ledger record(s) with an unusable serial left off: {}",
+            published.unusable_records.len(),
+            published.unusable_records.join(", ")
+        )
+    };
     status.conditions.push(condition(
         &previous.conditions,
         CONDITION_CRL_PUBLISHED,
         true,
         "Published",
         format!(
-            "CRL {} carries {} revocation(s)",
+            "CRL {} carries {} revocation(s){unusable}",
             published.number,
-            published.revocations.len()
+            published.serials.len()
         ),
         generation,
     ));
@@ -77,98 +111,80 @@ pub async fn reconcile_crl(
             format!(
                 "Published CRL {} with {} revocation(s)",
                 published.number,
-                published.revocations.len()
+                published.serials.len()
             ),
         )
         .await;
     }
 
+    if published.new {
+        // Once per new CRL is often enough: records only matter until their notAfter.
+        let authority = &published.authority.spec.authority;
+        match ctx
+            .ledger
+            .delete_expired(authority, now.unix_timestamp())
+            .await
+        {
+            Ok(0) => {}
+            Ok(deleted) => tracing::info!(deleted, "expired ledger records removed"),
+            Err(error) => tracing::warn!(%error, "expired ledger records could not be removed"),
+        }
+    }
+    mark_revocations(ctx, issuer, &published, false).await?;
     let Some(target) = &issuer.spec.roles_anywhere else {
-        mark_revocations(ctx, issuer, &published, false).await?;
         ctx.backoff.reset(&uid);
         return Ok(Some(published.refresh_in));
     };
-    mark_revocations(ctx, issuer, &published, false).await?;
-    if previous.imported_crl_number == Some(published.number) {
-        status.conditions.push(
-            previous
-                .conditions
-                .iter()
-                .find(|c| c.type_ == CONDITION_CRL_IMPORTED)
-                .cloned()
-                .unwrap_or_else(|| {
-                    condition(
-                        &[],
-                        CONDITION_CRL_IMPORTED,
-                        true,
-                        "Imported",
-                        format!("Roles Anywhere holds CRL {}", published.number),
-                        generation,
-                    )
-                }),
-        );
-        mark_revocations(ctx, issuer, &published, true).await?;
-        return Ok(Some(published.refresh_in));
-    }
     let crl_name = target.crl_name.clone().unwrap_or_else(|| {
-        format!(
-            "iamra-{}-{}",
-            issuer.namespace().unwrap_or_default(),
-            issuer.name_any()
-        )
+        default_crl_name(&issuer.namespace().unwrap_or_default(), &issuer.name_any())
     });
-    match ctx
-        .crl_importer
-        .import(
-            target,
-            &crl_name,
-            &published.pem,
-            previous.crl_id.as_deref(),
-        )
-        .await
-    {
-        Ok(crl_id) => {
+    match import_crl(ctx, target, &crl_name, &published, now).await {
+        Ok(imported) => {
             ctx.backoff.reset(&uid);
-            status.crl_id = Some(crl_id.clone());
+            status.crl_id = Some(imported.crl_id.clone());
             status.imported_crl_number = Some(published.number);
-            status.last_crl_import_time = Some(
-                k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::now()),
-            );
+            status.last_crl_import_time = imported.imported_at.clone();
             status.conditions.push(condition(
                 &previous.conditions,
                 CONDITION_CRL_IMPORTED,
                 true,
                 "Imported",
-                format!("Roles Anywhere holds CRL {} as {crl_id}", published.number),
+                format!(
+                    "Roles Anywhere holds CRL {} as {}",
+                    published.number, imported.crl_id
+                ),
                 generation,
             ));
-            ctx.publish_event(
-                issuer,
-                false,
-                "CrlImported",
-                "ImportCRL",
-                format!(
-                    "Roles Anywhere accepted CRL {} ({crl_id})",
-                    published.number
-                ),
-            )
-            .await;
+            if let Some(how) = imported.action {
+                ctx.publish_event(
+                    issuer,
+                    how == ImportAction::RepairedDrift,
+                    how.reason(),
+                    "ImportCRL",
+                    format!(
+                        "Roles Anywhere {} CRL {} ({})",
+                        how.verb(),
+                        published.number,
+                        imported.crl_id
+                    ),
+                )
+                .await;
+            }
             mark_revocations(ctx, issuer, &published, true).await?;
-            Ok(Some(published.refresh_in))
+            Ok(Some(published.refresh_in.min(ctx.crl_drift_check_interval)))
         }
-        Err(error) => {
-            let message = error.to_string();
-            tracing::warn!(%message, "CRL import failed");
+        Err(problem) => {
+            tracing::warn!(reason = problem.reason, message = %problem.message, "CRL import failed");
             status.conditions.push(condition(
                 &previous.conditions,
                 CONDITION_CRL_IMPORTED,
                 false,
-                error.reason(),
-                message.clone(),
+                problem.reason,
+                problem.message.clone(),
                 generation,
             ));
             if status_changed(&previous.conditions, &status.conditions) {
-                ctx.publish_event(issuer, true, error.reason(), "ImportCRL", message)
+                ctx.publish_event(issuer, true, problem.reason, "ImportCRL", problem.message)
                     .await;
             }
             Ok(Some(
@@ -176,6 +192,184 @@ pub async fn reconcile_crl(
             ))
         }
     }
+}
+
+/// What an import step did, for the event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ImportAction {
+    Accepted,
+    RepairedDrift,
+}
+
+impl ImportAction {
+    fn reason(self) -> &'static str {
+        match self {
+            ImportAction::Accepted => "CrlImported",
+            ImportAction::RepairedDrift => "CrlDriftRepaired",
+        }
+    }
+    fn verb(self) -> &'static str {
+        match self {
+            ImportAction::Accepted => "accepted",
+            ImportAction::RepairedDrift => "had lost or changed its copy; re-imported",
+        }
+    }
+}
+
+struct Imported {
+    crl_id: String,
+    imported_at: Option<Time>,
+    /// None when Roles Anywhere already held it.
+    action: Option<ImportAction>,
+}
+
+/// A reason and message for the `CrlImported` condition.
+struct ImportProblem {
+    reason: &'static str,
+    message: String,
+}
+
+impl From<LedgerError> for ImportProblem {
+    fn from(error: LedgerError) -> Self {
+        ImportProblem {
+            reason: "LedgerUnavailable",
+            message: error.to_string(),
+        }
+    }
+}
+
+impl From<CrlImportError> for ImportProblem {
+    fn from(error: CrlImportError) -> Self {
+        ImportProblem {
+            reason: error.reason(),
+            message: error.to_string(),
+        }
+    }
+}
+
+/// Makes Roles Anywhere hold `published` under (trust anchor, `crl_name`), which this CA must
+/// own: checked against the ledger, where the first CA to claim a name keeps it.
+async fn import_crl(
+    ctx: &Context,
+    target: &RolesAnywhereCrlTarget,
+    crl_name: &str,
+    published: &PublishedCrl,
+    now: OffsetDateTime,
+) -> Result<Imported, ImportProblem> {
+    let authority = &published.authority.spec.authority;
+    let anchor = &target.trust_anchor_arn;
+    let taken = |owner: String| ImportProblem {
+        reason: "CrlNameTaken",
+        message: format!(
+            "CRL name {crl_name:?} on trust anchor {anchor} belongs to another CA (ledger authority {owner}); \
+             set spec.rolesAnywhere.crlName to a name of this Issuer's own"
+        ),
+    };
+    if let ClaimOutcome::TakenBy { authority: owner } =
+        ctx.ledger.claim(authority, anchor, crl_name).await?
+    {
+        return Err(taken(owner));
+    }
+    let mut entry = published
+        .authority
+        .spec
+        .imports
+        .iter()
+        .find(|i| &i.trust_anchor_arn == anchor && i.crl_name == crl_name)
+        .cloned();
+    if entry.is_none() {
+        // Claim first, then look again: of two CAs claiming at once, both see the same winner.
+        let claim = CrlImportRecord {
+            trust_anchor_arn: anchor.clone(),
+            crl_name: crl_name.to_string(),
+            claimed_at: Time(jiff::Timestamp::now()),
+            crl_id: None,
+            number: 0,
+            imported_at: None,
+            verified_at: None,
+        };
+        ctx.ledger.record_import(authority, claim.clone()).await?;
+        if let ClaimOutcome::TakenBy { authority: owner } =
+            ctx.ledger.claim(authority, anchor, crl_name).await?
+        {
+            ctx.ledger
+                .forget_import(authority, anchor, crl_name)
+                .await?;
+            return Err(taken(owner));
+        }
+        entry = Some(claim);
+    }
+    let Some(mut entry) = entry else {
+        return Err(ImportProblem {
+            reason: "LedgerUnavailable",
+            message: "the import claim was not recorded".into(),
+        });
+    };
+
+    let mut action = Some(ImportAction::Accepted);
+    if let Some(crl_id) = entry.crl_id.clone()
+        && entry.number == published.number
+    {
+        let checked_recently = entry.verified_at.as_ref().is_some_and(|at| {
+            now.unix_timestamp() - at.0.as_second() < ctx.crl_drift_check_interval.as_secs() as i64
+        });
+        if checked_recently {
+            return Ok(Imported {
+                crl_id,
+                imported_at: entry.imported_at,
+                action: None,
+            });
+        }
+        match ctx
+            .crl_importer
+            .check(target, &crl_id, &published.pem)
+            .await?
+        {
+            ImportedCrlState::Current => {
+                entry.verified_at = status_time(now.unix_timestamp());
+                ctx.ledger.record_import(authority, entry.clone()).await?;
+                return Ok(Imported {
+                    crl_id,
+                    imported_at: entry.imported_at,
+                    action: None,
+                });
+            }
+            state => {
+                tracing::warn!(?state, %crl_id, "Roles Anywhere's copy of the CRL drifted; repairing");
+                action = Some(ImportAction::RepairedDrift);
+            }
+        }
+    }
+    // A newer CRL was published meanwhile (by another writer): that one is imported instead.
+    if let Some(latest) = ctx.ledger.authority(authority).await?
+        && latest
+            .spec
+            .published
+            .as_ref()
+            .is_some_and(|p| p.number > published.number)
+    {
+        return Err(ImportProblem {
+            reason: "Superseded",
+            message: format!(
+                "CRL {} was superseded by a newer CRL before it was imported",
+                published.number
+            ),
+        });
+    }
+    let crl_id = ctx
+        .crl_importer
+        .import(target, crl_name, &published.pem, entry.crl_id.as_deref())
+        .await?;
+    entry.crl_id = Some(crl_id.clone());
+    entry.number = published.number;
+    entry.imported_at = status_time(now.unix_timestamp());
+    entry.verified_at = entry.imported_at.clone();
+    ctx.ledger.record_import(authority, entry.clone()).await?;
+    Ok(Imported {
+        crl_id,
+        imported_at: entry.imported_at,
+        action,
+    })
 }
 
 /// Records on each Revocation the CRL that first carried it and, with `imported`, that Roles
@@ -189,10 +383,27 @@ async fn mark_revocations(
     let namespace = issuer.namespace().unwrap_or_default();
     let api: Api<Revocation> = Api::namespaced(ctx.client.clone(), &namespace);
     let needs_import = issuer.spec.roles_anywhere.is_some();
-    for name in &published.revocations {
-        let Some(revocation) = api.get_opt(name).await? else {
+    let now = jiff::Timestamp::now();
+    for revocation in api.list(&Default::default()).await?.items {
+        if revocation.spec.issuer_ref.name != issuer.name_any() {
             continue;
-        };
+        }
+        let name = revocation.name_any();
+        let name = &name;
+        // Accepted revocations only; a certificate expired since has left the CRL on purpose.
+        let listed = revocation
+            .status
+            .as_ref()
+            .map(|s| s.revoked_certificates.as_slice())
+            .unwrap_or_default();
+        let carried = !listed.is_empty()
+            && listed.iter().all(|certificate| {
+                published.serials.contains(&certificate.serial_number)
+                    || certificate.not_after.as_ref().is_some_and(|t| t.0 <= now)
+            });
+        if !carried {
+            continue;
+        }
         let previous = revocation.status.clone().unwrap_or_default();
         let mut status = previous.clone();
         status.crl_number = status.crl_number.or(Some(published.number));

@@ -11,6 +11,8 @@ pub enum Error {
     Pki(#[from] PkiError),
     #[error("{0}")]
     Kms(#[from] KmsError),
+    #[error("revocation ledger: {0}")]
+    Ledger(#[from] super::ledger::LedgerError),
     #[error("object has no {0}")]
     MissingObjectKey(&'static str),
     #[error("signing task failed: {0}")]
@@ -30,6 +32,7 @@ impl Error {
             Error::Kube(_) => "kube",
             Error::Pki(_) => "pki",
             Error::Kms(_) => "kms",
+            Error::Ledger(_) => "ledger",
             Error::MissingObjectKey(_) => "missing_object_key",
             Error::SigningTask(_) => "signing_task",
             Error::Reported { reason, .. } => reason,

@@ -18,7 +18,8 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::Api;
 
 use super::context::Context;
-use super::crl::{CRL_DER_KEY, CRL_PEM_KEY, crl_config_map_name};
+use super::crl::{CRL_DER_KEY, crl_config_map_name};
+use crate::pki::pem::encode_pem;
 
 /// Serves until the process ends. A bind failure is returned at once.
 pub async fn serve(address: SocketAddr, ctx: Arc<Context>) -> std::io::Result<()> {
@@ -49,6 +50,14 @@ async fn metrics() -> Response {
         .into_response()
 }
 
+fn unavailable() -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        "CRL temporarily unavailable\n",
+    )
+        .into_response()
+}
+
 async fn crl(
     State(ctx): State<Arc<Context>>,
     Path((namespace, file)): Path<(String, String)>,
@@ -66,25 +75,31 @@ async fn crl(
     };
     let body = match ctx.published_crl(&namespace, &issuer) {
         Some(crl) => Some(if pem { crl.pem.into_bytes() } else { crl.der }),
-        // Published by another replica, or before this process started.
+        // Published by another replica, or before this process started. The ConfigMap is
+        // writable in the Issuer's namespace, so its copy is served only if the ledger says it
+        // is a CRL that was published (an older genuine CRL would un-revoke for its readers).
         None => {
             let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &namespace);
-            match config_maps.get_opt(&crl_config_map_name(&issuer)).await {
-                Ok(Some(config_map)) if pem => config_map
-                    .data
-                    .and_then(|d| d.get(CRL_PEM_KEY).map(|p| p.clone().into_bytes())),
-                Ok(Some(config_map)) => config_map
-                    .binary_data
+            let der = match config_maps.get_opt(&crl_config_map_name(&issuer)).await {
+                Ok(config_map) => config_map
+                    .and_then(|c| c.binary_data)
                     .and_then(|d| d.get(CRL_DER_KEY).map(|b| b.0.clone())),
-                Ok(None) => None,
                 Err(error) => {
                     tracing::warn!(%error, %namespace, %issuer, "reading the CRL ConfigMap failed");
-                    return (
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "CRL temporarily unavailable\n",
-                    )
-                        .into_response();
+                    return unavailable();
                 }
+            };
+            match der {
+                Some(der) => match ctx.ledger.is_latest_published(&der).await {
+                    Ok(true) if pem => Some(encode_pem("X509 CRL", &der).into_bytes()),
+                    Ok(true) => Some(der),
+                    Ok(false) => None,
+                    Err(error) => {
+                        tracing::warn!(%error, %namespace, %issuer, "reading the ledger failed");
+                        return unavailable();
+                    }
+                },
+                None => None,
             }
         }
     };

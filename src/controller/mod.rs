@@ -12,7 +12,9 @@ mod http;
 mod issuance_policy;
 mod issuer;
 mod leader;
+mod ledger;
 mod metrics;
+mod platform;
 mod revocation;
 mod secret_layout;
 mod workload_certificate;
@@ -20,11 +22,13 @@ mod workload_certificate;
 pub use binding::{CONDITION_INJECTION_ENABLED, check_arns};
 pub use context::{Context, FIELD_MANAGER};
 pub use crl::{CRL_DER_KEY, CRL_PEM_KEY, crl_config_map_name};
+pub use crl_status::{DRIFT_CHECK_INTERVAL, default_crl_name};
 pub use error::Error;
 pub use leader::{
     DEFAULT_LEASE_DURATION, DEFAULT_RENEW_DEADLINE, DEFAULT_RETRY_PERIOD, LeaderElectionConfig,
     LeaderElectionError, default_identity,
 };
+pub use platform::{InvalidKmsKeyGrant, KmsKeyGrant, PlatformConfig};
 pub use secret_layout::{
     CA_CERTIFICATE_KEY, CERTIFICATE_NAME_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE,
     REVISION_ANNOTATION, SERIAL_ANNOTATION, TLS_CERTIFICATE_KEY, TLS_PRIVATE_KEY_KEY,
@@ -63,6 +67,11 @@ pub struct ControllerOptions {
     pub webhook: Option<WebhookOptions>,
     /// Reconcile only while holding this Lease; None reconciles at once (a single replica).
     pub leader_election: Option<LeaderElectionConfig>,
+    /// AWS endpoints and KMS key grants: the platform team's, from flags.
+    pub platform: PlatformConfig,
+    /// How often a CRL Roles Anywhere holds is checked for drift; None: the default
+    /// ([`DRIFT_CHECK_INTERVAL`]).
+    pub crl_drift_check_interval: Option<Duration>,
 }
 
 /// Why the controller stopped other than by a shutdown signal.
@@ -101,7 +110,11 @@ pub async fn run(
             std::env::var("POD_NAME").unwrap_or_else(|_| format!("iamra-{}", std::process::id()))
         }
     };
-    let ctx = Arc::new(Context::new(client.clone(), aws, instance));
+    let mut ctx = Context::new(client.clone(), aws, instance, options.platform.clone());
+    if let Some(interval) = options.crl_drift_check_interval {
+        ctx.crl_drift_check_interval = interval;
+    }
+    let ctx = Arc::new(ctx);
     if let Some(address) = options.http_address {
         http::serve(address, ctx.clone()).await?;
     }

@@ -1,7 +1,8 @@
-//! Revocation reconciler: resolve the target once to a serial, record it, ask for a re-issue if
-//! wanted, and hold deletion until the revoked certificate has expired. The CRL itself is built
-//! by the Issuer's reconciler from all of its Revocations (see `crl`).
+//! Revocation reconciler: resolve the request against the ledger, record every revoked serial
+//! there (permanently), ask for a re-issue if wanted, and hold deletion until the revoked
+//! certificates have expired. The CRL itself is built by the Issuer's reconciler from the ledger.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,17 +13,23 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tracing::instrument;
 
+use super::ca::load_ca;
 use super::conditions::{condition, status_changed};
 use super::context::{Context, FIELD_MANAGER};
+use super::crl::status_time;
 use super::error::Error;
-use super::issuer::{CONFIGURATION_RETRY, TRANSIENT_RETRY};
+use super::issuer::TRANSIENT_RETRY;
+use super::ledger::revocation_for;
 use super::metrics::RECONCILE_ERRORS;
-use crate::api::{CONDITION_READY, Issuer, Revocation, RevocationStatus, WorkloadCertificate};
-use crate::pki::{parse_serial_hex, serial_hex};
+use crate::api::{
+    CONDITION_READY, CertificateRecord, Issuer, Revocation, RevocationRequester, RevocationStatus,
+    RevokedCertificateStatus, WorkloadCertificate,
+};
+use crate::pki::{authority_id, parse_serial_hex, serial_hex};
 
 /// Holds a Revocation until the certificate it revokes has expired.
 pub const REVOCATION_FINALIZER: &str = "iamra.dev/revocation-protection";
-/// Condition: False when the serial matches no current certificate of the Issuer.
+/// Condition: False when the serial was never issued by the Issuer's CA.
 pub const CONDITION_SERIAL_KNOWN: &str = "SerialKnown";
 /// Condition: True while deletion waits for the certificate to expire.
 pub const CONDITION_DELETION_BLOCKED: &str = "DeletionBlocked";
@@ -37,7 +44,7 @@ pub async fn reconcile(revocation: Arc<Revocation>, ctx: Arc<Context>) -> Result
         .ok_or(Error::MissingObjectKey("namespace"))?;
     let api: Api<Revocation> = Api::namespaced(ctx.client.clone(), &namespace);
     if revocation.meta().deletion_timestamp.is_some() {
-        return release_when_expired(&api, &revocation, &ctx, &namespace).await;
+        return release_when_expired(&api, &revocation, &ctx).await;
     }
     if !revocation
         .finalizers()
@@ -56,13 +63,9 @@ pub async fn reconcile(revocation: Arc<Revocation>, ctx: Arc<Context>) -> Result
         .await?;
     }
     let previous = revocation.status.clone().unwrap_or_default();
-    if previous.serial_number.is_some() {
-        // Resolved once, never again: the CRL publisher takes it from here.
-        return Ok(Action::await_change());
-    }
     let generation = revocation.metadata.generation;
-    let resolved = match resolve(&revocation, &ctx, &namespace).await? {
-        Ok(resolved) => resolved,
+    let accepted = match accept(&revocation, &ctx, &namespace).await? {
+        Ok(accepted) => accepted,
         Err((reason, message)) => {
             let mut status = previous.clone();
             status.observed_generation = generation;
@@ -85,175 +88,323 @@ pub async fn reconcile(revocation: Arc<Revocation>, ctx: Arc<Context>) -> Result
             )));
         }
     };
-    let revocation_time = revocation
-        .spec
-        .revocation_time
-        .clone()
-        .or_else(|| revocation.metadata.creation_timestamp.clone())
-        .unwrap_or_else(|| Time(jiff::Timestamp::now()));
-    let mut conditions = vec![condition(
-        &[],
-        CONDITION_READY,
-        false,
-        "AwaitingCRL",
-        "Serial resolved; waiting for a CRL that carries it",
-        generation,
-    )];
-    conditions.push(match &resolved.certificate {
-        Some(name) => condition(&[], CONDITION_SERIAL_KNOWN, true, "CurrentCertificate", format!("Serial is the current certificate of WorkloadCertificate {name}"), generation),
-        None => condition(
-            &[],
-            CONDITION_SERIAL_KNOWN,
-            false,
-            "UnknownSerial",
-            "No WorkloadCertificate of this Issuer currently holds this serial; it is revoked anyway",
-            generation,
-        ),
-    });
-    let status = RevocationStatus {
-        conditions,
-        observed_generation: generation,
-        serial_number: Some(resolved.serial.clone()),
-        revocation_time: Some(revocation_time),
-        certificate_not_after: resolved.not_after.clone(),
-        crl_number: None,
-        import_time: None,
-    };
-    patch_status(&api, &revocation.name_any(), &status).await?;
-    ctx.publish_event(
-        revocation.as_ref(),
-        resolved.certificate.is_none(),
-        if resolved.certificate.is_some() {
-            "Resolved"
-        } else {
-            "UnknownSerial"
-        },
-        "Resolve",
-        format!(
-            "Revoking serial {} of Issuer {}",
-            resolved.serial, revocation.spec.issuer_ref.name
-        ),
-    )
-    .await;
+    ctx.backoff.reset(&revocation.uid().unwrap_or_default());
+    let status = accepted_status(&revocation, &previous, &accepted);
+    let first_acceptance = previous.revoked_certificates.is_empty();
+    if status_changed(&previous, &status) {
+        patch_status(&api, &revocation.name_any(), &status).await?;
+    }
+    if first_acceptance {
+        let serials: Vec<&str> = accepted
+            .revoked
+            .iter()
+            .map(|r| r.serial_number.as_str())
+            .collect();
+        ctx.publish_event(
+            revocation.as_ref(),
+            !accepted.serial_known,
+            if accepted.serial_known {
+                "Accepted"
+            } else {
+                "UnknownSerial"
+            },
+            "Resolve",
+            format!(
+                "Revoking serial(s) {} of Issuer {}",
+                serials.join(", "),
+                revocation.spec.issuer_ref.name
+            ),
+        )
+        .await;
+    }
     if revocation.spec.reissue == Some(true)
-        && let Some(name) = &resolved.certificate
+        && let Some(name) = &revocation.spec.certificate_ref.as_ref().map(|r| &r.name)
+        && let Some(newest) = accepted.newest_of_certificate.as_ref()
     {
         let certificates: Api<WorkloadCertificate> =
             Api::namespaced(ctx.client.clone(), &namespace);
-        let patch = json!({"metadata": {"annotations": {REISSUE_ANNOTATION: resolved.serial}}});
-        certificates
-            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await?;
+        let current = certificates
+            .get_opt(name)
+            .await?
+            .and_then(|c| c.annotations().get(REISSUE_ANNOTATION).cloned());
+        if current.as_deref() != Some(newest.as_str()) {
+            let patch = json!({"metadata": {"annotations": {REISSUE_ANNOTATION: newest}}});
+            certificates
+                .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await?;
+        }
     }
     Ok(Action::await_change())
 }
 
-/// What a Revocation's target resolved to.
-struct Resolved {
-    serial: String,
-    /// The WorkloadCertificate whose current certificate has this serial.
-    certificate: Option<String>,
-    not_after: Option<Time>,
+/// What an accepted Revocation revoked.
+struct Accepted {
+    revoked: Vec<RevokedCertificateStatus>,
+    /// The serial of a `serialNumber` Revocation is one this CA issued.
+    serial_known: bool,
+    /// The latest revoked certificate of the referenced WorkloadCertificate (to re-issue).
+    newest_of_certificate: Option<String>,
+    revocation_time: Time,
 }
 
-/// Resolves the target, or names the reason it cannot be yet.
-async fn resolve(
+type Refusal = (&'static str, String);
+
+/// Resolves the request against the ledger and records the revocation of every target there.
+/// Deterministic: a certificate issued after the Revocation was created is never a target, so
+/// resolving again (after a status was wiped, or a restore) revokes nothing new by mistake.
+async fn accept(
     revocation: &Revocation,
     ctx: &Context,
     namespace: &str,
-) -> Result<Result<Resolved, (&'static str, String)>, Error> {
-    let certificates: Api<WorkloadCertificate> = Api::namespaced(ctx.client.clone(), namespace);
-    let issuer = &revocation.spec.issuer_ref.name;
-    if let Some(reference) = &revocation.spec.certificate_ref {
-        let Some(certificate) = certificates.get_opt(&reference.name).await? else {
+) -> Result<Result<Accepted, Refusal>, Error> {
+    let issuer_name = &revocation.spec.issuer_ref.name;
+    let issuers: Api<Issuer> = Api::namespaced(ctx.client.clone(), namespace);
+    let Some(issuer) = issuers.get_opt(issuer_name).await? else {
+        return Ok(Err((
+            "IssuerNotFound",
+            format!("Issuer {issuer_name} does not exist"),
+        )));
+    };
+    let ca = match load_ca(ctx, &issuer, false).await {
+        Ok(ca) => ca,
+        Err(problem) => {
             return Ok(Err((
-                "TargetNotFound",
-                format!("WorkloadCertificate {} does not exist", reference.name),
-            )));
-        };
-        if &certificate.spec.issuer_ref.name != issuer {
-            return Ok(Err((
-                "IssuerMismatch",
-                format!(
-                    "WorkloadCertificate {} is issued by {}, not {issuer}",
-                    reference.name, certificate.spec.issuer_ref.name
-                ),
+                "IssuerNotReady",
+                format!("Issuer {issuer_name}: {}", problem.message),
             )));
         }
-        let status = certificate.status.unwrap_or_default();
-        let Some(serial) = status.serial_number else {
+    };
+    let authority = authority_id(&ca.certificate.public_key_info);
+    let uid = revocation.uid().ok_or(Error::MissingObjectKey("uid"))?;
+    let requester = RevocationRequester {
+        namespace: namespace.to_string(),
+        name: revocation.name_any(),
+        uid: uid.clone(),
+    };
+    let created = revocation
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .map(|t| t.0)
+        .unwrap_or_else(jiff::Timestamp::now);
+    // creationTimestamp has whole seconds: a certificate issued in the same second (before the
+    // Revocation, or a renewal racing it) is included. Once this request has revoked something,
+    // its first acceptance (microseconds, before any re-issue it asks for) is the cut-off, so
+    // resolving again never includes the re-issued certificate. A Revocation restored from a
+    // backup (same name, new uid) keeps the cut-off of the first.
+    let first_acceptance = ctx
+        .ledger
+        .revoked(&authority)
+        .await?
+        .into_iter()
+        .filter_map(|record| record.spec.revocation)
+        .filter(|r| r.requested_by.namespace == namespace && r.requested_by.name == requester.name)
+        .map(|r| r.accepted_at.0)
+        .min();
+    let created_second_end = created + jiff::SignedDuration::from_secs(1);
+    let cutoff = first_acceptance.map_or(created_second_end, |first| first.min(created_second_end));
+    let revocation_time = revocation
+        .spec
+        .revocation_time
+        .clone()
+        .unwrap_or(Time(created));
+    let recorded = revocation_for(
+        revocation.spec.reason.unwrap_or_default(),
+        revocation_time.clone(),
+        requester,
+    );
+    let now = jiff::Timestamp::now();
+
+    let mut targets = Vec::new();
+    let mut serial_known = true;
+    let mut newest_of_certificate = None;
+    if let Some(reference) = &revocation.spec.certificate_ref {
+        let issued: Vec<CertificateRecord> = ctx
+            .ledger
+            .records_of_certificate(&authority, namespace, &reference.name)
+            .await?
+            .into_iter()
+            .filter(|r| r.spec.not_after.0 > now)
+            .filter(|r| {
+                r.spec
+                    .issued
+                    .as_ref()
+                    .is_some_and(|i| i.issued_at.0 < cutoff)
+            })
+            .collect();
+        if issued.is_empty() {
             return Ok(Err((
                 "TargetNotIssued",
                 format!(
-                    "WorkloadCertificate {} has no certificate yet",
+                    "the ledger of Issuer {issuer_name} holds no unexpired certificate issued for WorkloadCertificate {} before this Revocation was created",
                     reference.name
                 ),
             )));
+        }
+        newest_of_certificate = issued
+            .iter()
+            .max_by_key(|r| r.spec.issued.as_ref().map(|i| i.issued_at.0))
+            .map(|r| r.spec.serial_number.clone());
+        let keys: BTreeSet<String> = issued
+            .iter()
+            .filter_map(|r| r.spec.issued.as_ref().map(|i| i.key_fingerprint.clone()))
+            .collect();
+        targets.extend(issued);
+        for key in keys {
+            for record in ctx.ledger.records_with_key(&authority, &key).await? {
+                let same_namespace = record
+                    .spec
+                    .issued
+                    .as_ref()
+                    .is_some_and(|i| i.namespace == namespace);
+                if same_namespace
+                    && record.spec.not_after.0 > now
+                    && !targets.iter().any(|t| t.name_any() == record.name_any())
+                {
+                    targets.push(record);
+                }
+            }
+        }
+    } else if let Some(requested) = &revocation.spec.serial_number {
+        let serial = match parse_serial_hex(requested) {
+            Ok(bytes) => serial_hex(&bytes),
+            Err(error) => return Ok(Err(("InvalidSerialNumber", error.to_string()))),
         };
-        return Ok(Ok(Resolved {
-            serial,
-            certificate: Some(reference.name.clone()),
-            not_after: status.not_after,
-        }));
-    }
-    let Some(requested) = &revocation.spec.serial_number else {
+        match ctx.ledger.record(&authority, &serial).await? {
+            Some(record) => {
+                if let Some(issued) = &record.spec.issued
+                    && issued.namespace != namespace
+                {
+                    return Ok(Err((
+                        "NotYourCertificate",
+                        format!(
+                            "serial {serial} of Issuer {issuer_name} was issued to another namespace; a Revocation may revoke only certificates issued to its own namespace"
+                        ),
+                    )));
+                }
+                // A record made by an earlier revocation of a serial never issued here.
+                serial_known = record.spec.issued.is_some();
+                targets.push(record);
+            }
+            None => {
+                serial_known = false;
+                let ca_not_after = status_time(ca.certificate.not_after)
+                    .ok_or(Error::MissingObjectKey("CA notAfter"))?;
+                let record = ctx
+                    .ledger
+                    .revoke_unissued(&authority, &serial, ca_not_after, &recorded)
+                    .await?;
+                targets.push(record);
+            }
+        }
+    } else {
         return Ok(Err((
             "InvalidSpec",
             "neither serialNumber nor certificateRef is set".into(),
         )));
-    };
-    let serial = match parse_serial_hex(requested) {
-        Ok(bytes) => serial_hex(&bytes),
-        Err(error) => return Ok(Err(("InvalidSerialNumber", error.to_string()))),
-    };
-    let holder = certificates
-        .list(&Default::default())
-        .await?
-        .items
-        .into_iter()
-        .find(|c| {
-            &c.spec.issuer_ref.name == issuer
-                && c.status.as_ref().and_then(|s| s.serial_number.as_deref())
-                    == Some(serial.as_str())
-        });
-    Ok(Ok(Resolved {
-        serial,
-        not_after: holder
+    }
+
+    let mut revoked = Vec::new();
+    for target in &targets {
+        let record = ctx.ledger.revoke(target, &recorded).await?;
+        let first_revoked_by = record
+            .spec
+            .revocation
             .as_ref()
-            .and_then(|c| c.status.as_ref())
-            .and_then(|s| s.not_after.clone()),
-        certificate: holder.map(|c| c.name_any()),
+            .filter(|r| r.requested_by.uid != uid)
+            .map(|r| r.requested_by.name.clone());
+        revoked.push(RevokedCertificateStatus {
+            serial_number: record.spec.serial_number.clone(),
+            not_after: Some(record.spec.not_after.clone()),
+            certificate: record.spec.issued.as_ref().map(|i| i.certificate.clone()),
+            first_revoked_by,
+        });
+    }
+    revoked.sort_by(|a, b| a.serial_number.cmp(&b.serial_number));
+    Ok(Ok(Accepted {
+        revoked,
+        serial_known,
+        newest_of_certificate,
+        revocation_time,
     }))
 }
 
-/// Until when the revoked certificate can be valid: its own expiry when known, else its CA's
-/// (no certificate outlives its CA here).
-async fn valid_until(
+/// The status of an accepted Revocation; Ready stays as the CRL publisher last set it.
+fn accepted_status(
     revocation: &Revocation,
-    ctx: &Context,
-    namespace: &str,
-) -> Result<Option<jiff::Timestamp>, Error> {
-    if let Some(not_after) = revocation
-        .status
-        .as_ref()
-        .and_then(|s| s.certificate_not_after.as_ref())
-    {
-        return Ok(Some(not_after.0));
+    previous: &RevocationStatus,
+    accepted: &Accepted,
+) -> RevocationStatus {
+    let generation = revocation.metadata.generation;
+    let ready = previous
+        .conditions
+        .iter()
+        .find(|c| c.type_ == CONDITION_READY && c.reason != "AwaitingCRL")
+        .filter(|_| previous.revoked_certificates == accepted.revoked)
+        .cloned()
+        .unwrap_or_else(|| {
+            condition(
+                &previous.conditions,
+                CONDITION_READY,
+                false,
+                "AwaitingCRL",
+                "Revocation recorded in the ledger; waiting for a CRL that carries it",
+                generation,
+            )
+        });
+    let known = if accepted.serial_known {
+        condition(
+            &previous.conditions,
+            CONDITION_SERIAL_KNOWN,
+            true,
+            "Issued",
+            "The ledger records the issuance of every revoked serial",
+            generation,
+        )
+    } else {
+        condition(
+            &previous.conditions,
+            CONDITION_SERIAL_KNOWN,
+            false,
+            "UnknownSerial",
+            "This CA never issued the serial; it is revoked anyway, until the CA expires",
+            generation,
+        )
+    };
+    let mut conditions = vec![ready, known];
+    conditions.extend(
+        previous
+            .conditions
+            .iter()
+            .filter(|c| c.type_ == CONDITION_DELETION_BLOCKED)
+            .cloned(),
+    );
+    RevocationStatus {
+        conditions,
+        observed_generation: generation,
+        serial_number: accepted
+            .newest_of_certificate
+            .clone()
+            .or_else(|| accepted.revoked.first().map(|r| r.serial_number.clone())),
+        revoked_certificates: accepted.revoked.clone(),
+        revocation_time: Some(accepted.revocation_time.clone()),
+        certificate_not_after: accepted
+            .revoked
+            .iter()
+            .filter_map(|r| r.not_after.clone())
+            .max_by_key(|t| t.0),
+        crl_number: previous.crl_number,
+        import_time: previous.import_time.clone(),
     }
-    let issuers: Api<Issuer> = Api::namespaced(ctx.client.clone(), namespace);
-    Ok(issuers
-        .get_opt(&revocation.spec.issuer_ref.name)
-        .await?
-        .and_then(|issuer| issuer.status)
-        .and_then(|status| status.ca_not_after)
-        .map(|time| time.0))
 }
 
+/// Releases a deleted Revocation once every certificate it revoked has expired. The ledger, not
+/// this object, keeps the entries on the CRL, so a finalizer removed by hand loses nothing; it is
+/// held so that `kubectl get` keeps showing what is still in force.
 async fn release_when_expired(
     api: &Api<Revocation>,
     revocation: &Revocation,
     ctx: &Context,
-    namespace: &str,
 ) -> Result<Action, Error> {
     let name = revocation.name_any();
     if !revocation
@@ -264,32 +415,19 @@ async fn release_when_expired(
         return Ok(Action::await_change());
     }
     let now = jiff::Timestamp::now();
-    match valid_until(revocation, ctx, namespace).await? {
-        Some(until)
-            if until <= now
-                || revocation
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.serial_number.as_ref())
-                    .is_none() =>
-        {
-            let remaining: Vec<String> = revocation
-                .finalizers()
-                .iter()
-                .filter(|f| *f != REVOCATION_FINALIZER)
-                .cloned()
-                .collect();
-            let patch = json!({"metadata": {"finalizers": remaining, "resourceVersion": revocation.resource_version()}});
-            api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-                .await?;
-            tracing::info!("revoked certificate expired; Revocation released");
-            Ok(Action::await_change())
-        }
-        until => {
-            let message = match until {
-                Some(until) => format!("The revoked certificate is valid until {until}; this Revocation is kept (and stays in the CRL) until then"),
-                None => "The revoked certificate's expiry is unknown; this Revocation is kept (and stays in the CRL) until its Issuer's CA expires".to_string(),
-            };
+    let uid = revocation.uid().unwrap_or_default();
+    let until = ctx
+        .ledger
+        .revoked_by(&uid)
+        .await?
+        .into_iter()
+        .map(|record| record.spec.not_after.0)
+        .max();
+    match until {
+        Some(until) if until > now => {
+            let message = format!(
+                "A certificate this Revocation revoked is valid until {until}; the Revocation is kept until then. Its entries stay on the CRL until then whatever happens to this object"
+            );
             let previous = revocation.status.clone().unwrap_or_default();
             let mut status = previous.clone();
             status
@@ -308,14 +446,23 @@ async fn release_when_expired(
                 ctx.publish_event(revocation, true, "DeletionBlocked", "Delete", message)
                     .await;
             }
-            let wait = until
-                .map(|until| {
-                    Duration::from_secs(
-                        until.as_second().saturating_sub(now.as_second()).max(1) as u64
-                    )
-                })
-                .unwrap_or(CONFIGURATION_RETRY);
+            let wait = Duration::from_secs(
+                until.as_second().saturating_sub(now.as_second()).max(1) as u64,
+            );
             Ok(Action::requeue(wait.min(Duration::from_secs(3600))))
+        }
+        _ => {
+            let remaining: Vec<String> = revocation
+                .finalizers()
+                .iter()
+                .filter(|f| *f != REVOCATION_FINALIZER)
+                .cloned()
+                .collect();
+            let patch = json!({"metadata": {"finalizers": remaining, "resourceVersion": revocation.resource_version()}});
+            api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await?;
+            tracing::info!("revoked certificates expired; Revocation released");
+            Ok(Action::await_change())
         }
     }
 }

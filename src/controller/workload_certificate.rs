@@ -26,12 +26,13 @@ use super::metrics::{ISSUANCE_SECONDS, RECONCILE_ERRORS};
 use super::revocation::REISSUE_ANNOTATION;
 use super::secret_layout::*;
 use crate::api::{
-    CONDITION_READY, Issuer, PrivateKeyRotationPolicy, WorkloadCertificate,
+    CONDITION_READY, IssuedCertificate, Issuer, PrivateKeyRotationPolicy, WorkloadCertificate,
     WorkloadCertificateSpec, WorkloadCertificateStatus, WorkloadKeyAlgorithm, parse_duration,
 };
 use crate::pki::{
-    LeafCertificateSpec, NOT_BEFORE_BACKDATE, distinguished_name, generate_workload_key,
-    issue_leaf, key_matches_algorithm, parse_certificate_pem, random_serial_number,
+    LeafCertificateSpec, NOT_BEFORE_BACKDATE, authority_id, distinguished_name,
+    generate_workload_key, issue_leaf, key_fingerprint, key_matches_algorithm,
+    parse_certificate_pem, random_serial_number,
 };
 use crate::signer::CaSigner;
 
@@ -396,6 +397,13 @@ impl Reconciler {
             }
             _ => None,
         };
+        let reusable_key = match reusable_key {
+            Some(pem) if self.key_revoked(ca, &pem).await? => {
+                tracing::info!("the key in the Secret is revoked; a new one is generated");
+                None
+            }
+            other => other,
+        };
         let leaf_spec = LeafCertificateSpec {
             subject: distinguished_name(&spec.subject),
             uris: spec.uris.clone(),
@@ -426,6 +434,25 @@ impl Reconciler {
             }
         };
         let issued = parse_certificate_pem(&leaf_pem).map_err(Error::from)?;
+        // Into the ledger before any workload can read it: no certificate exists that a
+        // Revocation could not find.
+        let namespace = self.certificate.namespace().unwrap_or_default();
+        self.ctx
+            .ledger
+            .record_issuance(
+                &authority_id(&ca.certificate.public_key_info),
+                &issued.serial_hex,
+                timestamp(issued.not_after).ok_or(Error::MissingObjectKey("notAfter"))?,
+                IssuedCertificate {
+                    namespace,
+                    certificate: self.certificate.name_any(),
+                    key_fingerprint: key_fingerprint(&issued.public_key_info),
+                    issued_at: k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(
+                        jiff::Timestamp::now(),
+                    ),
+                },
+            )
+            .await?;
         let revision = previous.revision.unwrap_or(0).max(
             secret
                 .as_ref()
@@ -497,6 +524,22 @@ impl Reconciler {
             .await;
         ISSUANCE_SECONDS.observe(started.elapsed());
         Ok(requeue_at(renewal))
+    }
+
+    /// Whether the ledger holds a revoked certificate with this key: a revoked key is never
+    /// reused, whatever the rotation policy.
+    async fn key_revoked(&self, ca: &LoadedCa, key_pem: &str) -> Result<bool, Error> {
+        let Ok(key) = KeyPair::from_pem(key_pem) else {
+            return Ok(false);
+        };
+        let fingerprint = key_fingerprint(&key.subject_public_key_info());
+        Ok(self
+            .ctx
+            .ledger
+            .records_with_key(&authority_id(&ca.certificate.public_key_info), &fingerprint)
+            .await?
+            .iter()
+            .any(|record| record.spec.revocation.is_some()))
     }
 
     /// Writes certificate, key and annotations in one request, so the Secret is never

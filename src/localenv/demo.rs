@@ -160,6 +160,8 @@ pub async fn run(binaries: BinariesSource) -> anyhow::Result<f64> {
             .arg(format!("--webhook-url=https://127.0.0.1:{webhook_port}"))
             .arg("--webhook-configuration=iamra-local-demo")
             .arg(format!("--webhook-secret-namespace={NAMESPACE}"))
+            // The platform's endpoint, for CRL imports and the injected sidecars alike.
+            .arg(format!("--rolesanywhere-endpoint={}", emulator.endpoint()))
             .env("KUBECONFIG", control_plane.kubeconfig_path())
             // The emulator takes any credentials; these keep the SDK off real AWS and IMDS.
             .env("AWS_ACCESS_KEY_ID", "local-demo")
@@ -197,7 +199,6 @@ pub async fn run(binaries: BinariesSource) -> anyhow::Result<f64> {
         trust_anchor_arn: arns.trust_anchor_arn.clone(),
         region: None,
         crl_name: None,
-        endpoint: Some(emulator.endpoint()),
     });
     issuers
         .patch("demo-ca", &apply, &Patch::Apply(&issuer))
@@ -295,7 +296,6 @@ pub async fn run(binaries: BinariesSource) -> anyhow::Result<f64> {
             region: None,
             session_duration_seconds: None,
             role_session_name: None,
-            endpoint: Some(emulator.endpoint()),
         },
     );
     bindings

@@ -80,6 +80,10 @@ pub fn build_crl(
 /// A hex serial number (as the API holds it) as big-endian bytes without leading zero octets.
 pub fn parse_serial_hex(hex: &str) -> Result<Vec<u8>, PkiError> {
     let invalid = || PkiError::InvalidSerialNumber(hex.to_string());
+    // Checked first: slicing below is by byte, and a multi-byte character would split.
+    if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(invalid());
+    }
     let padded = if hex.len() % 2 == 1 {
         format!("0{hex}")
     } else {

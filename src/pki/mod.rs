@@ -2,6 +2,7 @@
 
 mod ca;
 mod crl;
+mod fingerprint;
 mod inspect;
 mod leaf;
 pub mod pem;
@@ -12,6 +13,7 @@ mod workload_key;
 
 pub use ca::{CaCertificateSpec, generate_ca_key, self_signed_ca};
 pub use crl::{CrlSpec, RevokedCertificate, build_crl, parse_serial_hex};
+pub use fingerprint::{authority_id, key_fingerprint, sha256_hex};
 pub use inspect::{ParsedCertificate, parse_certificate_der, parse_certificate_pem, pem_blocks};
 pub use leaf::{LeafCertificateSpec, LeafPurpose, NOT_BEFORE_BACKDATE, issue_leaf};
 pub use serial::{SERIAL_NUMBER_BYTES, random_serial_number, serial_hex};

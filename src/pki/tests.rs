@@ -287,7 +287,18 @@ fn serial_hex_parsing() {
     assert_eq!(parse_serial_hex("abc").unwrap(), [0x0a, 0xbc]);
     assert_eq!(parse_serial_hex("0000ff").unwrap(), [0xff]);
     assert_eq!(parse_serial_hex("00").unwrap(), [0x00]);
-    for bad in ["", "xyz", "0g", &"ab".repeat(22)] {
+    // Non-ASCII once panicked in byte slicing and crash-looped every replica.
+    for bad in [
+        "",
+        "xyz",
+        "0g",
+        &"ab".repeat(22),
+        "é",
+        "aé",
+        "0aé1",
+        "+1",
+        " 1",
+    ] {
         assert!(parse_serial_hex(bad).is_err(), "{bad}");
     }
 }

@@ -85,16 +85,51 @@ where
     CrlImportError::Api { operation, message }
 }
 
+/// What Roles Anywhere holds compared with the CRL that should be imported.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ImportedCrlState {
+    /// The same CRL, enabled.
+    Current,
+    /// The same CRL, but disabled.
+    Disabled,
+    /// Another CRL (older, or written by someone else).
+    Different,
+    /// No CRL with that id.
+    Missing,
+}
+
+/// Whether two CRLs are the same, PEM or DER either side (the service may answer with either).
+fn same_crl(held: &[u8], pem: &[u8]) -> bool {
+    if held == pem {
+        return true;
+    }
+    let der_of = |bytes: &[u8]| -> Option<Vec<u8>> {
+        let text = std::str::from_utf8(bytes).ok()?;
+        crate::pki::pem::parse_pem(text)
+            .ok()?
+            .into_iter()
+            .find(|block| block.label == "X509 CRL")
+            .map(|block| block.der)
+    };
+    match der_of(pem) {
+        Some(der) => der == held || der_of(held).is_some_and(|held| held == der),
+        None => false,
+    }
+}
+
 /// Imports CRLs, spacing CRL calls one second apart per endpoint.
 pub struct CrlImporter {
     sdk: aws_config::SdkConfig,
+    /// The platform's endpoint override; None: the regional endpoint.
+    endpoint: Option<String>,
     last_call: Mutex<HashMap<String, Instant>>,
 }
 
 impl CrlImporter {
-    pub fn new(sdk: aws_config::SdkConfig) -> Self {
+    pub fn new(sdk: aws_config::SdkConfig, endpoint: Option<String>) -> Self {
         Self {
             sdk,
+            endpoint,
             last_call: Mutex::new(HashMap::new()),
         }
     }
@@ -120,10 +155,10 @@ impl CrlImporter {
             .retry_config(
                 aws_sdk_rolesanywhere::config::retry::RetryConfig::standard().with_max_attempts(4),
             );
-        if let Some(endpoint) = &target.endpoint {
+        if let Some(endpoint) = &self.endpoint {
             config = config.endpoint_url(endpoint);
         }
-        let key = format!("{region}|{}", target.endpoint.clone().unwrap_or_default());
+        let key = format!("{region}|{}", self.endpoint.clone().unwrap_or_default());
         Ok((
             aws_sdk_rolesanywhere::Client::from_conf(config.build()),
             key,
@@ -211,6 +246,43 @@ impl CrlImporter {
             })
     }
 
+    /// What Roles Anywhere holds under `crl_id`: compared with `pem` (the CRL that should be
+    /// there) so drift (a CRL disabled, deleted or overwritten out of band) is found and repaired.
+    pub async fn check(
+        &self,
+        target: &RolesAnywhereCrlTarget,
+        crl_id: &str,
+        pem: &str,
+    ) -> Result<ImportedCrlState, CrlImportError> {
+        let (client, key) = self.client(target)?;
+        self.pace(&key).await;
+        let response = client.get_crl().crl_id(crl_id).send().await;
+        ROLES_ANYWHERE_REQUESTS.inc(["GetCrl", aws_outcome(&response)]);
+        match response {
+            Ok(response) => {
+                let Some(crl) = response.crl() else {
+                    return Ok(ImportedCrlState::Missing);
+                };
+                let same = crl
+                    .crl_data()
+                    .is_some_and(|data| same_crl(data.as_ref(), pem.as_bytes()));
+                Ok(match (same, crl.enabled().unwrap_or(false)) {
+                    (true, true) => ImportedCrlState::Current,
+                    (true, false) => ImportedCrlState::Disabled,
+                    (false, _) => ImportedCrlState::Different,
+                })
+            }
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_resource_not_found_exception()) =>
+            {
+                Ok(ImportedCrlState::Missing)
+            }
+            Err(error) => Err(api_error("GetCrl", error)),
+        }
+    }
+
     async fn find_by_name(
         &self,
         client: &aws_sdk_rolesanywhere::Client,
@@ -252,13 +324,12 @@ mod tests {
     #[tokio::test]
     async fn refuses_an_oversized_crl_before_calling_aws() {
         let sdk = aws_config::SdkConfig::builder().build();
-        let importer = CrlImporter::new(sdk);
+        // Nothing listens here: the size check must come first.
+        let importer = CrlImporter::new(sdk, Some("http://127.0.0.1:9".into()));
         let target = RolesAnywhereCrlTarget {
             trust_anchor_arn: "arn:aws:rolesanywhere:eu-west-1:111122223333:trust-anchor/0e4a1f5a-5c3b-4a9c-8a63-2f7d0c1b9e11".into(),
             region: None,
             crl_name: None,
-            // Nothing listens here: the size check must come first.
-            endpoint: Some("http://127.0.0.1:9".into()),
         };
         let pem = "A".repeat(ROLES_ANYWHERE_MAX_CRL_BYTES + 1);
         let error = importer

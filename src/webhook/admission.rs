@@ -11,7 +11,7 @@ use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
 use kube::runtime::reflector::{ObjectRef, Store};
 
-use super::mutation::{SidecarImage, already_injected, inject};
+use super::mutation::{InjectionTarget, SidecarImage, already_injected, inject};
 use super::target::{choose_binding, injection_target};
 use crate::api::{RolesAnywhereBinding, WorkloadCertificate};
 
@@ -20,6 +20,8 @@ pub struct AdmissionState {
     pub bindings: Store<RolesAnywhereBinding>,
     pub certificates: Store<WorkloadCertificate>,
     pub image: SidecarImage,
+    /// Roles Anywhere endpoint the sidecar calls: the platform's, never a tenant's.
+    pub sidecar_endpoint: Option<String>,
 }
 
 /// The response to one pod admission.
@@ -60,7 +62,10 @@ pub fn admit(state: &AdmissionState, request: &AdmissionRequest<Pod>) -> Admissi
         .certificates
         .get(&ObjectRef::new(&binding.certificate_name()).within(namespace));
     let target = match injection_target(binding, certificate.as_deref(), namespace) {
-        Ok(target) => target,
+        Ok(target) => InjectionTarget {
+            endpoint: state.sidecar_endpoint.clone(),
+            ..target
+        },
         Err(refusal) => {
             tracing::info!(namespace, pod = pod_name, %refusal, "pod refused");
             return response.deny(refusal);

@@ -55,6 +55,8 @@ pub struct WebhookOptions {
     /// Namespace of the webhook CA and serving certificate Secrets.
     pub secret_namespace: String,
     pub sidecar_image: SidecarImage,
+    /// Roles Anywhere endpoint written into injected sidecars; None: the regional endpoint.
+    pub sidecar_endpoint: Option<String>,
     /// Watch bindings of this namespace only.
     pub namespace: Option<String>,
     /// ClusterRole that owns the MutatingWebhookConfiguration, so uninstalling removes it.
@@ -127,6 +129,7 @@ pub async fn start(
         bindings: cache(api::<RolesAnywhereBinding>(&client, &options.namespace)).await,
         certificates: cache(api::<WorkloadCertificate>(&client, &options.namespace)).await,
         image: options.sidecar_image.clone(),
+        sidecar_endpoint: options.sidecar_endpoint.clone(),
     });
     let router = axum::Router::new()
         .route(

@@ -81,7 +81,8 @@ pub fn injection_target(
         profile_arn: spec.profile_arn.clone(),
         role_arn: spec.role_arn.clone(),
         region: spec.region.clone(),
-        endpoint: spec.endpoint.clone(),
+        // The platform's endpoint is set by the admission from the webhook's configuration.
+        endpoint: None,
         session_duration_seconds: spec.session_duration_seconds,
         role_session_name: spec.role_session_name.clone(),
     })

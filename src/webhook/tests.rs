@@ -40,7 +40,6 @@ fn binding(name: &str, app: Option<&str>, account: Option<&str>) -> RolesAnywher
             region: Some("eu-west-1".into()),
             session_duration_seconds: Some(900),
             role_session_name: None,
-            endpoint: Some("http://127.0.0.1:4000".into()),
         },
     )
 }
@@ -169,13 +168,19 @@ fn referenced_certificate_must_exist_template_secret_is_known_in_advance() {
     assert_eq!(target.certificate_secret, "from-template");
 }
 
+/// The target as the admission makes it: the platform's endpoint, never the binding's.
 fn target() -> InjectionTarget {
-    injection_target(
+    let target = injection_target(
         &binding("payments", Some("payments"), None),
         Some(&certificate("payments-cert", "payments-tls")),
         "team-a",
     )
-    .unwrap()
+    .unwrap();
+    assert_eq!(target.endpoint, None, "a binding chose the endpoint");
+    InjectionTarget {
+        endpoint: Some("http://127.0.0.1:4000".into()),
+        ..target
+    }
 }
 
 fn env_of(container: &Container) -> BTreeMap<String, String> {

@@ -245,7 +245,11 @@ async fn installs_and_reads_back(cluster: TestCluster) -> anyhow::Result<()> {
         .iter()
         .filter(|o| o["kind"] == "CustomResourceDefinition")
         .count();
-    anyhow::ensure!(crd_count == 4, "{crd_count} CRDs rendered, expected 4");
+    let expected_crds = iamra::api::custom_resource_definitions().len();
+    anyhow::ensure!(
+        crd_count == expected_crds,
+        "{crd_count} CRDs rendered, expected {expected_crds}"
+    );
 
     let applied = apply_all(&client, &objects).await?;
     anyhow::ensure!(
@@ -893,7 +897,6 @@ async fn controller_works_with_only_the_charts_rbac(cluster: TestCluster) -> any
                 region: None,
                 session_duration_seconds: Some(900),
                 role_session_name: None,
-                endpoint: None,
             },
         );
         apply_typed(&bindings, &binding).await?;

@@ -112,19 +112,38 @@ impl TestCluster {
         self.start_controller_with(namespace, &[], &[])
     }
 
-    /// Starts an `iamra controller` process with more arguments and environment variables.
+    /// Starts an `iamra controller` process with more arguments and environment variables. Its
+    /// KMS endpoint (a platform setting) is the shared moto server unless `env` says otherwise.
     pub fn start_controller_with(
         &self,
         namespace: &str,
         args: &[&str],
         env: &[(&str, &str)],
     ) -> anyhow::Result<TestProcess> {
+        let kms_endpoint = self.kms_endpoint()?;
+        let mut environment = vec![("IAMRA_KMS_ENDPOINT", kms_endpoint.as_str())];
+        environment.extend_from_slice(env);
         start_controller(
             &self.inner.kubeconfig,
             namespace,
             self.control_plane()?.workdir(),
             args,
-            env,
+            &environment,
+        )
+    }
+
+    /// Starts an `iamra controller` whose Roles Anywhere endpoint (CRL imports and injected
+    /// sidecars) is `endpoint`, with more arguments.
+    pub fn start_controller_for_rolesanywhere(
+        &self,
+        namespace: &str,
+        endpoint: &str,
+        args: &[&str],
+    ) -> anyhow::Result<TestProcess> {
+        self.start_controller_with(
+            namespace,
+            args,
+            &[("IAMRA_ROLESANYWHERE_ENDPOINT", endpoint)],
         )
     }
 

@@ -50,6 +50,11 @@ pub fn trials(cluster: &TestCluster) -> Vec<Trial> {
             )
         }),
         trial(
+            "kms::a_key_not_granted_to_the_namespace_is_refused",
+            cluster,
+            a_key_not_granted_to_the_namespace_is_refused,
+        ),
+        trial(
             "kms::large_messages_are_signed_as_verified_digests",
             cluster,
             large_messages_are_signed_as_verified_digests,
@@ -89,7 +94,7 @@ async fn create_key(endpoint: &str, spec: KeySpec, usage: KeyUsageType) -> anyho
         .to_string())
 }
 
-fn kms_issuer(key_id: &str, endpoint: &str) -> Issuer {
+fn kms_issuer(key_id: &str) -> Issuer {
     Issuer::new(
         "kms-ca",
         IssuerSpec {
@@ -97,7 +102,6 @@ fn kms_issuer(key_id: &str, endpoint: &str) -> Issuer {
             kms: Some(KmsKeySource {
                 key_id: key_id.into(),
                 region: "eu-west-1".into(),
-                endpoint: Some(endpoint.into()),
                 certificate_secret_name: "kms-ca-certificate".into(),
             }),
             subject: Some(Subject {
@@ -123,9 +127,10 @@ async fn signs_ca_and_leaves(
     let issuers: Api<Issuer> = Api::namespaced(client.clone(), &namespace);
     let certificates: Api<WorkloadCertificate> = Api::namespaced(client.clone(), &namespace);
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
-    let controller = cluster.start_controller(&namespace)?;
+    let grant = format!("--kms-key-grant={namespace}={key_id}");
+    let controller = cluster.start_controller_with(&namespace, &[&grant], &[])?;
 
-    apply(&issuers, &kms_issuer(&key_id, &endpoint)).await?;
+    apply(&issuers, &kms_issuer(&key_id)).await?;
     let issuer = wait_issuer_ready(&issuers, "kms-ca").await?;
     let status = issuer.status.context("status")?;
     anyhow::ensure!(
@@ -217,12 +222,14 @@ async fn rejects_key(
     let client = cluster.client().await?;
     let namespace = cluster.namespace(&client, "kmsbad").await?;
     let issuers: Api<Issuer> = Api::namespaced(client.clone(), &namespace);
-    let controller = cluster.start_controller(&namespace)?;
-    apply(
-        &issuers,
-        &kms_issuer(&key_id, endpoint_override.unwrap_or(&endpoint)),
-    )
-    .await?;
+    let grant = format!("--kms-key-grant={namespace}={key_id}");
+    let kms_endpoint = endpoint_override.unwrap_or(&endpoint);
+    let controller = cluster.start_controller_with(
+        &namespace,
+        &[&grant],
+        &[("IAMRA_KMS_ENDPOINT", kms_endpoint)],
+    )?;
+    apply(&issuers, &kms_issuer(&key_id)).await?;
     let condition = wait_for("Issuer reports the unusable key", SETTLE, || async {
         let issuer = issuers.get("kms-ca").await?;
         Ok(issuer.status.and_then(|s| {
@@ -253,6 +260,50 @@ async fn rejects_key(
             "no failed GetPublicKey counted:\n{metrics}"
         );
     }
+    Ok(())
+}
+
+/// A tenant naming the platform's KMS key in its own Issuer gets nothing signed: only keys the
+/// controller's flags grant to the namespace are used, and this one is granted elsewhere.
+async fn a_key_not_granted_to_the_namespace_is_refused(cluster: TestCluster) -> anyhow::Result<()> {
+    let endpoint = cluster.kms_endpoint()?;
+    let key_id = create_key(&endpoint, KeySpec::EccNistP256, KeyUsageType::SignVerify).await?;
+    let client = cluster.client().await?;
+    let namespace = cluster.namespace(&client, "kms-tenant").await?;
+    let issuers: Api<Issuer> = Api::namespaced(client.clone(), &namespace);
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
+    let grant = format!("--kms-key-grant=platform={key_id}");
+    let controller = cluster.start_controller_with(&namespace, &[&grant], &[])?;
+    apply(&issuers, &kms_issuer(&key_id)).await?;
+    let condition = wait_for("KMSKeyNotGranted", SETTLE, || async {
+        let issuer = issuers.get("kms-ca").await?;
+        Ok(issuer.status.and_then(|s| {
+            s.conditions
+                .into_iter()
+                .find(|c| c.type_ == CONDITION_READY && c.status == "False")
+        }))
+    })
+    .await?;
+    anyhow::ensure!(condition.reason == "KMSKeyNotGranted", "{condition:?}");
+    anyhow::ensure!(
+        condition
+            .message
+            .contains(&format!("--kms-key-grant {namespace}=")),
+        "the refusal does not say how the platform grants it: {}",
+        condition.message
+    );
+    wait_event(&client, &namespace, "kms-ca", "KMSKeyNotGranted").await?;
+    anyhow::ensure!(
+        secrets.get_opt("kms-ca-certificate").await?.is_none(),
+        "a CA certificate was signed with a key the namespace was not granted"
+    );
+    let metrics = scrape(&controller).await?;
+    anyhow::ensure!(
+        !metrics
+            .lines()
+            .any(|line| line.starts_with("iamra_kms_requests_total{") && !line.ends_with(" 0")),
+        "the controller called KMS for an ungranted key:\n{metrics}"
+    );
     Ok(())
 }
 

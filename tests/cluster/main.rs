@@ -10,6 +10,7 @@ mod issuance;
 mod helm;
 mod kms;
 mod leader_election;
+mod ledger;
 mod metrics;
 mod openssl;
 mod processes;
@@ -44,6 +45,7 @@ fn main() -> ExitCode {
     trials.extend(issuance::trials(&cluster));
     trials.extend(kms::trials(&cluster));
     trials.extend(revocation::trials(&cluster));
+    trials.extend(ledger::trials(&cluster));
     trials.extend(tls_providers::trials(&cluster));
     trials.extend(webhook::trials(&cluster));
     trials.extend(leader_election::trials(&cluster));

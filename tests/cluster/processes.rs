@@ -67,6 +67,11 @@ impl TestProcess {
         }
     }
 
+    /// Whether the process has not exited (a crash shows as false).
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// The log so far, for failure messages.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()

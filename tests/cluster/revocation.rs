@@ -22,7 +22,7 @@ use crate::issuance::{
 };
 use crate::openssl;
 
-const ROLE_ARN: &str = "arn:aws:iam::123456789012:role/workload";
+pub const ROLE_ARN: &str = "arn:aws:iam::123456789012:role/workload";
 const REGION: &str = "eu-west-1";
 
 pub fn trials(cluster: &TestCluster) -> Vec<Trial> {
@@ -75,7 +75,7 @@ pub fn trials(cluster: &TestCluster) -> Vec<Trial> {
     ]
 }
 
-async fn start_emulator(
+pub async fn start_emulator(
     listen: SocketAddr,
     state_file: Option<std::path::PathBuf>,
 ) -> anyhow::Result<RunningEmulator> {
@@ -87,7 +87,7 @@ async fn start_emulator(
     .await?)
 }
 
-fn seed(emulator: &RunningEmulator, ca_pem: &str) -> anyhow::Result<SeededArns> {
+pub fn seed(emulator: &RunningEmulator, ca_pem: &str) -> anyhow::Result<SeededArns> {
     Ok(emulator::seed(
         &emulator.shared,
         ca_pem,
@@ -95,17 +95,17 @@ fn seed(emulator: &RunningEmulator, ca_pem: &str) -> anyhow::Result<SeededArns> 
     )?)
 }
 
-struct Scene {
-    client: kube::Client,
-    namespace: String,
-    issuers: Api<Issuer>,
-    certificates: Api<WorkloadCertificate>,
-    revocations: Api<Revocation>,
-    secrets: Api<Secret>,
-    config_maps: Api<ConfigMap>,
+pub struct Scene {
+    pub client: kube::Client,
+    pub namespace: String,
+    pub issuers: Api<Issuer>,
+    pub certificates: Api<WorkloadCertificate>,
+    pub revocations: Api<Revocation>,
+    pub secrets: Api<Secret>,
+    pub config_maps: Api<ConfigMap>,
 }
 
-async fn scene(cluster: &TestCluster, prefix: &str) -> anyhow::Result<Scene> {
+pub async fn scene(cluster: &TestCluster, prefix: &str) -> anyhow::Result<Scene> {
     let client = cluster.client().await?;
     let namespace = cluster.namespace(&client, prefix).await?;
     Ok(Scene {
@@ -122,7 +122,7 @@ async fn scene(cluster: &TestCluster, prefix: &str) -> anyhow::Result<Scene> {
 impl Scene {
     /// A local Issuer; its CA becomes the emulator's trust anchor when `emulator` is given, and
     /// the Issuer's CRL goes there. Returns the CA PEM and the seeded ARNs.
-    async fn issuer(
+    pub async fn issuer(
         &self,
         emulator: Option<&RunningEmulator>,
         crl: Option<CrlSettings>,
@@ -143,13 +143,12 @@ impl Scene {
             trust_anchor_arn: arns.trust_anchor_arn.clone(),
             region: None,
             crl_name: None,
-            endpoint: Some(emulator.endpoint()),
         });
         apply(&self.issuers, &issuer).await?;
         Ok((ca_pem, Some(arns)))
     }
 
-    async fn certificate(&self, name: &str) -> anyhow::Result<(String, String, String)> {
+    pub async fn certificate(&self, name: &str) -> anyhow::Result<(String, String, String)> {
         apply(
             &self.certificates,
             &workload_certificate(name, "ca", WorkloadKeyAlgorithm::EcdsaP256),
@@ -168,7 +167,7 @@ impl Scene {
         ))
     }
 
-    async fn revoke(
+    pub async fn revoke(
         &self,
         name: &str,
         target: RevocationTarget<'_>,
@@ -197,7 +196,7 @@ impl Scene {
         Ok(())
     }
 
-    async fn wait_revocation_ready(&self, name: &str) -> anyhow::Result<Revocation> {
+    pub async fn wait_revocation_ready(&self, name: &str) -> anyhow::Result<Revocation> {
         wait_for(&format!("Revocation {name} Ready"), SETTLE, || async {
             let revocation = self.revocations.get(name).await?;
             let ready = revocation.status.as_ref().is_some_and(|s| {
@@ -211,7 +210,7 @@ impl Scene {
     }
 
     /// The published CRL (PEM) and its number.
-    async fn published_crl(&self) -> anyhow::Result<(String, i64)> {
+    pub async fn published_crl(&self) -> anyhow::Result<(String, i64)> {
         let config_map = self.config_maps.get("ca-crl").await?;
         let pem = config_map
             .data
@@ -230,12 +229,12 @@ impl Scene {
 
 use kube::ResourceExt;
 
-enum RevocationTarget<'a> {
+pub enum RevocationTarget<'a> {
     Serial(&'a str),
     Certificate(&'a str),
 }
 
-async fn session(
+pub async fn session(
     emulator: &RunningEmulator,
     arns: &SeededArns,
     certificate: &str,
@@ -256,8 +255,9 @@ async fn session(
 
 async fn by_reference_is_refused_by_roles_anywhere(cluster: TestCluster) -> anyhow::Result<()> {
     let s = scene(&cluster, "revoke").await?;
-    let controller = cluster.start_controller(&s.namespace)?;
     let emulator = start_emulator("127.0.0.1:0".parse()?, None).await?;
+    let controller =
+        cluster.start_controller_for_rolesanywhere(&s.namespace, &emulator.endpoint(), &[])?;
     let (ca_pem, arns) = s.issuer(Some(&emulator), None).await?;
     let arns = arns.context("seeded")?;
     let (certificate, key, serial) = s.certificate("app").await?;
@@ -429,8 +429,9 @@ async fn by_serial_and_unknown_serials(cluster: TestCluster) -> anyhow::Result<(
 
 async fn reissue_replaces_the_key(cluster: TestCluster) -> anyhow::Result<()> {
     let s = scene(&cluster, "reissue").await?;
-    let _controller = cluster.start_controller(&s.namespace)?;
     let emulator = start_emulator("127.0.0.1:0".parse()?, None).await?;
+    let _controller =
+        cluster.start_controller_for_rolesanywhere(&s.namespace, &emulator.endpoint(), &[])?;
     let (ca_pem, arns) = s.issuer(Some(&emulator), None).await?;
     let arns = arns.context("seeded")?;
     let (certificate, key, serial) = s.certificate("app").await?;
@@ -521,8 +522,9 @@ async fn crl_numbers_increase_across_restarts(cluster: TestCluster) -> anyhow::R
 async fn burst_is_coalesced_and_complete(cluster: TestCluster) -> anyhow::Result<()> {
     const BURST: usize = 50;
     let s = scene(&cluster, "burst").await?;
-    let _controller = cluster.start_controller(&s.namespace)?;
     let emulator = start_emulator("127.0.0.1:0".parse()?, None).await?;
+    let _controller =
+        cluster.start_controller_for_rolesanywhere(&s.namespace, &emulator.endpoint(), &[])?;
     let (ca_pem, _) = s.issuer(Some(&emulator), None).await?;
     wait_for("the first (empty) CRL imported", SETTLE, || async {
         Ok(s.issuers
@@ -561,10 +563,11 @@ async fn burst_is_coalesced_and_complete(cluster: TestCluster) -> anyhow::Result
 
 async fn unreachable_roles_anywhere_is_retried(cluster: TestCluster) -> anyhow::Result<()> {
     let s = scene(&cluster, "retry").await?;
-    let _controller = cluster.start_controller(&s.namespace)?;
     let state = tempfile::tempdir()?;
     let state_file = state.path().join("emulator.json");
     let emulator = start_emulator("127.0.0.1:0".parse()?, Some(state_file.clone())).await?;
+    let _controller =
+        cluster.start_controller_for_rolesanywhere(&s.namespace, &emulator.endpoint(), &[])?;
     let address = emulator.addr;
     let (_, arns) = s.issuer(Some(&emulator), None).await?;
     let arns = arns.context("seeded")?;
@@ -618,7 +621,6 @@ async fn kms_signed_crl_above_raw_limit(cluster: TestCluster) -> anyhow::Result<
     use aws_sdk_kms::config::{BehaviorVersion, Credentials, Region};
     const ENTRIES: usize = 120;
     let s = scene(&cluster, "kmscrl").await?;
-    let _controller = cluster.start_controller(&s.namespace)?;
     let endpoint = cluster.kms_endpoint()?;
     let kms = aws_sdk_kms::Client::from_conf(
         aws_sdk_kms::Config::builder()
@@ -635,6 +637,8 @@ async fn kms_signed_crl_above_raw_limit(cluster: TestCluster) -> anyhow::Result<
         .send()
         .await?;
     let key_id = key.key_metadata().context("metadata")?.key_id().to_string();
+    let grant = format!("--kms-key-grant={}={key_id}", s.namespace);
+    let _controller = cluster.start_controller_with(&s.namespace, &[&grant], &[])?;
     let issuer = Issuer::new(
         "ca",
         IssuerSpec {
@@ -642,7 +646,6 @@ async fn kms_signed_crl_above_raw_limit(cluster: TestCluster) -> anyhow::Result<
             kms: Some(KmsKeySource {
                 key_id,
                 region: REGION.into(),
-                endpoint: Some(endpoint),
                 certificate_secret_name: "ca-certificate".into(),
             }),
             subject: None,
@@ -755,8 +758,9 @@ async fn expired_entries_leave_and_release(cluster: TestCluster) -> anyhow::Resu
 async fn lost_crl_id_updates_the_crl_of_the_same_name(cluster: TestCluster) -> anyhow::Result<()> {
     use kube::api::{Patch, PatchParams};
     let s = scene(&cluster, "crlname").await?;
-    let _controller = cluster.start_controller(&s.namespace)?;
     let emulator = start_emulator("127.0.0.1:0".parse()?, None).await?;
+    let _controller =
+        cluster.start_controller_for_rolesanywhere(&s.namespace, &emulator.endpoint(), &[])?;
     let (_, arns) = s.issuer(Some(&emulator), None).await?;
     let arns = arns.context("seeded")?;
     let crl_id = wait_for("first import", SETTLE, || async {

@@ -80,6 +80,8 @@ impl Setup {
             format!("--webhook-configuration={configuration}"),
             format!("--webhook-secret-namespace={namespace}"),
             format!("--sidecar-image={SIDECAR_IMAGE}"),
+            // The platform's Roles Anywhere endpoint, written into every injected sidecar.
+            "--rolesanywhere-endpoint=http://127.0.0.1:4000".to_string(),
         ];
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let controller = cluster.start_controller_with(&namespace, &args, &[])?;
@@ -184,7 +186,6 @@ fn binding(
             region: None,
             session_duration_seconds: Some(900),
             role_session_name: None,
-            endpoint: Some("http://127.0.0.1:4000".into()),
         },
     )
 }
