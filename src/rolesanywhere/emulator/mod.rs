@@ -3,10 +3,12 @@
 //! works against it with `endpoint_url`), the data plane verifies SigV4-X509 `CreateSession`
 //! requests the way the service does and hands out fake but well-formed credentials.
 
+pub mod attributes;
 pub mod command;
 pub mod control_plane;
 pub mod data_plane;
 pub mod state;
+pub mod trust_policy;
 pub mod verify;
 
 use std::net::SocketAddr;
