@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateRevocationListParams, CertifiedIssuer, DnType,
     ExtendedKeyUsagePurpose, IsCa, KeyIdMethod, KeyPair, KeyUsagePurpose, RevocationReason,
-    RevokedCertParams, SerialNumber, SignatureAlgorithm,
+    RevokedCertParams, SanType, SerialNumber, SignatureAlgorithm,
 };
 use time::{Duration, OffsetDateTime};
 
@@ -62,8 +62,36 @@ pub fn ca(common_name: &str, alg: Alg) -> Ca {
 
 /// A workload certificate valid from `not_before` to `not_after` (relative to now).
 pub fn leaf_valid(ca: &Ca, alg: Alg, not_before: Duration, not_after: Duration) -> Leaf {
+    leaf_with_sans(
+        ca,
+        alg,
+        not_before,
+        not_after,
+        vec![SanType::DnsName("workload.iamra.test".try_into().unwrap())],
+    )
+}
+
+/// A workload certificate whose only SAN is the URI `uri` (a SPIFFE identity).
+pub fn leaf_with_uri_san(ca: &Ca, alg: Alg, uri: &str) -> Leaf {
+    leaf_with_sans(
+        ca,
+        alg,
+        -Duration::hours(1),
+        Duration::days(30),
+        vec![SanType::URI(uri.try_into().unwrap())],
+    )
+}
+
+fn leaf_with_sans(
+    ca: &Ca,
+    alg: Alg,
+    not_before: Duration,
+    not_after: Duration,
+    subject_alt_names: Vec<SanType>,
+) -> Leaf {
     let key = KeyPair::generate_for(alg.rcgen()).unwrap();
-    let mut params = CertificateParams::new(vec!["workload.iamra.test".to_owned()]).unwrap();
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.subject_alt_names = subject_alt_names;
     params
         .distinguished_name
         .push(DnType::CommonName, "workload");

@@ -12,3 +12,4 @@ mod official_helper;
 mod rust_client;
 mod scenarios;
 mod support;
+mod trust_policy;

@@ -1,6 +1,7 @@
 //! The data plane: `POST /sessions` (CreateSession). Verifies the SigV4-X509 signature, the date,
-//! the certificate path to the trust anchor, the certificate profile, the enabled CRLs and the
-//! profile/role, then returns fake but well-formed temporary credentials (HTTP 201).
+//! the certificate path to the trust anchor, the certificate profile, the enabled CRLs, the
+//! profile/role and the role's trust policy (when one is registered), then returns fake but
+//! well-formed temporary credentials (HTTP 201).
 
 use axum::Router;
 use axum::body::Bytes;
@@ -14,7 +15,15 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::macros::format_description;
 
-use super::verify::{check_leaf_profile, check_not_revoked, verify_path, verify_request_signature};
+use super::attributes::{CertificateNames, PrincipalTags, default_principal_tags};
+use super::trust_policy::{
+    ACTION_ASSUME_ROLE, ACTION_SET_SOURCE_IDENTITY, ACTION_TAG_SESSION, KEY_PRINCIPAL_TAG_PREFIX,
+    KEY_SOURCE_ARN, KEY_SOURCE_IDENTITY, Refusal, RequestContext, TrustPolicy,
+};
+use super::verify::{
+    CertificateRejection, check_leaf_profile, check_not_revoked, verify_path,
+    verify_request_signature,
+};
 use super::{MAX_CLOCK_SKEW, ServiceError, Shared};
 use crate::pki::pem::parse_pem;
 use crate::rolesanywhere::errors::MESSAGE_INVALID_SIGNATURE;
@@ -137,7 +146,7 @@ pub fn handle_create_session(
     let role_session_name = json.get("roleSessionName").and_then(Value::as_str);
 
     // 3. Trust anchor, profile and role.
-    let (anchor, profile, crls) = shared.read(|state| {
+    let (anchor, profile, crls, trust_policy) = shared.read(|state| {
         let anchor = state.trust_anchor_by_arn(&trust_anchor_arn).cloned();
         let profile = state.profile_by_arn(&profile_arn).cloned();
         let crls: Vec<_> = state
@@ -145,7 +154,8 @@ pub fn handle_create_session(
             .filter(|c| c.enabled)
             .cloned()
             .collect();
-        (anchor, profile, crls)
+        let trust_policy = state.role_trust_policies.get(&role_arn).cloned();
+        (anchor, profile, crls, trust_policy)
     });
     let anchor = anchor.ok_or_else(|| {
         ServiceError::not_found(format!("Trust anchor {trust_anchor_arn} not found"))
@@ -170,7 +180,7 @@ pub fn handle_create_session(
     }
 
     // 4. The certificate: profile, path to the anchor, validity, revocation.
-    let reject = |r: super::verify::CertificateRejection| {
+    let reject = |r: CertificateRejection| {
         tracing::info!(reason = %r, serial = %serial_decimal, "certificate refused");
         ServiceError::access_denied(r.service_message())
     };
@@ -218,18 +228,42 @@ pub fn handle_create_session(
         .collect();
     check_not_revoked(&leaf, issuer, &parsed_crls).map_err(reject)?;
 
-    // 5. Credentials (fake, in the shapes and lengths STS uses).
+    // 5. The role's trust policy: what IAM decides when the service assumes the role with the
+    //    certificate's attributes as session tags and its subject CN as source identity.
+    let names = CertificateNames::from_certificate(&leaf)
+        .map_err(|e| reject(CertificateRejection::Unacceptable(e.to_string())))?;
+    let tags = default_principal_tags(&names);
+    // "Sessions issued by IAM Roles Anywhere have the source identity set to the common name(s)
+    // (CN) of the subject(s) you use in end-entity certificate(s)" (Roles Anywhere User Guide,
+    // "The IAM Roles Anywhere trust model",
+    // https://docs.aws.amazon.com/rolesanywhere/latest/userguide/trust-model.html).
+    let source_identity = names.subject_common_name();
+    if let Some(document) = &trust_policy {
+        authorize_role(
+            &role_arn,
+            document,
+            &tags,
+            source_identity,
+            &trust_anchor_arn,
+        )?;
+    }
+
+    // 6. Credentials (fake, in the shapes and lengths STS uses).
     let duration = profile
         .duration_seconds
         .map_or(duration, |max| duration.min(max));
+    // "IAM Roles Anywhere sets this [the session name] automatically, using the hex-encoded
+    // serial number of the authenticating certificate" (same page). Hex of the serial's value,
+    // without DER sign padding: the form WorkloadCertificate status.serialNumber holds, so a
+    // session ARN can be matched to the certificate it came from.
     let session_name = role_session_name
         .map(str::to_owned)
-        .unwrap_or_else(|| sigv4x509::hex(leaf.tbs_certificate.raw_serial()));
+        .unwrap_or_else(|| crate::pki::serial_hex(leaf.tbs_certificate.raw_serial()));
     let reply = credential_set(
         &region,
         &role_arn,
         &session_name,
-        &leaf.subject().to_string(),
+        source_identity,
         duration,
         now,
     )?;
@@ -242,6 +276,75 @@ pub fn handle_create_session(
     Ok(reply)
 }
 
+/// Evaluates the role's trust policy for the actions this session needs: `sts:AssumeRole`, plus
+/// `sts:TagSession` when there are principal tags and `sts:SetSourceIdentity` when there is a
+/// source identity (what STS asks of an AssumeRole carrying them).
+fn authorize_role(
+    role_arn: &str,
+    document: &Value,
+    tags: &PrincipalTags,
+    source_identity: Option<&str>,
+    trust_anchor_arn: &str,
+) -> Result<(), ServiceError> {
+    // Documents are validated when stored; only a hand-edited state file gets here invalid.
+    let policy = TrustPolicy::parse(document).map_err(|e| {
+        tracing::error!(role = %role_arn, error = %e, "stored trust policy is invalid");
+        ServiceError::internal(format!(
+            "the stored trust policy of {role_arn} is invalid: {e}"
+        ))
+    })?;
+    let mut context = RequestContext::default();
+    for (key, value) in tags.iter() {
+        context.insert(&format!("{KEY_PRINCIPAL_TAG_PREFIX}{key}"), value);
+    }
+    context.insert(KEY_SOURCE_ARN, trust_anchor_arn);
+    let mut actions = vec![ACTION_ASSUME_ROLE];
+    if !tags.is_empty() {
+        actions.push(ACTION_TAG_SESSION);
+    }
+    if let Some(source_identity) = source_identity {
+        context.insert(KEY_SOURCE_IDENTITY, source_identity);
+        actions.push(ACTION_SET_SOURCE_IDENTITY);
+    }
+    policy.authorize(&actions, &context).map_err(|refusal| {
+        let identity = identity_summary(tags);
+        // The emulator's wording (the real service's text was not observed); it always names
+        // the role and says "trust policy", so a refusal is told apart from a CRL or path one.
+        let message = match refusal {
+            Refusal::NotAllowed { action } if action == ACTION_ASSUME_ROLE => {
+                format!("Role {role_arn} trust policy does not allow this certificate ({identity})")
+            }
+            Refusal::NotAllowed { action } => format!(
+                "Role {role_arn} trust policy does not allow {action} for this certificate \
+                 ({identity}); Roles Anywhere needs {ACTION_ASSUME_ROLE}, {ACTION_TAG_SESSION} \
+                 and {ACTION_SET_SOURCE_IDENTITY}"
+            ),
+            Refusal::ExplicitDeny { action, sid } => format!(
+                "Role {role_arn} trust policy denies {action} to this certificate ({identity}) \
+                 by {}",
+                sid.map_or_else(
+                    || "an explicit Deny".to_owned(),
+                    |sid| format!("statement {sid:?}")
+                )
+            ),
+        };
+        ServiceError::access_denied(message)
+    })
+}
+
+/// The identity a tenant policy usually conditions on, for refusal messages.
+fn identity_summary(tags: &PrincipalTags) -> String {
+    let shown: Vec<String> = ["x509Subject/CN", "x509SAN/URI"]
+        .iter()
+        .filter_map(|key| tags.get(key).map(|value| format!("{key}={value}")))
+        .collect();
+    if shown.is_empty() {
+        "no x509Subject/CN or x509SAN/URI".to_owned()
+    } else {
+        shown.join(", ")
+    }
+}
+
 const UPPER_ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
 const BASE64_CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
@@ -250,7 +353,7 @@ fn credential_set(
     region: &str,
     role_arn: &str,
     session_name: &str,
-    source_identity: &str,
+    source_identity: Option<&str>,
     duration_seconds: u32,
     now: OffsetDateTime,
 ) -> Result<Value, ServiceError> {
@@ -261,7 +364,7 @@ fn credential_set(
         .map_err(|_| ServiceError::internal("formatting the expiration"))?;
     let role_name = role_arn.rsplit('/').next().unwrap_or(role_arn);
     let account = role_arn.split(':').nth(4).unwrap_or_default();
-    Ok(json!({
+    let mut reply = json!({
         "credentialSet": [{
             "assumedRoleUser": {
                 "arn": format!("arn:aws:sts::{account}:assumed-role/{role_name}/{session_name}"),
@@ -275,13 +378,17 @@ fn credential_set(
             },
             "packedPolicySize": 0,
             "roleArn": role_arn,
-            "sourceIdentity": source_identity,
         }],
         "subjectArn": format!(
             "arn:aws:rolesanywhere:{region}:{account}:subject/{}",
             super::state::new_resource_id()
         ),
-    }))
+    });
+    // A subject without a CN gives the session no source identity.
+    if let Some(source_identity) = source_identity {
+        reply["credentialSet"][0]["sourceIdentity"] = json!(source_identity);
+    }
+    Ok(reply)
 }
 
 fn random_token(len: usize, alphabet: &[u8]) -> Result<String, ServiceError> {

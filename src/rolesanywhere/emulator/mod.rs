@@ -2,11 +2,16 @@
 //! tests. The control plane speaks the service's restJson1 protocol (so `aws-sdk-rolesanywhere`
 //! works against it with `endpoint_url`), the data plane verifies SigV4-X509 `CreateSession`
 //! requests the way the service does and hands out fake but well-formed credentials.
+//! Emulator-only routes under `/emulator/` (not AWS APIs) hold what the real service reads from
+//! IAM: role trust policies, evaluated at CreateSession against the certificate's attributes.
 
+pub mod attributes;
 pub mod command;
 pub mod control_plane;
 pub mod data_plane;
+pub mod role_trust;
 pub mod state;
+pub mod trust_policy;
 pub mod verify;
 
 use std::net::SocketAddr;
@@ -15,6 +20,7 @@ use std::sync::{Arc, Mutex};
 
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+pub use role_trust::{TRUST_POLICY_PATH, remove_role_trust_policy, set_role_trust_policy};
 use state::{EmulatorState, StateError};
 
 /// The service tolerates this much difference between `X-Amz-Date` and its clock.
@@ -235,6 +241,7 @@ impl Drop for RunningEmulator {
 pub fn router(shared: Shared) -> axum::Router {
     control_plane::router()
         .merge(data_plane::router())
+        .merge(role_trust::router())
         .with_state(shared)
 }
 

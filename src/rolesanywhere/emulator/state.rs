@@ -66,6 +66,11 @@ pub struct EmulatorState {
     pub trust_anchors: BTreeMap<String, TrustAnchor>,
     pub profiles: BTreeMap<String, Profile>,
     pub crls: BTreeMap<String, Crl>,
+    /// Emulator-only: the trust policy (`AssumeRolePolicyDocument`) of a role, by role ARN, as
+    /// stored (validated) by `PUT /emulator/roles/trust-policy`. A role without one trusts every
+    /// certificate the profile lets through. Absent in state files written before it existed.
+    #[serde(default)]
+    pub role_trust_policies: BTreeMap<String, serde_json::Value>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -101,6 +106,7 @@ impl EmulatorState {
             trust_anchors: BTreeMap::new(),
             profiles: BTreeMap::new(),
             crls: BTreeMap::new(),
+            role_trust_policies: BTreeMap::new(),
         }
     }
 
@@ -238,6 +244,29 @@ mod tests {
             EmulatorState::load_or_new(Some(&path), "us-east-1"),
             Err(StateError::RegionMismatch { .. })
         ));
+    }
+
+    #[test]
+    fn a_state_file_without_trust_policies_still_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        std::fs::write(
+            &path,
+            r#"{"accountId":"123456789012","region":"eu-west-1","trustAnchors":{},"profiles":{},"crls":{}}"#,
+        )
+        .unwrap();
+        let mut state = EmulatorState::load_or_new(Some(&path), "eu-west-1").unwrap();
+        assert!(state.role_trust_policies.is_empty());
+        let role = "arn:aws:iam::123456789012:role/r";
+        state
+            .role_trust_policies
+            .insert(role.into(), serde_json::json!({"Statement": []}));
+        state.save(&path).unwrap();
+        let loaded = EmulatorState::load_or_new(Some(&path), "eu-west-1").unwrap();
+        assert_eq!(
+            loaded.role_trust_policies[role],
+            serde_json::json!({"Statement": []})
+        );
     }
 
     #[test]
