@@ -34,11 +34,12 @@ fn certificate(index: usize) -> WorkloadCertificate {
     WorkloadCertificate::new(
         &name,
         WorkloadCertificateSpec {
-            issuer_ref: IssuerReference { name: "ca".into() },
-            subject: Subject {
+            issuer_ref: IssuerReference::issuer("ca"),
+            service_account_name: None,
+            subject: Some(Subject {
                 common_name: Some(name.clone()),
                 ..Default::default()
-            },
+            }),
             uris: vec![format!("spiffe://cluster.local/ns/{NAMESPACE}/sa/{name}")],
             dns_names: vec![],
             key_algorithm: None,

@@ -59,6 +59,15 @@ enum Command {
         leader_election: LeaderElectionArgs,
         #[command(flatten)]
         platform: PlatformArgs,
+        /// Namespace of ClusterIssuers' CA Secrets and CRL ConfigMaps; a Revocation here is the
+        /// platform team's and may revoke any serial of a ClusterIssuer. Default: the
+        /// controller's own ($POD_NAMESPACE), else `iamra-system`.
+        #[arg(long, env = "IAMRA_CLUSTER_RESOURCE_NAMESPACE")]
+        cluster_resource_namespace: Option<String>,
+        /// Reconcile ClusterIssuers (their CA and CRL). Default: true when watching every
+        /// namespace, false with --namespace (cluster-scoped objects belong to one controller).
+        #[arg(long, env = "IAMRA_RECONCILE_CLUSTER_ISSUERS", num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+        reconcile_cluster_issuers: Option<bool>,
         /// How often each CRL imported into Roles Anywhere is checked (GetCrl) and repaired if it
         /// was disabled, deleted or overwritten out of band.
         #[arg(long, env = "IAMRA_CRL_DRIFT_CHECK_INTERVAL", default_value = "5m", value_parser = parse_duration)]
@@ -290,6 +299,8 @@ fn main() -> anyhow::Result<()> {
             webhook,
             leader_election,
             platform,
+            cluster_resource_namespace,
+            reconcile_cluster_issuers,
             crl_drift_check_interval,
         } => {
             telemetry::init(cli.log_format, "info");
@@ -305,7 +316,15 @@ fn main() -> anyhow::Result<()> {
                 let platform = platform.config();
                 let webhook =
                     webhook.options(namespace.clone(), platform.rolesanywhere_endpoint.clone())?;
+                let cluster_resource_namespace = cluster_resource_namespace
+                    .or_else(|| std::env::var("POD_NAMESPACE").ok())
+                    .unwrap_or_else(|| {
+                        iamra::controller::DEFAULT_CLUSTER_RESOURCE_NAMESPACE.to_string()
+                    });
                 let options = ControllerOptions {
+                    reconcile_cluster_issuers: reconcile_cluster_issuers
+                        .unwrap_or(namespace.is_none()),
+                    cluster_resource_namespace,
                     webhook,
                     leader_election: leader_election.config(namespace.as_deref()),
                     namespace,

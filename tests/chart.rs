@@ -329,7 +329,15 @@ fn flags_name_the_charts_objects() -> anyhow::Result<()> {
         flag(&args, "--webhook-service") == Some(&format!("security/{service_name}")),
         "--webhook-service does not name the Service: {args:?}"
     );
-    let cluster_role = only_of_kind(&objects, "ClusterRole")?;
+    // The controller's ClusterRole: the one the chart binds (the tenant roles are aggregated).
+    let binding = only_of_kind(&objects, "ClusterRoleBinding")?;
+    let cluster_role = objects
+        .iter()
+        .find(|object| {
+            object["kind"] == "ClusterRole"
+                && object["metadata"]["name"] == binding["roleRef"]["name"]
+        })
+        .context("no ClusterRole of the ClusterRoleBinding")?;
     let webhook_configuration =
         flag(&args, "--webhook-configuration").context("no --webhook-configuration")?;
     anyhow::ensure!(

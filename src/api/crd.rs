@@ -4,14 +4,15 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::CustomResourceExt;
 
 use super::{
-    CertificateAuthorityRecord, CertificateRecord, Issuer, Revocation, RolesAnywhereBinding,
-    WorkloadCertificate,
+    CertificateAuthorityRecord, CertificateRecord, ClusterIssuer, Issuer, Revocation,
+    RolesAnywhereBinding, WorkloadCertificate,
 };
 
 /// Every CRD of the project, in a stable order.
 pub fn custom_resource_definitions() -> Vec<CustomResourceDefinition> {
     vec![
         Issuer::crd(),
+        ClusterIssuer::crd(),
         WorkloadCertificate::crd(),
         Revocation::crd(),
         RolesAnywhereBinding::crd(),

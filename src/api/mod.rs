@@ -7,6 +7,7 @@
 mod authority_record;
 mod binding;
 mod certificate_record;
+mod cluster_issuer;
 mod crd;
 mod duration;
 mod issuer;
@@ -17,6 +18,7 @@ mod workload_certificate;
 pub use authority_record::*;
 pub use binding::*;
 pub use certificate_record::*;
+pub use cluster_issuer::*;
 pub use crd::*;
 pub use duration::*;
 pub use issuer::*;

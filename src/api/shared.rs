@@ -1,6 +1,7 @@
 //! Types and validation patterns shared by more than one resource.
 
 use kube::KubeSchema;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// A Go-style duration as Kubernetes users write them (`2160h`, `90m`, `1h30m`, `45s`), parsed by
@@ -30,13 +31,51 @@ pub const OBJECT_NAME_PATTERN: &str =
 /// A certificate serial number in hexadecimal, up to the 20 octets RFC 5280 allows.
 pub const SERIAL_NUMBER_PATTERN: &str = r"^[0-9a-fA-F]{1,40}$";
 
-/// Refers to an Issuer in the same namespace.
+/// Refers to an Issuer in the same namespace, or to a ClusterIssuer.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct IssuerReference {
-    /// Name of the Issuer, in the namespace of the referring object.
+    /// Name of the Issuer (in the namespace of the referring object) or of the ClusterIssuer.
     #[schemars(length(min = 1, max = 253), regex(pattern = OBJECT_NAME_PATTERN))]
     pub name: String,
+    /// `Issuer` (a CA of this namespace) or `ClusterIssuer` (the platform's CA, whose identity
+    /// policy decides the certificate's subject and SANs). Default: `Issuer`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<IssuerKind>,
+}
+
+/// The two kinds of CA.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]
+pub enum IssuerKind {
+    /// A namespaced Issuer: a team's own CA.
+    #[default]
+    Issuer,
+    /// A cluster-scoped ClusterIssuer: the platform team's CA, shared by the namespaces it selects.
+    ClusterIssuer,
+}
+
+impl IssuerReference {
+    /// An Issuer of the referring object's namespace.
+    pub fn issuer(name: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            kind: None,
+        }
+    }
+
+    /// The kind, with the default applied.
+    pub fn kind(&self) -> IssuerKind {
+        self.kind.unwrap_or_default()
+    }
+}
+
+impl std::fmt::Display for IssuerKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            IssuerKind::Issuer => "Issuer",
+            IssuerKind::ClusterIssuer => "ClusterIssuer",
+        })
+    }
 }
 
 /// Refers to a WorkloadCertificate in the same namespace.

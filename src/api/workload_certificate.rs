@@ -38,17 +38,29 @@ pub const DNS_SAN_PATTERN: &str =
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!has(self.renewBefore) || duration(self.renewBefore) < duration(has(self.duration) ? self.duration : '24h')").message("renewBefore must be shorter than duration (default 24h)"))]
+#[x_kube(validation = Rule::new("has(self.subject) || (has(self.issuerRef.kind) && self.issuerRef.kind == 'ClusterIssuer')").message("spec.subject is required with an Issuer (a ClusterIssuer's identity policy supplies it)"))]
+#[x_kube(validation = Rule::new("!has(self.issuerRef.kind) || self.issuerRef.kind != 'ClusterIssuer' || has(self.serviceAccountName)").message("spec.serviceAccountName is required with a ClusterIssuer: the identity is derived from the namespace and service account"))]
 pub struct WorkloadCertificateSpec {
-    /// The Issuer, in this namespace, that signs the certificate.
+    /// The CA that signs the certificate: an Issuer of this namespace, or a ClusterIssuer.
     pub issuer_ref: IssuerReference,
+    /// The service account the certificate is for. The webhook mounts the certificate only into
+    /// pods running as it. Required with a ClusterIssuer, whose identity policy derives the
+    /// subject and SANs from it (by default `spiffe://<trustDomain>/ns/<namespace>/sa/<name>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253), regex(pattern = OBJECT_NAME_PATTERN))]
+    pub service_account_name: Option<String>,
     /// Subject of the certificate. IAM Roles Anywhere requires a non-empty subject and maps its
-    /// attributes to `aws:PrincipalTag/x509Subject/…` for role trust policies.
-    pub subject: Subject,
-    /// URI subject alternative names, such as SPIFFE ids.
+    /// attributes to `aws:PrincipalTag/x509Subject/…` for role trust policies. Required with an
+    /// Issuer. With a ClusterIssuer it comes from the identity policy: leave it out, or it must be
+    /// exactly what the policy gives.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<Subject>,
+    /// URI subject alternative names, such as SPIFFE ids. With a ClusterIssuer they come from the
+    /// identity policy: leave them out, or they must be exactly what the policy gives.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(inner(regex(pattern = URI_SAN_PATTERN)))]
     pub uris: Vec<String>,
-    /// DNS subject alternative names.
+    /// DNS subject alternative names. With a ClusterIssuer, as for `uris`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(inner(regex(pattern = DNS_SAN_PATTERN)))]
     pub dns_names: Vec<String>,

@@ -6,18 +6,18 @@ use std::sync::Arc;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
-use kube::ResourceExt;
 use kube::api::{Api, ObjectMeta, PostParams};
 use rcgen::{KeyPair, PublicKeyData};
 
 use time::OffsetDateTime;
 
+use super::ca_issuer::CaIssuer;
 use super::context::{Context, KmsKeyLocation};
 use super::secret_layout::{
     CA_CERTIFICATE_KEY, MANAGED_BY_LABEL, MANAGED_BY_VALUE, TLS_CERTIFICATE_KEY,
     TLS_PRIVATE_KEY_KEY, secret_text,
 };
-use crate::api::{Issuer, Subject, parse_duration};
+use crate::api::{IssuerKind, Subject, parse_duration};
 use crate::pki::{
     CaCertificateSpec, ParsedCertificate, distinguished_name, generate_ca_key,
     parse_certificate_pem, self_signed_ca,
@@ -74,10 +74,10 @@ impl From<kube::Error> for CaProblem {
 /// `bootstrap` allows, or a KMS-signed certificate); only the Issuer reconciler passes it.
 pub async fn load_ca(
     ctx: &Context,
-    issuer: &Issuer,
+    issuer: &CaIssuer,
     create_missing: bool,
 ) -> Result<LoadedCa, CaProblem> {
-    let namespace = issuer.namespace().unwrap_or_default();
+    let namespace = issuer.resource_namespace.clone();
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
     match (&issuer.spec.local, &issuer.spec.kms) {
         (Some(local), None) => {
@@ -119,7 +119,10 @@ pub async fn load_ca(
             }
         }
         (None, Some(kms)) => {
-            if !ctx.platform.grants_kms_key(&namespace, &kms.key_id) {
+            // A ClusterIssuer is the platform's own; a namespaced Issuer needs a grant.
+            if issuer.kind == IssuerKind::Issuer
+                && !ctx.platform.grants_kms_key(&namespace, &kms.key_id)
+            {
                 return Err(CaProblem::permanent(
                     "KMSKeyNotGranted",
                     format!(
@@ -226,13 +229,13 @@ pub async fn load_ca(
 /// `spec.local.replaceLostCA` naming the lost CA's fingerprint.
 async fn refuse_replacing_established_ca(
     ctx: &Context,
-    issuer: &Issuer,
+    issuer: &CaIssuer,
     local: &crate::api::LocalKeySource,
 ) -> Result<(), CaProblem> {
-    let namespace = issuer.namespace().unwrap_or_default();
+    let namespace = &issuer.resource_namespace;
     let established = ctx
         .ledger
-        .established_by(&namespace, &issuer.name_any())
+        .established_by(issuer.ledger_namespace(), &issuer.name)
         .await
         .map_err(|e| CaProblem::transient("LedgerUnavailable", e.to_string()))?;
     let Some(latest) = established.first() else {
@@ -246,7 +249,7 @@ async fn refuse_replacing_established_ca(
     Err(CaProblem::permanent(
         "CASecretLost",
         format!(
-            "CA Secret {namespace}/{} is gone, but this Issuer established the CA with fingerprint {lost}: \
+            "CA Secret {namespace}/{} is gone, but this issuer established the CA with fingerprint {lost}: \
              restore the Secret from a backup, or set spec.local.replaceLostCA: \"{lost}\" to bootstrap a new CA \
              (the trust anchor then needs the new CA certificate, and certificates of the old CA stop being renewed)",
             local.secret_name
@@ -254,16 +257,13 @@ async fn refuse_replacing_established_ca(
     ))
 }
 
-/// Marks a CA Secret the operator created, so an operator-made CA is told from a supplied one.
+/// Marks a CA Secret the operator created (`Issuer <namespace>/<name>` or `ClusterIssuer <name>`),
+/// so an operator-made CA is told from a supplied one.
 pub const CREATED_BY_ANNOTATION: &str = "iamra.dev/created-for-issuer";
 
-fn ca_spec(issuer: &Issuer) -> Result<CaCertificateSpec, CaProblem> {
+fn ca_spec(issuer: &CaIssuer) -> Result<CaCertificateSpec, CaProblem> {
     let default_subject = Subject {
-        common_name: Some(format!(
-            "iamra {}/{}",
-            issuer.namespace().unwrap_or_default(),
-            issuer.name_any()
-        )),
+        common_name: Some(issuer.default_ca_common_name()),
         ..Default::default()
     };
     let subject = distinguished_name(issuer.spec.subject.as_ref().unwrap_or(&default_subject));
@@ -287,7 +287,7 @@ fn ca_spec(issuer: &Issuer) -> Result<CaCertificateSpec, CaProblem> {
 /// an existing CA key is never overwritten. The flag says whether this call created it.
 async fn create_ca_secret(
     secrets: &Api<Secret>,
-    issuer: &Issuer,
+    issuer: &CaIssuer,
     name: &str,
     type_: &str,
     data: BTreeMap<String, String>,
@@ -301,7 +301,7 @@ async fn create_ca_secret(
             )])),
             annotations: Some(BTreeMap::from([(
                 CREATED_BY_ANNOTATION.to_string(),
-                issuer.name_any(),
+                issuer.display(),
             )])),
             ..Default::default()
         },

@@ -50,6 +50,9 @@ pub struct Context {
     pub ledger: Ledger,
     /// How often a CRL Roles Anywhere holds is checked for drift.
     pub crl_drift_check_interval: std::time::Duration,
+    /// Where ClusterIssuers keep their CA Secrets and CRL ConfigMaps; Revocations here are the
+    /// platform team's and may revoke any serial of a ClusterIssuer.
+    pub cluster_resource_namespace: String,
     /// The CRL each Issuer published last, served over HTTP; keyed by (namespace, issuer).
     published_crls: std::sync::RwLock<HashMap<(String, String), PublishedCrl>>,
 }
@@ -76,6 +79,7 @@ impl Context {
             recorder: Recorder::new(client.clone(), reporter),
             ledger: Ledger::new(client.clone()),
             crl_drift_check_interval: super::crl_status::DRIFT_CHECK_INTERVAL,
+            cluster_resource_namespace: super::DEFAULT_CLUSTER_RESOURCE_NAMESPACE.to_string(),
             client,
             aws: aws.clone(),
             kms_options: KmsSigningOptions::default(),
@@ -98,6 +102,19 @@ impl Context {
     ) where
         K: Resource<DynamicType = ()>,
     {
+        self.publish_event_about(&object.object_ref(&()), warning, reason, action, note)
+            .await;
+    }
+
+    /// Publishes an event about the object `reference` names.
+    pub async fn publish_event_about(
+        &self,
+        reference: &k8s_openapi::api::core::v1::ObjectReference,
+        warning: bool,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
         let event = Event {
             type_: if warning {
                 EventType::Warning
@@ -109,7 +126,7 @@ impl Context {
             action: action.into(),
             secondary: None,
         };
-        if let Err(error) = self.recorder.publish(&event, &object.object_ref(&())).await {
+        if let Err(error) = self.recorder.publish(&event, reference).await {
             tracing::warn!(%error, reason, "could not record event");
         }
     }

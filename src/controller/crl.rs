@@ -8,17 +8,18 @@ use std::time::Duration;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::ResourceExt;
 use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
-use kube::{Resource, ResourceExt};
 use serde_json::json;
 use time::OffsetDateTime;
 
 use super::ca::LoadedCa;
+use super::ca_issuer::CaIssuer;
 use super::context::Context;
 use super::issuer::fingerprint;
 use super::ledger::{LedgerError, revoked_entries};
 use super::metrics::CRL_SIGNING_SECONDS;
-use crate::api::{CertificateAuthorityRecord, Issuer, PublishedCrlRecord, parse_duration};
+use crate::api::{CertificateAuthorityRecord, PublishedCrlRecord, parse_duration};
 use crate::pki::{CrlSpec, RevokedCertificate, authority_id, build_crl, serial_hex, sha256_hex};
 use crate::signer::CaSigner;
 
@@ -93,7 +94,7 @@ fn problem(reason: &'static str, message: impl Into<String>) -> CrlProblem {
 }
 
 /// How long each CRL is valid and how often it is re-signed anyway.
-fn crl_timing(issuer: &Issuer) -> Result<(Duration, Duration), CrlProblem> {
+fn crl_timing(issuer: &CaIssuer) -> Result<(Duration, Duration), CrlProblem> {
     let settings = issuer.spec.crl.clone().unwrap_or_default();
     let validity = parse_duration(settings.validity.as_deref().unwrap_or(DEFAULT_CRL_VALIDITY))
         .map_err(|e| problem("InvalidSpec", e.to_string()))?;
@@ -124,17 +125,16 @@ fn verified_copy(
 /// current one.
 pub async fn publish_crl(
     ctx: &Context,
-    issuer: &Issuer,
+    issuer: &CaIssuer,
     ca: &LoadedCa,
     now: OffsetDateTime,
 ) -> Result<PublishedCrl, CrlProblem> {
-    let namespace = issuer.namespace().unwrap_or_default();
-    let issuer_name = issuer.name_any();
     let (validity, refresh) = crl_timing(issuer)?;
     let authority = authority_id(&ca.certificate.public_key_info);
 
-    let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &namespace);
-    let name = crl_config_map_name(&issuer_name);
+    let config_maps: Api<ConfigMap> =
+        Api::namespaced(ctx.client.clone(), &issuer.resource_namespace);
+    let name = issuer.crl_config_map_name();
     let existing = config_maps.get_opt(&name).await?;
     // Numbers published before the ledger existed are continued, so an upgrade never goes back.
     let legacy_number = [CRL_NUMBER_ANNOTATION, CRL_RESERVED_ANNOTATION]
@@ -157,7 +157,7 @@ pub async fn publish_crl(
             &authority,
             &fingerprint(&ca.certificate.der),
             ca_not_after,
-            (&namespace, &issuer_name),
+            (issuer.ledger_namespace(), &issuer.name),
             legacy_number,
         )
         .await?;
@@ -260,7 +260,7 @@ pub async fn publish_crl(
 /// caller checked the ledger that this CRL is the latest.
 async fn write_config_map(
     config_maps: &Api<ConfigMap>,
-    issuer: &Issuer,
+    issuer: &CaIssuer,
     name: &str,
     number: i64,
     der: &[u8],
@@ -280,7 +280,7 @@ async fn write_config_map(
                         super::MANAGED_BY_VALUE.to_string(),
                     )])),
                     annotations: Some(annotations),
-                    owner_references: issuer.controller_owner_ref(&()).map(|owner| vec![owner]),
+                    owner_references: issuer.owner.clone().map(|owner| vec![owner]),
                     ..Default::default()
                 },
                 data: Some(data),

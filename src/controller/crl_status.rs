@@ -9,6 +9,7 @@ use kube::{Resource, ResourceExt};
 use time::OffsetDateTime;
 
 use super::ca::LoadedCa;
+use super::ca_issuer::CaIssuer;
 use super::conditions::{condition, status_changed};
 use super::context::Context;
 use super::crl::{PublishedCrl, publish_crl, status_time};
@@ -16,7 +17,7 @@ use super::error::Error;
 use super::ledger::{ClaimOutcome, LedgerError};
 use super::revocation::patch_status as patch_revocation_status;
 use crate::api::{
-    CONDITION_READY, CrlImportRecord, Issuer, IssuerStatus, Revocation, RolesAnywhereCrlTarget,
+    CONDITION_READY, CrlImportRecord, IssuerKind, IssuerStatus, Revocation, RolesAnywhereCrlTarget,
 };
 use crate::rolesanywhere::crl_import::{CrlImportError, ImportedCrlState};
 
@@ -31,11 +32,17 @@ pub const DRIFT_CHECK_INTERVAL: Duration = Duration::from_secs(300);
 /// Characters Roles Anywhere allows in a CRL name: `[a-zA-Z0-9-_ ]`, at most 255.
 const MAX_CRL_NAME_CHARS: usize = 255;
 
-/// The CRL name used when the Issuer names none: `iamra <namespace> <name>`. Spaces cannot occur in
+/// The CRL name used when the issuer names none: `iamra <namespace> <name>` for an Issuer,
+/// `iamra-cluster <name>` for a ClusterIssuer (empty `namespace`). Spaces cannot occur in
 /// Kubernetes names, so it is unambiguous; `.` (not allowed by the service) becomes `_`, which
 /// cannot occur in a Kubernetes name either. Too long a name keeps a hash of the whole.
 pub fn default_crl_name(namespace: &str, name: &str) -> String {
-    let name = format!("iamra {namespace} {}", name.replace('.', "_"));
+    let name = name.replace('.', "_");
+    let name = if namespace.is_empty() {
+        format!("iamra-cluster {name}")
+    } else {
+        format!("iamra {namespace} {name}")
+    };
     if name.len() <= MAX_CRL_NAME_CHARS {
         return name;
     }
@@ -47,13 +54,13 @@ pub fn default_crl_name(namespace: &str, name: &str) -> String {
 /// again.
 pub async fn reconcile_crl(
     ctx: &Context,
-    issuer: &Issuer,
+    issuer: &CaIssuer,
     ca: &LoadedCa,
     previous: &IssuerStatus,
     status: &mut IssuerStatus,
 ) -> Result<Option<Duration>, Error> {
-    let generation = issuer.metadata.generation;
-    let uid = format!("{}/crl", issuer.uid().unwrap_or_default());
+    let generation = issuer.generation;
+    let uid = format!("{}/crl", issuer.uid);
     let now = OffsetDateTime::now_utc();
     let published = match publish_crl(ctx, issuer, ca, now).await {
         Ok(published) => published,
@@ -67,18 +74,20 @@ pub async fn reconcile_crl(
                 problem.message.clone(),
                 generation,
             ));
-            ctx.publish_event(issuer, true, problem.reason, "PublishCRL", problem.message)
-                .await;
+            ctx.publish_event_about(
+                &issuer.reference,
+                true,
+                problem.reason,
+                "PublishCRL",
+                problem.message,
+            )
+            .await;
             return Ok(Some(
                 ctx.backoff.next_delay(&uid, super::issuer::TRANSIENT_RETRY),
             ));
         }
     };
-    ctx.store_crl(
-        &issuer.namespace().unwrap_or_default(),
-        &issuer.name_any(),
-        &published,
-    );
+    ctx.store_crl(issuer.ledger_namespace(), &issuer.name, &published);
     status.crl_number = Some(published.number);
     status.last_crl_publish_time = status_time(published.this_update);
     let unusable = if published.unusable_records.is_empty() {
@@ -103,8 +112,8 @@ pub async fn reconcile_crl(
         generation,
     ));
     if published.new {
-        ctx.publish_event(
-            issuer,
+        ctx.publish_event_about(
+            &issuer.reference,
             false,
             "CrlPublished",
             "PublishCRL",
@@ -135,9 +144,10 @@ pub async fn reconcile_crl(
         ctx.backoff.reset(&uid);
         return Ok(Some(published.refresh_in));
     };
-    let crl_name = target.crl_name.clone().unwrap_or_else(|| {
-        default_crl_name(&issuer.namespace().unwrap_or_default(), &issuer.name_any())
-    });
+    let crl_name = target
+        .crl_name
+        .clone()
+        .unwrap_or_else(|| default_crl_name(issuer.ledger_namespace(), &issuer.name));
     match import_crl(ctx, target, &crl_name, &published, now).await {
         Ok(imported) => {
             ctx.backoff.reset(&uid);
@@ -156,8 +166,8 @@ pub async fn reconcile_crl(
                 generation,
             ));
             if let Some(how) = imported.action {
-                ctx.publish_event(
-                    issuer,
+                ctx.publish_event_about(
+                    &issuer.reference,
                     how == ImportAction::RepairedDrift,
                     how.reason(),
                     "ImportCRL",
@@ -184,8 +194,14 @@ pub async fn reconcile_crl(
                 generation,
             ));
             if status_changed(&previous.conditions, &status.conditions) {
-                ctx.publish_event(issuer, true, problem.reason, "ImportCRL", problem.message)
-                    .await;
+                ctx.publish_event_about(
+                    &issuer.reference,
+                    true,
+                    problem.reason,
+                    "ImportCRL",
+                    problem.message,
+                )
+                .await;
             }
             Ok(Some(
                 ctx.backoff.next_delay(&uid, super::issuer::TRANSIENT_RETRY),
@@ -376,18 +392,29 @@ async fn import_crl(
 /// Anywhere accepted it; Ready once the revocation is in force.
 async fn mark_revocations(
     ctx: &Context,
-    issuer: &Issuer,
+    issuer: &CaIssuer,
     published: &PublishedCrl,
     imported: bool,
 ) -> Result<(), Error> {
-    let namespace = issuer.namespace().unwrap_or_default();
-    let api: Api<Revocation> = Api::namespaced(ctx.client.clone(), &namespace);
+    let api: Api<Revocation> = match issuer.kind {
+        IssuerKind::Issuer => Api::namespaced(ctx.client.clone(), &issuer.resource_namespace),
+        IssuerKind::ClusterIssuer => Api::all(ctx.client.clone()),
+    };
     let needs_import = issuer.spec.roles_anywhere.is_some();
     let now = jiff::Timestamp::now();
     for revocation in api.list(&Default::default()).await?.items {
-        if revocation.spec.issuer_ref.name != issuer.name_any() {
+        let reference = &revocation.spec.issuer_ref;
+        if !issuer.is_named_by(
+            reference.kind(),
+            &reference.name,
+            &revocation.namespace().unwrap_or_default(),
+        ) {
             continue;
         }
+        let in_namespace: Api<Revocation> = Api::namespaced(
+            ctx.client.clone(),
+            &revocation.namespace().unwrap_or_default(),
+        );
         let name = revocation.name_any();
         let name = &name;
         // Accepted revocations only; a certificate expired since has left the CRL on purpose.
@@ -447,7 +474,7 @@ async fn mark_revocations(
             ),
         );
         if status_changed(&previous, &status) {
-            patch_revocation_status(&api, name, &status).await?;
+            patch_revocation_status(&in_namespace, name, &status).await?;
             if in_force {
                 let created = revocation.meta().creation_timestamp.as_ref().map(|t| t.0);
                 let seconds = created.map(|created| {
@@ -468,4 +495,29 @@ async fn mark_revocations(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_crl_names_are_unambiguous_and_within_the_service_rules() {
+        assert_ne!(default_crl_name("a-b", "c"), default_crl_name("a", "b-c"));
+        assert_ne!(
+            default_crl_name("", "x"),
+            default_crl_name("iamra-cluster", "x")
+        );
+        assert_eq!(default_crl_name("team", "my.ca"), "iamra team my_ca");
+        assert_eq!(default_crl_name("", "platform"), "iamra-cluster platform");
+        let long = default_crl_name(&"n".repeat(63), &"c".repeat(253));
+        assert!(long.len() <= MAX_CRL_NAME_CHARS, "{}", long.len());
+        for name in [long, default_crl_name("ns", "a.b.c")] {
+            assert!(
+                name.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || " -_".contains(c)),
+                "{name}"
+            );
+        }
+    }
 }

@@ -11,12 +11,13 @@ use serde_json::json;
 use tracing::instrument;
 
 use super::ca::load_ca;
+use super::ca_issuer::CaIssuer;
 use super::conditions::{condition, status_changed};
 use super::context::{Context, FIELD_MANAGER};
 use super::crl_status;
 use super::error::Error;
 use super::metrics::RECONCILE_ERRORS;
-use crate::api::{CONDITION_READY, Issuer, IssuerStatus};
+use crate::api::{CONDITION_READY, ClusterIssuer, Issuer, IssuerStatus};
 
 /// A Ready Issuer is looked at again this often (CA expiry, a deleted CA Secret).
 pub const RESYNC_INTERVAL: Duration = Duration::from_secs(600);
@@ -31,16 +32,41 @@ pub async fn reconcile(issuer: Arc<Issuer>, ctx: Arc<Context>) -> Result<Action,
         .namespace()
         .ok_or(Error::MissingObjectKey("namespace"))?;
     let api: Api<Issuer> = Api::namespaced(ctx.client.clone(), &namespace);
-    let previous = issuer.status.clone().unwrap_or_default();
-    let generation = issuer.metadata.generation;
-    let uid = issuer.uid().unwrap_or_default();
+    reconcile_ca(&ctx, &CaIssuer::from_issuer(&issuer), |status| {
+        patch_status(&api, "Issuer", issuer.name_any(), status)
+    })
+    .await
+}
 
-    match load_ca(&ctx, &issuer, true).await {
+#[instrument(skip(issuer, ctx), fields(name = issuer.name_any()))]
+pub async fn reconcile_cluster(
+    issuer: Arc<ClusterIssuer>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    let api: Api<ClusterIssuer> = Api::all(ctx.client.clone());
+    let ca_issuer = CaIssuer::from_cluster_issuer(&issuer, &ctx.cluster_resource_namespace);
+    reconcile_ca(&ctx, &ca_issuer, |status| {
+        patch_status(&api, "ClusterIssuer", issuer.name_any(), status)
+    })
+    .await
+}
+
+/// Load (or create) the CA, report it, and publish and import its CRL: the same for both kinds.
+async fn reconcile_ca<F, Fut>(ctx: &Context, issuer: &CaIssuer, patch: F) -> Result<Action, Error>
+where
+    F: Fn(IssuerStatus) -> Fut,
+    Fut: std::future::Future<Output = Result<(), Error>>,
+{
+    let previous = issuer.status.clone().unwrap_or_default();
+    let generation = issuer.generation;
+    let uid = issuer.uid.clone();
+
+    match load_ca(ctx, issuer, true).await {
         Ok(ca) => {
             ctx.backoff.reset(&uid);
             if ca.created {
-                ctx.publish_event(
-                    issuer.as_ref(),
+                ctx.publish_event_about(
+                    &issuer.reference,
                     false,
                     "CACreated",
                     "Bootstrap",
@@ -73,14 +99,14 @@ pub async fn reconcile(issuer: Arc<Issuer>, ctx: Arc<Context>) -> Result<Action,
                 ..previous.clone()
             };
             let requeue =
-                crl_status::reconcile_crl(&ctx, &issuer, &ca, &previous, &mut status).await?;
+                crl_status::reconcile_crl(ctx, issuer, &ca, &previous, &mut status).await?;
             if status_changed(&previous, &status) {
                 tracing::info!(
                     key_source = ca.signer.source_name(),
                     crl_number = status.crl_number,
                     "issuer ready"
                 );
-                patch_status(&api, &issuer, &status).await?;
+                patch(status).await?;
             }
             Ok(Action::requeue(
                 requeue.unwrap_or(RESYNC_INTERVAL).min(RESYNC_INTERVAL),
@@ -101,9 +127,9 @@ pub async fn reconcile(issuer: Arc<Issuer>, ctx: Arc<Context>) -> Result<Action,
                 ..previous.clone()
             };
             if status_changed(&previous, &status) {
-                patch_status(&api, &issuer, &status).await?;
-                ctx.publish_event(
-                    issuer.as_ref(),
+                patch(status).await?;
+                ctx.publish_event_about(
+                    &issuer.reference,
                     true,
                     problem.reason,
                     "LoadCA",
@@ -120,18 +146,22 @@ pub async fn reconcile(issuer: Arc<Issuer>, ctx: Arc<Context>) -> Result<Action,
     }
 }
 
-async fn patch_status(
-    api: &Api<Issuer>,
-    issuer: &Issuer,
-    status: &IssuerStatus,
-) -> Result<(), Error> {
+async fn patch_status<K>(
+    api: &Api<K>,
+    kind: &'static str,
+    name: String,
+    status: IssuerStatus,
+) -> Result<(), Error>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
     let patch = json!({
         "apiVersion": "iamra.dev/v1alpha1",
-        "kind": "Issuer",
+        "kind": kind,
         "status": status,
     });
     api.patch_status(
-        &issuer.name_any(),
+        &name,
         &PatchParams::apply(FIELD_MANAGER).force(),
         &Patch::Apply(&patch),
     )
@@ -148,6 +178,19 @@ pub fn fingerprint(der: &[u8]) -> String {
         .map(|b| format!("{b:02X}"))
         .collect::<Vec<_>>()
         .join(":")
+}
+
+pub fn error_policy_cluster(
+    issuer: Arc<ClusterIssuer>,
+    error: &Error,
+    ctx: Arc<Context>,
+) -> Action {
+    tracing::warn!(error = %error, label = error.metric_label(), "cluster issuer reconcile failed");
+    RECONCILE_ERRORS.inc(["clusterissuer", error.metric_label()]);
+    Action::requeue(
+        ctx.backoff
+            .next_delay(&issuer.uid().unwrap_or_default(), TRANSIENT_RETRY),
+    )
 }
 
 pub fn error_policy(issuer: Arc<Issuer>, error: &Error, ctx: Arc<Context>) -> Action {

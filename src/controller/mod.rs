@@ -3,12 +3,14 @@
 mod backoff;
 mod binding;
 mod ca;
+mod ca_issuer;
 mod conditions;
 mod context;
 mod crl;
 mod crl_status;
 mod error;
 mod http;
+mod identity_policy;
 mod issuance_policy;
 mod issuer;
 mod leader;
@@ -46,13 +48,18 @@ use kube::runtime::controller::Controller;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 
-use crate::api::{Issuer, Revocation, RolesAnywhereBinding, WorkloadCertificate};
+use crate::api::{
+    ClusterIssuer, Issuer, IssuerKind, Revocation, RolesAnywhereBinding, WorkloadCertificate,
+};
 use crate::webhook::{INJECTED_BY_ANNOTATION, INJECTED_LABEL, WebhookError, WebhookOptions};
 use leader::LeaderElector;
 
 /// How long an Issuer waits after a trigger before building a CRL, so a burst of Revocations
 /// lands in one CRL and one import.
 const CRL_COALESCE_WINDOW: Duration = Duration::from_millis(300);
+
+/// Where ClusterIssuers keep their Secrets when neither the flag nor `POD_NAMESPACE` says.
+pub const DEFAULT_CLUSTER_RESOURCE_NAMESPACE: &str = "iamra-system";
 
 /// Where the controller works.
 #[derive(Clone, Debug, Default)]
@@ -69,6 +76,11 @@ pub struct ControllerOptions {
     pub leader_election: Option<LeaderElectionConfig>,
     /// AWS endpoints and KMS key grants: the platform team's, from flags.
     pub platform: PlatformConfig,
+    /// Where ClusterIssuers keep their CA Secrets and CRL ConfigMaps.
+    pub cluster_resource_namespace: String,
+    /// Whether this controller reconciles ClusterIssuers (cluster-scoped: by default only one
+    /// that watches every namespace does).
+    pub reconcile_cluster_issuers: bool,
     /// How often a CRL Roles Anywhere holds is checked for drift; None: the default
     /// ([`DRIFT_CHECK_INTERVAL`]).
     pub crl_drift_check_interval: Option<Duration>,
@@ -114,6 +126,7 @@ pub async fn run(
     if let Some(interval) = options.crl_drift_check_interval {
         ctx.crl_drift_check_interval = interval;
     }
+    ctx.cluster_resource_namespace = options.cluster_resource_namespace.clone();
     let ctx = Arc::new(ctx);
     if let Some(address) = options.http_address {
         http::serve(address, ctx.clone()).await?;
@@ -149,7 +162,7 @@ pub async fn run(
     }
 }
 
-/// The four controllers, until a shutdown signal.
+/// The controllers, until a shutdown signal.
 async fn reconcile_all(client: kube::Client, options: &ControllerOptions, ctx: Arc<Context>) {
     let config = kube::runtime::controller::Config::default().concurrency(options.concurrency);
     let managed =
@@ -170,9 +183,11 @@ async fn reconcile_all(client: kube::Client, options: &ControllerOptions, ctx: A
         api::<Revocation>(&client, &options.namespace),
         watcher::Config::default(),
         |revocation| {
-            revocation.namespace().map(|namespace| {
-                ObjectRef::<Issuer>::new(&revocation.spec.issuer_ref.name).within(&namespace)
-            })
+            let reference = &revocation.spec.issuer_ref;
+            (reference.kind() == IssuerKind::Issuer)
+                .then(|| revocation.namespace())
+                .flatten()
+                .map(|namespace| ObjectRef::<Issuer>::new(&reference.name).within(&namespace))
         },
     )
     .shutdown_on_signal()
@@ -183,12 +198,59 @@ async fn reconcile_all(client: kube::Client, options: &ControllerOptions, ctx: A
         }
     });
 
+    // ClusterIssuers: their Revocations live in any namespace, their CRL ConfigMaps in the
+    // cluster resource namespace.
+    let cluster_issuers = options.reconcile_cluster_issuers.then(|| {
+        Controller::new(
+            Api::<ClusterIssuer>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .with_config(config.clone().debounce(CRL_COALESCE_WINDOW))
+        .watches(
+            Api::<ConfigMap>::namespaced(client.clone(), &options.cluster_resource_namespace),
+            managed.clone(),
+            |config_map| {
+                config_map
+                    .owner_references()
+                    .iter()
+                    .find(|owner| owner.kind == "ClusterIssuer")
+                    .map(|owner| ObjectRef::<ClusterIssuer>::new(&owner.name))
+            },
+        )
+        .watches(
+            Api::<Revocation>::all(client.clone()),
+            watcher::Config::default(),
+            |revocation| {
+                let reference = &revocation.spec.issuer_ref;
+                (reference.kind() == IssuerKind::ClusterIssuer)
+                    .then(|| ObjectRef::<ClusterIssuer>::new(&reference.name))
+            },
+        )
+        .shutdown_on_signal()
+        .run(
+            issuer::reconcile_cluster,
+            issuer::error_policy_cluster,
+            ctx.clone(),
+        )
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(%error, "cluster issuer reconcile error");
+            }
+        })
+    });
+    let cluster_issuers = async move {
+        if let Some(controller) = cluster_issuers {
+            controller.await;
+        }
+    };
+
     let certificates = Controller::new(
         api::<WorkloadCertificate>(&client, &options.namespace),
         watcher::Config::default(),
     );
     let certificate_store = certificates.store();
     metrics::watch_certificates(certificate_store.clone());
+    let issuer_store = certificate_store.clone();
     let certificates = certificates
         .with_config(config.clone())
         .owns(api::<Secret>(&client, &options.namespace), managed)
@@ -199,11 +261,28 @@ async fn reconcile_all(client: kube::Client, options: &ControllerOptions, ctx: A
             move |issuer| {
                 let namespace = issuer.namespace();
                 let name = issuer.name_any();
-                certificate_store
+                issuer_store
                     .state()
                     .into_iter()
                     .filter(|certificate| {
                         certificate.namespace() == namespace
+                            && certificate.spec.issuer_ref.kind() == IssuerKind::Issuer
+                            && certificate.spec.issuer_ref.name == name
+                    })
+                    .map(|certificate| ObjectRef::from_obj(certificate.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .watches(
+            Api::<ClusterIssuer>::all(client.clone()),
+            watcher::Config::default(),
+            move |issuer| {
+                let name = issuer.name_any();
+                certificate_store
+                    .state()
+                    .into_iter()
+                    .filter(|certificate| {
+                        certificate.spec.issuer_ref.kind() == IssuerKind::ClusterIssuer
                             && certificate.spec.issuer_ref.name == name
                     })
                     .map(|certificate| ObjectRef::from_obj(certificate.as_ref()))
@@ -282,5 +361,11 @@ async fn reconcile_all(client: kube::Client, options: &ControllerOptions, ctx: A
             }
         });
 
-    futures::join!(issuers, certificates, revocations, bindings);
+    futures::join!(
+        issuers,
+        cluster_issuers,
+        certificates,
+        revocations,
+        bindings
+    );
 }

@@ -14,6 +14,7 @@ use serde_json::json;
 use tracing::instrument;
 
 use super::ca::load_ca;
+use super::ca_issuer::CaIssuer;
 use super::conditions::{condition, status_changed};
 use super::context::{Context, FIELD_MANAGER};
 use super::crl::status_time;
@@ -22,8 +23,8 @@ use super::issuer::TRANSIENT_RETRY;
 use super::ledger::revocation_for;
 use super::metrics::RECONCILE_ERRORS;
 use crate::api::{
-    CONDITION_READY, CertificateRecord, Issuer, Revocation, RevocationRequester, RevocationStatus,
-    RevokedCertificateStatus, WorkloadCertificate,
+    CONDITION_READY, CertificateRecord, ClusterIssuer, Issuer, IssuerKind, Revocation,
+    RevocationRequester, RevocationStatus, RevokedCertificateStatus, WorkloadCertificate,
 };
 use crate::pki::{authority_id, parse_serial_hex, serial_hex};
 
@@ -157,12 +158,22 @@ async fn accept(
     ctx: &Context,
     namespace: &str,
 ) -> Result<Result<Accepted, Refusal>, Error> {
-    let issuer_name = &revocation.spec.issuer_ref.name;
-    let issuers: Api<Issuer> = Api::namespaced(ctx.client.clone(), namespace);
-    let Some(issuer) = issuers.get_opt(issuer_name).await? else {
+    let reference = &revocation.spec.issuer_ref;
+    let issuer_name = &reference.name;
+    let issuer = match reference.kind() {
+        IssuerKind::Issuer => Api::<Issuer>::namespaced(ctx.client.clone(), namespace)
+            .get_opt(issuer_name)
+            .await?
+            .map(|issuer| CaIssuer::from_issuer(&issuer)),
+        IssuerKind::ClusterIssuer => Api::<ClusterIssuer>::all(ctx.client.clone())
+            .get_opt(issuer_name)
+            .await?
+            .map(|issuer| CaIssuer::from_cluster_issuer(&issuer, &ctx.cluster_resource_namespace)),
+    };
+    let Some(issuer) = issuer else {
         return Ok(Err((
             "IssuerNotFound",
-            format!("Issuer {issuer_name} does not exist"),
+            format!("{} {issuer_name} does not exist", reference.kind()),
         )));
     };
     let ca = match load_ca(ctx, &issuer, false).await {
@@ -170,10 +181,14 @@ async fn accept(
         Err(problem) => {
             return Ok(Err((
                 "IssuerNotReady",
-                format!("Issuer {issuer_name}: {}", problem.message),
+                format!("{}: {}", issuer.display(), problem.message),
             )));
         }
     };
+    // Under a shared CA only the platform team (a Revocation in the cluster resource namespace)
+    // may revoke what was issued to another namespace, or a serial the CA never issued.
+    let platform =
+        issuer.kind == IssuerKind::ClusterIssuer && namespace == ctx.cluster_resource_namespace;
     let authority = authority_id(&ca.certificate.public_key_info);
     let uid = revocation.uid().ok_or(Error::MissingObjectKey("uid"))?;
     let requester = RevocationRequester {
@@ -236,7 +251,8 @@ async fn accept(
             return Ok(Err((
                 "TargetNotIssued",
                 format!(
-                    "the ledger of Issuer {issuer_name} holds no unexpired certificate issued for WorkloadCertificate {} before this Revocation was created",
+                    "the ledger of {} holds no unexpired certificate issued for WorkloadCertificate {} before this Revocation was created",
+                    issuer.display(),
                     reference.name
                 ),
             )));
@@ -274,17 +290,30 @@ async fn accept(
             Some(record) => {
                 if let Some(issued) = &record.spec.issued
                     && issued.namespace != namespace
+                    && !platform
                 {
                     return Ok(Err((
                         "NotYourCertificate",
                         format!(
-                            "serial {serial} of Issuer {issuer_name} was issued to another namespace; a Revocation may revoke only certificates issued to its own namespace"
+                            "serial {serial} of {} was issued to another namespace; a Revocation may revoke only certificates issued to its own namespace (the platform team revokes any from namespace {})",
+                            issuer.display(),
+                            ctx.cluster_resource_namespace
                         ),
                     )));
                 }
                 // A record made by an earlier revocation of a serial never issued here.
                 serial_known = record.spec.issued.is_some();
                 targets.push(record);
+            }
+            None if issuer.kind == IssuerKind::ClusterIssuer && !platform => {
+                return Ok(Err((
+                    "UnknownSerial",
+                    format!(
+                        "{} never issued serial {serial} to namespace {namespace}; only the platform team (a Revocation in namespace {}) may revoke a serial the shared CA has no record of",
+                        issuer.display(),
+                        ctx.cluster_resource_namespace
+                    ),
+                )));
             }
             None => {
                 serial_known = false;

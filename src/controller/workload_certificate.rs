@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
@@ -17,17 +17,20 @@ use time::OffsetDateTime;
 use tracing::instrument;
 
 use super::ca::{LoadedCa, load_ca};
+use super::ca_issuer::CaIssuer;
 use super::conditions::{condition, is_true, status_changed};
 use super::context::{Context, FIELD_MANAGER};
 use super::error::Error;
+use super::identity_policy::{self, Identity, Requester};
 use super::issuance_policy::{IssuanceInput, IssuanceTrigger, SecretState, Verdict, decide};
 use super::issuer::{CONFIGURATION_RETRY, TRANSIENT_RETRY};
 use super::metrics::{ISSUANCE_SECONDS, RECONCILE_ERRORS};
 use super::revocation::REISSUE_ANNOTATION;
 use super::secret_layout::*;
 use crate::api::{
-    CONDITION_READY, IssuedCertificate, Issuer, PrivateKeyRotationPolicy, WorkloadCertificate,
-    WorkloadCertificateSpec, WorkloadCertificateStatus, WorkloadKeyAlgorithm, parse_duration,
+    CONDITION_READY, ClusterIssuer, IssuedCertificate, Issuer, IssuerKind,
+    PrivateKeyRotationPolicy, WorkloadCertificate, WorkloadCertificateSpec,
+    WorkloadCertificateStatus, WorkloadKeyAlgorithm, parse_duration,
 };
 use crate::pki::{
     LeafCertificateSpec, NOT_BEFORE_BACKDATE, authority_id, distinguished_name,
@@ -74,13 +77,19 @@ impl CertificateSettings {
     }
 }
 
-/// Hash of what the certificate is issued for; a change of any of it re-issues.
-fn spec_hash(spec: &WorkloadCertificateSpec, settings: &CertificateSettings) -> String {
+/// Hash of what the certificate is issued for; a change of any of it (an identity policy's
+/// included) re-issues.
+fn spec_hash(
+    spec: &WorkloadCertificateSpec,
+    settings: &CertificateSettings,
+    identity: &Identity,
+) -> String {
     let relevant = json!({
         "issuer": spec.issuer_ref.name,
-        "subject": spec.subject,
-        "uris": spec.uris,
-        "dnsNames": spec.dns_names,
+        "issuerKind": spec.issuer_ref.kind,
+        "subject": identity.subject,
+        "uris": identity.uris,
+        "dnsNames": identity.dns_names,
         "keyAlgorithm": settings.key_algorithm,
         "duration": settings.duration.as_secs(),
         "renewBefore": settings.renew_before.as_secs(),
@@ -97,6 +106,8 @@ fn spec_hash(spec: &WorkloadCertificateSpec, settings: &CertificateSettings) -> 
 struct Issuance<'a> {
     trigger: IssuanceTrigger,
     ca: &'a LoadedCa,
+    /// The subject and SANs the certificate carries.
+    identity: &'a Identity,
     crl_distribution_point: Option<String>,
     settings: &'a CertificateSettings,
     spec_hash: String,
@@ -168,7 +179,7 @@ impl Reconciler {
                 retry: None,
             })
         })?;
-        let (ca, crl_distribution_point) = self.issuer_ca().await?;
+        let (ca, crl_distribution_point, identity) = self.issuer_ca().await?;
         let secret = self.secrets.get_opt(&spec.secret_name).await?;
         if let Some(secret) = &secret
             && !self.owns(secret)
@@ -185,7 +196,7 @@ impl Reconciler {
         let state = secret
             .as_ref()
             .map(|s| inspect_secret(s, &ca, settings.key_algorithm));
-        let hash = spec_hash(spec, &settings);
+        let hash = spec_hash(spec, &settings, &identity);
         let previous = self.previous_status();
         let renewal_time = state
             .as_ref()
@@ -214,6 +225,7 @@ impl Reconciler {
                 let issuance = Issuance {
                     trigger,
                     ca: &ca,
+                    identity: &identity,
                     crl_distribution_point,
                     settings: &settings,
                     spec_hash: hash,
@@ -223,10 +235,10 @@ impl Reconciler {
         }
     }
 
-    /// The Issuer's CA and CRL distribution point, or the problem that keeps this certificate
-    /// waiting for them.
-    async fn issuer_ca(&self) -> Result<(LoadedCa, Option<String>), ProblemOrError> {
-        let issuer_name = &self.certificate.spec.issuer_ref.name;
+    /// The issuer's CA, CRL distribution point and the identity the certificate gets, or the
+    /// problem that keeps this certificate waiting (or refused).
+    async fn issuer_ca(&self) -> Result<(LoadedCa, Option<String>, Identity), ProblemOrError> {
+        let reference = &self.certificate.spec.issuer_ref;
         let waiting = |reason: &'static str, message: String| {
             ProblemOrError::Problem(Problem {
                 reason,
@@ -234,12 +246,26 @@ impl Reconciler {
                 retry: Some(CONFIGURATION_RETRY),
             })
         };
-        let Some(issuer) = self.issuers.get_opt(issuer_name).await? else {
+        let issuer = match reference.kind() {
+            IssuerKind::Issuer => self
+                .issuers
+                .get_opt(&reference.name)
+                .await?
+                .map(|issuer| CaIssuer::from_issuer(&issuer)),
+            IssuerKind::ClusterIssuer => Api::<ClusterIssuer>::all(self.ctx.client.clone())
+                .get_opt(&reference.name)
+                .await?
+                .map(|issuer| {
+                    CaIssuer::from_cluster_issuer(&issuer, &self.ctx.cluster_resource_namespace)
+                }),
+        };
+        let Some(issuer) = issuer else {
             return Err(waiting(
                 "IssuerNotFound",
-                format!("Issuer {issuer_name} does not exist"),
+                format!("{} {} does not exist", reference.kind(), reference.name),
             ));
         };
+        let identity = self.identity(&issuer).await?;
         let issuer_conditions = issuer
             .status
             .as_ref()
@@ -248,7 +274,7 @@ impl Reconciler {
         if !is_true(issuer_conditions, CONDITION_READY) {
             return Err(waiting(
                 "IssuerNotReady",
-                format!("Issuer {issuer_name} is not Ready"),
+                format!("{} is not Ready", issuer.display()),
             ));
         }
         let ca = load_ca(&self.ctx, &issuer, false)
@@ -256,7 +282,7 @@ impl Reconciler {
             .map_err(|problem| {
                 waiting(
                     "IssuerNotReady",
-                    format!("Issuer {issuer_name}: {}", problem.message),
+                    format!("{}: {}", issuer.display(), problem.message),
                 )
             })?;
         let crl_distribution_point = issuer
@@ -264,7 +290,73 @@ impl Reconciler {
             .crl
             .as_ref()
             .and_then(|crl| crl.distribution_point_url.clone());
-        Ok((ca, crl_distribution_point))
+        Ok((ca, crl_distribution_point, identity))
+    }
+
+    /// The identity the certificate gets: what the spec says under a namespaced Issuer (the
+    /// team's own CA); under a ClusterIssuer, what its identity policy derives from the namespace
+    /// and service account, refused when the namespace is not selected or the spec asks for more.
+    async fn identity(&self, issuer: &CaIssuer) -> Result<Identity, ProblemOrError> {
+        let spec = &self.certificate.spec;
+        let refused = |reason: &'static str, message: String| {
+            ProblemOrError::Problem(Problem {
+                reason,
+                message,
+                retry: None,
+            })
+        };
+        let Some(tenancy) = &issuer.tenancy else {
+            let Some(subject) = spec.subject.clone() else {
+                return Err(refused(
+                    "InvalidSpec",
+                    "spec.subject is required with an Issuer".into(),
+                ));
+            };
+            return Ok(Identity {
+                subject,
+                uris: spec.uris.clone(),
+                dns_names: spec.dns_names.clone(),
+            });
+        };
+        let namespace = self.certificate.namespace().unwrap_or_default();
+        let namespaces: Api<Namespace> = Api::all(self.ctx.client.clone());
+        let labels = namespaces
+            .get_opt(&namespace)
+            .await?
+            .map(|ns| ns.labels().clone())
+            .unwrap_or_default();
+        use kube::core::SelectorExt;
+        let selected = kube::core::Selector::try_from(tenancy.namespace_selector.clone())
+            .map(|selector| selector.matches(&labels))
+            .unwrap_or(false);
+        if !selected {
+            return Err(refused(
+                "NamespaceNotAllowed",
+                format!(
+                    "{}'s namespaceSelector does not select namespace {namespace}: the platform team decides which namespaces may use it",
+                    issuer.display()
+                ),
+            ));
+        }
+        let Some(service_account) = &spec.service_account_name else {
+            return Err(refused(
+                "InvalidSpec",
+                format!(
+                    "spec.serviceAccountName is required with {}: the identity is derived from it",
+                    issuer.display()
+                ),
+            ));
+        };
+        let requester = Requester {
+            namespace: &namespace,
+            service_account,
+            name: &self.certificate.name_any(),
+        };
+        let identity = identity_policy::render(&tenancy.identity, &requester)
+            .map_err(|message| refused("IdentityPolicyViolation", message))?;
+        identity_policy::check_request(spec, &identity, &issuer.display())
+            .map_err(|message| refused("IdentityPolicyViolation", message))?;
+        Ok(identity)
     }
 
     /// A Secret this certificate may overwrite: it carries our label, or does not exist.
@@ -336,6 +428,7 @@ impl Reconciler {
         let Issuance {
             trigger,
             ca,
+            identity,
             crl_distribution_point,
             settings,
             spec_hash,
@@ -405,9 +498,9 @@ impl Reconciler {
             other => other,
         };
         let leaf_spec = LeafCertificateSpec {
-            subject: distinguished_name(&spec.subject),
-            uris: spec.uris.clone(),
-            dns_names: spec.dns_names.clone(),
+            subject: distinguished_name(&identity.subject),
+            uris: identity.uris.clone(),
+            dns_names: identity.dns_names.clone(),
             ip_addresses: Vec::new(),
             purpose: crate::pki::LeafPurpose::Client,
             serial_number: random_serial_number().map_err(Error::from)?,

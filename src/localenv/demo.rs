@@ -209,13 +209,12 @@ pub async fn run(binaries: BinariesSource) -> anyhow::Result<f64> {
     let certificate = WorkloadCertificate::new(
         "payments-api",
         WorkloadCertificateSpec {
-            issuer_ref: IssuerReference {
-                name: "demo-ca".into(),
-            },
-            subject: Subject {
+            issuer_ref: IssuerReference::issuer("demo-ca"),
+            service_account_name: None,
+            subject: Some(Subject {
                 common_name: Some("payments-api".into()),
                 ..Default::default()
-            },
+            }),
             uris: vec![format!(
                 "spiffe://cluster.local/ns/{NAMESPACE}/sa/payments-api"
             )],
@@ -391,9 +390,7 @@ pub async fn run(binaries: BinariesSource) -> anyhow::Result<f64> {
     let revocation = Revocation::new(
         "payments-api-key-leak",
         RevocationSpec {
-            issuer_ref: IssuerReference {
-                name: "demo-ca".into(),
-            },
+            issuer_ref: IssuerReference::issuer("demo-ca"),
             serial_number: None,
             certificate_ref: Some(CertificateReference {
                 name: "payments-api".into(),

@@ -12,7 +12,7 @@ use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview
 use kube::runtime::reflector::{ObjectRef, Store};
 
 use super::mutation::{InjectionTarget, SidecarImage, already_injected, inject};
-use super::target::{choose_binding, injection_target};
+use super::target::{choose_binding, injection_target, pod_service_account};
 use crate::api::{RolesAnywhereBinding, WorkloadCertificate};
 
 /// What the handler reads.
@@ -61,7 +61,12 @@ pub fn admit(state: &AdmissionState, request: &AdmissionRequest<Pod>) -> Admissi
     let certificate = state
         .certificates
         .get(&ObjectRef::new(&binding.certificate_name()).within(namespace));
-    let target = match injection_target(binding, certificate.as_deref(), namespace) {
+    let target = match injection_target(
+        binding,
+        certificate.as_deref(),
+        namespace,
+        pod_service_account(pod),
+    ) {
         Ok(target) => InjectionTarget {
             endpoint: state.sidecar_endpoint.clone(),
             ..target

@@ -19,7 +19,9 @@ pub use serving_certificate::{
     CA_SECRET, SERVING_SECRET, ServingCertificate, ServingCertificateError, ServingNames,
     new_serving_certificate, new_webhook_ca, still_good,
 };
-pub use target::{INJECT_ANNOTATION, Refusal, choose_binding, injection_target};
+pub use target::{
+    INJECT_ANNOTATION, Refusal, choose_binding, injection_target, pod_service_account,
+};
 pub use tls::TlsError;
 
 use std::net::SocketAddr;

@@ -25,6 +25,23 @@ pub enum Refusal {
         certificate: String,
         namespace: String,
     },
+    #[error(
+        "WorkloadCertificate {certificate} is for service account {wanted} and this pod runs as {actual}: set the pod's spec.serviceAccountName to {wanted}, or bind a certificate issued for {actual}"
+    )]
+    WrongServiceAccount {
+        certificate: String,
+        wanted: String,
+        actual: String,
+    },
+}
+
+/// The service account a pod runs as (Kubernetes' default when it names none).
+pub fn pod_service_account(pod: &Pod) -> &str {
+    pod.spec
+        .as_ref()
+        .and_then(|spec| spec.service_account_name.as_deref())
+        .filter(|name| !name.is_empty())
+        .unwrap_or("default")
 }
 
 /// The binding that selects `pod` among `bindings` (all in the pod's namespace): None when no
@@ -55,16 +72,18 @@ pub fn choose_binding<'a>(
     }
 }
 
-/// What the sidecar of `binding` needs. The template's Secret name is known before its
-/// WorkloadCertificate exists; a referenced certificate must exist.
+/// What the sidecar of `binding` needs, for a pod running as `service_account`. The template's
+/// Secret name is known before its WorkloadCertificate exists; a referenced certificate must
+/// exist. A certificate issued for a service account is mounted only into pods running as it.
 pub fn injection_target(
     binding: &RolesAnywhereBinding,
     certificate: Option<&WorkloadCertificate>,
     namespace: &str,
+    service_account: &str,
 ) -> Result<InjectionTarget, Refusal> {
-    let secret = match (&binding.spec.certificate_template, certificate) {
-        (_, Some(certificate)) => certificate.spec.secret_name.clone(),
-        (Some(template), None) => template.secret_name.clone(),
+    let spec = match (&binding.spec.certificate_template, certificate) {
+        (_, Some(certificate)) => &certificate.spec,
+        (Some(template), None) => template,
         (None, None) => {
             return Err(Refusal::CertificateNotFound {
                 binding: binding.name_any(),
@@ -73,6 +92,16 @@ pub fn injection_target(
             });
         }
     };
+    if let Some(wanted) = &spec.service_account_name
+        && wanted != service_account
+    {
+        return Err(Refusal::WrongServiceAccount {
+            certificate: binding.certificate_name(),
+            wanted: wanted.clone(),
+            actual: service_account.to_string(),
+        });
+    }
+    let secret = spec.secret_name.clone();
     let spec = &binding.spec;
     Ok(InjectionTarget {
         binding: binding.name_any(),

@@ -80,9 +80,8 @@ fn certificate(name: &str, secret: &str) -> WorkloadCertificate {
     WorkloadCertificate::new(
         name,
         WorkloadCertificateSpec {
-            issuer_ref: IssuerReference {
-                name: "issuer".into(),
-            },
+            issuer_ref: IssuerReference::issuer("issuer"),
+            service_account_name: None,
             subject: Default::default(),
             uris: vec!["spiffe://example/payments".into()],
             dns_names: Vec::new(),
@@ -151,21 +150,42 @@ fn one_binding_is_chosen_none_is_fine_two_is_a_refusal_naming_both() {
 #[test]
 fn referenced_certificate_must_exist_template_secret_is_known_in_advance() {
     let referencing = binding("payments", Some("payments"), None);
-    let refusal = injection_target(&referencing, None, "team-a").unwrap_err();
+    let refusal = injection_target(&referencing, None, "team-a", "default").unwrap_err();
     assert_eq!(
         refusal.to_string(),
         "RolesAnywhereBinding payments refers to WorkloadCertificate payments-cert, which does not exist in namespace team-a"
     );
     let existing = certificate("payments-cert", "payments-tls");
-    let target = injection_target(&referencing, Some(&existing), "team-a").unwrap();
+    let target = injection_target(&referencing, Some(&existing), "team-a", "default").unwrap();
     assert_eq!(target.certificate_secret, "payments-tls");
     assert_eq!(target.role_arn, ROLE);
 
     let mut templated = binding("payments", Some("payments"), None);
     templated.spec.certificate_ref = None;
     templated.spec.certificate_template = Some(certificate("x", "from-template").spec);
-    let target = injection_target(&templated, None, "team-a").unwrap();
+    let target = injection_target(&templated, None, "team-a", "default").unwrap();
     assert_eq!(target.certificate_secret, "from-template");
+}
+
+#[test]
+fn a_certificate_for_a_service_account_is_mounted_only_into_its_pods() {
+    let binding = binding("payments", Some("payments"), None);
+    let mut for_api = certificate("payments-cert", "payments-tls");
+    for_api.spec.service_account_name = Some("api".into());
+    let target = injection_target(&binding, Some(&for_api), "team-a", "api").unwrap();
+    assert_eq!(target.certificate_secret, "payments-tls");
+    let refusal = injection_target(&binding, Some(&for_api), "team-a", "default").unwrap_err();
+    assert_eq!(
+        refusal.to_string(),
+        "WorkloadCertificate payments-cert is for service account api and this pod runs as default: set the pod's spec.serviceAccountName to api, or bind a certificate issued for default"
+    );
+    // A template's service account applies before its WorkloadCertificate exists.
+    let mut templated = binding.clone();
+    templated.spec.certificate_ref = None;
+    templated.spec.certificate_template = Some(for_api.spec.clone());
+    assert!(injection_target(&templated, None, "team-a", "intruder").is_err());
+    assert_eq!(pod_service_account(&pod("payments", Some("api"))), "api");
+    assert_eq!(pod_service_account(&pod("payments", None)), "default");
 }
 
 /// The target as the admission makes it: the platform's endpoint, never the binding's.
@@ -174,6 +194,7 @@ fn target() -> InjectionTarget {
         &binding("payments", Some("payments"), None),
         Some(&certificate("payments-cert", "payments-tls")),
         "team-a",
+        "default",
     )
     .unwrap();
     assert_eq!(target.endpoint, None, "a binding chose the endpoint");

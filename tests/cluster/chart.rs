@@ -345,6 +345,15 @@ fn needed() -> Vec<Access> {
         access("create", "events.k8s.io", "events").in_namespace(OTHER_NAMESPACE),
         access("patch", "", "events").in_namespace(OTHER_NAMESPACE),
         access("watch", "iamra.dev", "issuers"),
+        access("watch", "iamra.dev", "clusterissuers"),
+        access("patch", "iamra.dev", "clusterissuers").subresource("status"),
+        // The ledger: cluster-scoped, created at issuance, revoked once, deleted after expiry.
+        access("create", "iamra.dev", "certificaterecords"),
+        access("patch", "iamra.dev", "certificaterecords"),
+        access("delete", "iamra.dev", "certificaterecords"),
+        access("list", "iamra.dev", "certificaterecords"),
+        access("update", "iamra.dev", "certificateauthorityrecords"),
+        access("create", "iamra.dev", "certificateauthorityrecords"),
         access("create", "iamra.dev", "workloadcertificates").in_namespace(OTHER_NAMESPACE),
         access("delete", "iamra.dev", "workloadcertificates").in_namespace(OTHER_NAMESPACE),
         access("list", "iamra.dev", "revocations"),
@@ -531,6 +540,7 @@ fn describe(question: &Access) -> String {
 }
 
 /// The rendered ServiceAccount and the RBAC objects that grant it access.
+/// The tenant ClusterRoles are aggregated into Kubernetes' own roles and bound to nobody here.
 fn rbac_objects(objects: &[Value]) -> Vec<Value> {
     const KINDS: [&str; 5] = [
         "ServiceAccount",
@@ -539,9 +549,19 @@ fn rbac_objects(objects: &[Value]) -> Vec<Value> {
         "Role",
         "RoleBinding",
     ];
+    let aggregated = |object: &Value| {
+        object["metadata"]["labels"]
+            .as_object()
+            .is_some_and(|labels| {
+                labels
+                    .keys()
+                    .any(|key| key.starts_with("rbac.authorization.k8s.io/aggregate-to-"))
+            })
+    };
     objects
         .iter()
         .filter(|object| KINDS.iter().any(|kind| object["kind"] == *kind))
+        .filter(|object| !aggregated(object))
         .cloned()
         .collect()
 }

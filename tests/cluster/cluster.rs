@@ -219,15 +219,22 @@ pub fn sample(file_name: &str) -> anyhow::Result<serde_json::Value> {
     serde_yaml_ng::from_str(&text).with_context(|| format!("parsing {}", path.display()))
 }
 
-/// A dynamic API for the iamra kind named in `object`, in `namespace`.
+/// A dynamic API for the iamra kind named in `object`, in `namespace` (cluster-wide for a
+/// ClusterIssuer).
 pub fn api_for(
     client: &kube::Client,
     namespace: &str,
     object: &serde_json::Value,
 ) -> anyhow::Result<Api<kube::api::DynamicObject>> {
-    use iamra::api::{Issuer, Revocation, RolesAnywhereBinding, WorkloadCertificate};
+    use iamra::api::{
+        ClusterIssuer, Issuer, Revocation, RolesAnywhereBinding, WorkloadCertificate,
+    };
     use kube::api::ApiResource;
     let kind = object["kind"].as_str().context("object has no kind")?;
+    if kind == "ClusterIssuer" {
+        let resource = ApiResource::erase::<ClusterIssuer>(&());
+        return Ok(Api::all_with(client.clone(), &resource));
+    }
     let resource = match kind {
         "Issuer" => ApiResource::erase::<Issuer>(&()),
         "WorkloadCertificate" => ApiResource::erase::<WorkloadCertificate>(&()),

@@ -112,14 +112,13 @@ pub fn workload_certificate(
     WorkloadCertificate::new(
         name,
         WorkloadCertificateSpec {
-            issuer_ref: IssuerReference {
-                name: issuer.into(),
-            },
-            subject: Subject {
+            issuer_ref: IssuerReference::issuer(issuer),
+            service_account_name: None,
+            subject: Some(Subject {
                 common_name: Some(name.into()),
                 organization: Some("iamra tests".into()),
                 ..Default::default()
-            },
+            }),
             uris: vec![format!("spiffe://cluster.local/ns/test/sa/{name}")],
             dns_names: vec![format!("{name}.test.svc")],
             key_algorithm: Some(key_algorithm),
@@ -585,7 +584,9 @@ async fn reissues_on_spec_change(cluster: TestCluster) -> anyhow::Result<()> {
     let mut certificate = workload_certificate("app", "ca", WorkloadKeyAlgorithm::EcdsaP256);
     apply(&s.certificates, &certificate).await?;
     wait_certificate_ready(&s.certificates, "app", 1).await?;
-    certificate.spec.subject.common_name = Some("renamed".into());
+    if let Some(subject) = certificate.spec.subject.as_mut() {
+        subject.common_name = Some("renamed".into());
+    }
     certificate.spec.key_algorithm = Some(WorkloadKeyAlgorithm::Rsa2048);
     apply(&s.certificates, &certificate).await?;
     let second = wait_certificate_ready(&s.certificates, "app", 2).await?;

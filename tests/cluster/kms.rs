@@ -80,7 +80,11 @@ fn kms_client(endpoint: &str) -> aws_sdk_kms::Client {
     aws_sdk_kms::Client::from_conf(config)
 }
 
-async fn create_key(endpoint: &str, spec: KeySpec, usage: KeyUsageType) -> anyhow::Result<String> {
+pub async fn create_key(
+    endpoint: &str,
+    spec: KeySpec,
+    usage: KeyUsageType,
+) -> anyhow::Result<String> {
     let key = kms_client(endpoint)
         .create_key()
         .key_spec(spec)

@@ -297,7 +297,9 @@ async fn by_reference_revokes_earlier_certificates_and_shared_keys(
         .context("serial")?;
     let first_key = secret_text(&s.secrets.get("app-tls").await?, "tls.key")?;
     // A spec change re-issues; the Never policy keeps the key.
-    certificate.spec.subject.organizational_unit = Some("moved".into());
+    if let Some(subject) = certificate.spec.subject.as_mut() {
+        subject.organizational_unit = Some("moved".into());
+    }
     apply(&s.certificates, &certificate).await?;
     let second = wait_certificate_ready(&s.certificates, "app", 2).await?;
     let second_serial = second

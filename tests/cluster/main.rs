@@ -18,6 +18,7 @@ mod rbac;
 mod revocation;
 mod samples;
 mod schema_validation;
+mod tenancy;
 mod tls_providers;
 mod webhook;
 
@@ -46,6 +47,7 @@ fn main() -> ExitCode {
     trials.extend(kms::trials(&cluster));
     trials.extend(revocation::trials(&cluster));
     trials.extend(ledger::trials(&cluster));
+    trials.extend(tenancy::trials(&cluster));
     trials.extend(tls_providers::trials(&cluster));
     trials.extend(webhook::trials(&cluster));
     trials.extend(leader_election::trials(&cluster));

@@ -182,7 +182,7 @@ impl Scene {
         let revocation = Revocation::new(
             name,
             RevocationSpec {
-                issuer_ref: IssuerReference { name: "ca".into() },
+                issuer_ref: IssuerReference::issuer("ca"),
                 serial_number,
                 certificate_ref,
                 reason: Some(RevocationReason::KeyCompromise),

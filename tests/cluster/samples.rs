@@ -12,6 +12,8 @@ const SAMPLES: &[&str] = &[
     "workloadcertificate.yaml",
     "revocation.yaml",
     "rolesanywherebinding.yaml",
+    "clusterissuer.yaml",
+    "workloadcertificate-shared.yaml",
 ];
 
 pub fn trials(cluster: &TestCluster) -> Vec<Trial> {
