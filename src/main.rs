@@ -39,6 +39,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once at start; the size of the controller's variant costs nothing worth boxing for.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Run the operator against the current kubeconfig (or in-cluster configuration).
@@ -118,6 +120,15 @@ struct PlatformArgs {
         value_delimiter = ','
     )]
     kms_key_grants: Vec<KmsKeyGrant>,
+    /// End the live sessions of a revoked certificate at once: an inline Deny (policy
+    /// `iamra-revoked-sessions`) on every role a RolesAnywhereBinding of the certificate names,
+    /// for its sessions issued before the revocation. Needs `iam:GetRolePolicy` and
+    /// `iam:PutRolePolicy` on those roles.
+    #[arg(long, env = "IAMRA_END_LIVE_SESSIONS", num_args = 0..=1, default_missing_value = "true", default_value_t = false, action = clap::ArgAction::Set)]
+    end_live_sessions: bool,
+    /// IAM endpoint URL (an emulator); default: the global endpoint (or `AWS_ENDPOINT_URL_IAM`).
+    #[arg(long, env = "IAMRA_IAM_ENDPOINT")]
+    iam_endpoint: Option<String>,
 }
 
 impl PlatformArgs {
@@ -126,6 +137,8 @@ impl PlatformArgs {
             kms_endpoint: self.kms_endpoint,
             rolesanywhere_endpoint: self.rolesanywhere_endpoint,
             kms_key_grants: self.kms_key_grants.into_iter().collect(),
+            end_live_sessions: self.end_live_sessions,
+            iam_endpoint: self.iam_endpoint,
         }
     }
 }

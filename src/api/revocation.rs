@@ -118,6 +118,10 @@ pub struct RevocationStatus {
     /// When Roles Anywhere first accepted a CRL carrying this revocation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub import_time: Option<Time>,
+    /// IAM roles on which the live sessions of the revoked certificates are denied (with
+    /// `--end-live-sessions`): a CRL stops only new sessions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub live_sessions_denied_on: Vec<String>,
 }
 
 /// One certificate a Revocation revoked.

@@ -10,6 +10,7 @@ use tokio::sync::Mutex;
 use super::backoff::Backoff;
 use super::crl::PublishedCrl;
 use super::ledger::Ledger;
+use super::live_sessions::IamSessionRevoker;
 use super::platform::PlatformConfig;
 use crate::rolesanywhere::crl_import::CrlImporter;
 use crate::signer::{KmsError, KmsSigningKey, KmsSigningOptions};
@@ -46,6 +47,8 @@ pub struct Context {
     pub crl_importer: CrlImporter,
     /// The platform team's configuration: AWS endpoints, KMS key grants.
     pub platform: PlatformConfig,
+    /// Ends live sessions of revoked certificates, when the platform turned it on.
+    pub live_sessions: Option<IamSessionRevoker>,
     /// What the controller issued and revoked: the source of every CRL.
     pub ledger: Ledger,
     /// How often a CRL Roles Anywhere holds is checked for drift.
@@ -86,6 +89,9 @@ impl Context {
             kms_keys: Mutex::new(HashMap::new()),
             backoff: Backoff::default(),
             crl_importer: CrlImporter::new(aws.clone(), platform.rolesanywhere_endpoint.clone()),
+            live_sessions: platform
+                .end_live_sessions
+                .then(|| IamSessionRevoker::new(&aws, platform.iam_endpoint.as_deref())),
             platform,
             published_crls: Default::default(),
         }

@@ -19,12 +19,16 @@ use super::revocation::patch_status as patch_revocation_status;
 use crate::api::{
     CONDITION_READY, CrlImportRecord, IssuerKind, IssuerStatus, Revocation, RolesAnywhereCrlTarget,
 };
-use crate::rolesanywhere::crl_import::{CrlImportError, ImportedCrlState};
+use crate::rolesanywhere::crl_import::{
+    CrlImportError, ImportedCrlState, ROLES_ANYWHERE_MAX_CRL_BYTES,
+};
 
 /// Condition: the current CRL is published (ConfigMap and HTTP).
 pub const CONDITION_CRL_PUBLISHED: &str = "CrlPublished";
 /// Condition: Roles Anywhere holds the current CRL.
 pub const CONDITION_CRL_IMPORTED: &str = "CrlImported";
+/// Condition: the CRL is well within Roles Anywhere's import limit.
+pub const CONDITION_CRL_CAPACITY: &str = "CrlCapacity";
 
 /// How often a CRL that Roles Anywhere already holds is checked for drift (disabled, deleted or
 /// overwritten out of band): one GetCrl per trust anchor, well under the 1 request/s quota.
@@ -126,6 +130,22 @@ pub async fn reconcile_crl(
         .await;
     }
 
+    let capacity = crl_capacity(&published, issuer.generation, &previous.conditions);
+    let was_near_limit = previous
+        .conditions
+        .iter()
+        .any(|c| c.type_ == CONDITION_CRL_CAPACITY && c.status == "False");
+    if capacity.status == "False" && !was_near_limit {
+        ctx.publish_event_about(
+            &issuer.reference,
+            true,
+            &capacity.reason,
+            "PublishCRL",
+            capacity.message.clone(),
+        )
+        .await;
+    }
+    status.conditions.push(capacity);
     if published.new {
         // Once per new CRL is often enough: records only matter until their notAfter.
         let authority = &published.authority.spec.authority;
@@ -207,6 +227,46 @@ pub async fn reconcile_crl(
                 ctx.backoff.next_delay(&uid, super::issuer::TRANSIENT_RETRY),
             ))
         }
+    }
+}
+
+/// Share of Roles Anywhere's import limit at which the `CrlCapacity` condition turns False, well
+/// before imports start failing.
+const CRL_CAPACITY_WARNING_PERCENT: usize = 80;
+
+/// The `CrlCapacity` condition: how much of the 300,000-byte import limit the CRL uses.
+fn crl_capacity(
+    published: &PublishedCrl,
+    generation: Option<i64>,
+    previous: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+    let size = published.pem.len();
+    let percent = size * 100 / ROLES_ANYWHERE_MAX_CRL_BYTES;
+    let entries = published.serials.len();
+    let message = format!(
+        "CRL {} carries {entries} entries in {size} PEM bytes, {percent}% of Roles Anywhere's {ROLES_ANYWHERE_MAX_CRL_BYTES}-byte import limit",
+        published.number
+    );
+    if percent >= CRL_CAPACITY_WARNING_PERCENT {
+        condition(
+            previous,
+            CONDITION_CRL_CAPACITY,
+            false,
+            "NearImportLimit",
+            format!(
+                "{message}: shorten certificate lifetimes (expired entries leave) or split workloads across Issuers before imports are refused"
+            ),
+            generation,
+        )
+    } else {
+        condition(
+            previous,
+            CONDITION_CRL_CAPACITY,
+            true,
+            "WithinImportLimit",
+            message,
+            generation,
+        )
     }
 }
 

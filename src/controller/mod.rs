@@ -15,6 +15,7 @@ mod issuance_policy;
 mod issuer;
 mod leader;
 mod ledger;
+mod live_sessions;
 mod metrics;
 mod platform;
 mod revocation;

@@ -12,6 +12,11 @@ pub struct PlatformConfig {
     pub rolesanywhere_endpoint: Option<String>,
     /// KMS keys namespaced Issuers may use.
     pub kms_key_grants: BTreeSet<KmsKeyGrant>,
+    /// End the live sessions of revoked certificates with an inline Deny on the bound roles
+    /// (needs `iam:GetRolePolicy` and `iam:PutRolePolicy` on them).
+    pub end_live_sessions: bool,
+    /// IAM endpoint for that; None: the global one.
+    pub iam_endpoint: Option<String>,
 }
 
 /// One namespace's right to use one KMS key in its Issuers.

@@ -21,10 +21,12 @@ use super::crl::status_time;
 use super::error::Error;
 use super::issuer::TRANSIENT_RETRY;
 use super::ledger::revocation_for;
+use super::live_sessions::{IamSessionRevoker, MAX_SESSION_SECONDS, RevokedSession};
 use super::metrics::RECONCILE_ERRORS;
 use crate::api::{
     CONDITION_READY, CertificateRecord, ClusterIssuer, Issuer, IssuerKind, Revocation,
-    RevocationRequester, RevocationStatus, RevokedCertificateStatus, WorkloadCertificate,
+    RevocationRequester, RevocationStatus, RevokedCertificateStatus, RolesAnywhereBinding,
+    WorkloadCertificate,
 };
 use crate::pki::{authority_id, parse_serial_hex, serial_hex};
 
@@ -32,6 +34,8 @@ use crate::pki::{authority_id, parse_serial_hex, serial_hex};
 pub const REVOCATION_FINALIZER: &str = "iamra.dev/revocation-protection";
 /// Condition: False when the serial was never issued by the Issuer's CA.
 pub const CONDITION_SERIAL_KNOWN: &str = "SerialKnown";
+/// Condition: the live sessions of the revoked certificates are denied on the bound roles.
+pub const CONDITION_LIVE_SESSIONS_ENDED: &str = "LiveSessionsEnded";
 /// Condition: True while deletion waits for the certificate to expire.
 pub const CONDITION_DELETION_BLOCKED: &str = "DeletionBlocked";
 /// Set on a WorkloadCertificate to have the certificate with this serial replaced right away,
@@ -90,7 +94,18 @@ pub async fn reconcile(revocation: Arc<Revocation>, ctx: Arc<Context>) -> Result
         }
     };
     ctx.backoff.reset(&revocation.uid().unwrap_or_default());
-    let status = accepted_status(&revocation, &previous, &accepted);
+    let mut status = accepted_status(&revocation, &previous, &accepted);
+    if let Some(revoker) = &ctx.live_sessions {
+        end_live_sessions(
+            &ctx,
+            revoker,
+            &revocation,
+            &previous,
+            &accepted,
+            &mut status,
+        )
+        .await?;
+    }
     let first_acceptance = previous.revoked_certificates.is_empty();
     if status_changed(&previous, &status) {
         patch_status(&api, &revocation.name_any(), &status).await?;
@@ -129,6 +144,14 @@ pub async fn reconcile(revocation: Arc<Revocation>, ctx: Arc<Context>) -> Result
             .await?
             .and_then(|c| c.annotations().get(REISSUE_ANNOTATION).cloned());
         if current.as_deref() != Some(newest.as_str()) {
+            // The re-issue must sort after the cut-off (the end of the Revocation's creation
+            // second), or resolving the Revocation again would revoke the new certificate too.
+            let until_cutoff =
+                creation_second_end(&revocation).duration_since(jiff::Timestamp::now());
+            if until_cutoff.is_positive() {
+                let wait = Duration::from_millis(until_cutoff.as_millis().max(0) as u64 + 50);
+                return Ok(Action::requeue(wait));
+            }
             let patch = json!({"metadata": {"annotations": {REISSUE_ANNOTATION: newest}}});
             certificates
                 .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
@@ -138,9 +161,23 @@ pub async fn reconcile(revocation: Arc<Revocation>, ctx: Arc<Context>) -> Result
     Ok(Action::await_change())
 }
 
+/// The end of the second the Revocation was created in (creationTimestamp has whole seconds):
+/// certificates issued before it are its targets.
+fn creation_second_end(revocation: &Revocation) -> jiff::Timestamp {
+    let created = revocation
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .map(|t| t.0)
+        .unwrap_or_else(jiff::Timestamp::now);
+    created + jiff::SignedDuration::from_secs(1)
+}
+
 /// What an accepted Revocation revoked.
 struct Accepted {
     revoked: Vec<RevokedCertificateStatus>,
+    /// The ledger records of what was revoked, as they now stand.
+    records: Vec<CertificateRecord>,
     /// The serial of a `serialNumber` Revocation is one this CA issued.
     serial_known: bool,
     /// The latest revoked certificate of the referenced WorkloadCertificate (to re-issue).
@@ -203,10 +240,10 @@ async fn accept(
         .map(|t| t.0)
         .unwrap_or_else(jiff::Timestamp::now);
     // creationTimestamp has whole seconds: a certificate issued in the same second (before the
-    // Revocation, or a renewal racing it) is included. Once this request has revoked something,
-    // its first acceptance (microseconds, before any re-issue it asks for) is the cut-off, so
-    // resolving again never includes the re-issued certificate. A Revocation restored from a
-    // backup (same name, new uid) keeps the cut-off of the first.
+    // Revocation, or a renewal racing it) is included, and the re-issue it asks for waits until
+    // that second is over. Once this request has revoked something, its first acceptance
+    // (microseconds) bounds the cut-off too. A Revocation restored from a backup (same name, new
+    // uid) keeps the cut-off of the first.
     let first_acceptance = ctx
         .ledger
         .revoked(&authority)
@@ -216,7 +253,7 @@ async fn accept(
         .filter(|r| r.requested_by.namespace == namespace && r.requested_by.name == requester.name)
         .map(|r| r.accepted_at.0)
         .min();
-    let created_second_end = created + jiff::SignedDuration::from_secs(1);
+    let created_second_end = creation_second_end(revocation);
     let cutoff = first_acceptance.map_or(created_second_end, |first| first.min(created_second_end));
     let revocation_time = revocation
         .spec
@@ -334,8 +371,10 @@ async fn accept(
     }
 
     let mut revoked = Vec::new();
+    let mut records = Vec::new();
     for target in &targets {
         let record = ctx.ledger.revoke(target, &recorded).await?;
+        records.push(record.clone());
         let first_revoked_by = record
             .spec
             .revocation
@@ -352,10 +391,113 @@ async fn accept(
     revoked.sort_by(|a, b| a.serial_number.cmp(&b.serial_number));
     Ok(Ok(Accepted {
         revoked,
+        records,
         serial_known,
         newest_of_certificate,
         revocation_time,
     }))
+}
+
+/// Denies the live sessions of every revoked certificate on the roles its bindings name, and
+/// says so in `status` (`LiveSessionsEnded`, `liveSessionsDeniedOn`). Done once per set of
+/// revoked certificates: the Deny statements are idempotent, the IAM calls are not free.
+async fn end_live_sessions(
+    ctx: &Context,
+    revoker: &IamSessionRevoker,
+    revocation: &Revocation,
+    previous: &RevocationStatus,
+    accepted: &Accepted,
+    status: &mut RevocationStatus,
+) -> Result<(), Error> {
+    let generation = revocation.metadata.generation;
+    let done = previous.revoked_certificates == accepted.revoked
+        && previous
+            .conditions
+            .iter()
+            .any(|c| c.type_ == CONDITION_LIVE_SESSIONS_ENDED && c.status == "True");
+    if done {
+        return Ok(());
+    }
+    let now = jiff::Timestamp::now().as_second();
+    // Role ARN -> the sessions it must refuse.
+    let mut by_role: std::collections::BTreeMap<String, Vec<RevokedSession>> = Default::default();
+    for record in &accepted.records {
+        let (Some(issued), Some(revoked)) = (&record.spec.issued, &record.spec.revocation) else {
+            continue;
+        };
+        let bindings: Api<RolesAnywhereBinding> =
+            Api::namespaced(ctx.client.clone(), &issued.namespace);
+        for binding in bindings.list(&Default::default()).await?.items {
+            if binding.certificate_name() != issued.certificate {
+                continue;
+            }
+            // Whole seconds, rounded up: a session issued in the revocation's second is denied.
+            let revoked_at = jiff::Timestamp::from_second(revoked.accepted_at.0.as_second() + 1)
+                .unwrap_or(revoked.accepted_at.0);
+            by_role
+                .entry(binding.spec.role_arn.clone())
+                .or_default()
+                .push(RevokedSession {
+                    session_name: binding
+                        .spec
+                        .role_session_name
+                        .clone()
+                        .unwrap_or_else(|| record.spec.serial_number.clone()),
+                    revoked_at: revoked_at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+                    expires: record.spec.not_after.0.as_second() + MAX_SESSION_SECONDS,
+                });
+        }
+    }
+    let mut failures = Vec::new();
+    for (role, sessions) in &by_role {
+        if let Err(error) = revoker.deny(role, sessions, now).await {
+            failures.push(error.to_string());
+        }
+    }
+    status.live_sessions_denied_on = by_role.keys().cloned().collect();
+    status
+        .conditions
+        .retain(|c| c.type_ != CONDITION_LIVE_SESSIONS_ENDED);
+    let condition = if failures.is_empty() {
+        let message = if by_role.is_empty() {
+            "No RolesAnywhereBinding uses the revoked certificates: no live session to end"
+                .to_string()
+        } else {
+            format!(
+                "Sessions of the revoked certificates issued before the revocation are denied on {}",
+                status.live_sessions_denied_on.join(", ")
+            )
+        };
+        condition(
+            &previous.conditions,
+            CONDITION_LIVE_SESSIONS_ENDED,
+            true,
+            "DeniedOnRoles",
+            message,
+            generation,
+        )
+    } else {
+        let message = failures.join("; ");
+        tracing::warn!(%message, "live sessions could not be ended");
+        ctx.publish_event(
+            revocation,
+            true,
+            "LiveSessionsNotEnded",
+            "Revoke",
+            message.clone(),
+        )
+        .await;
+        condition(
+            &previous.conditions,
+            CONDITION_LIVE_SESSIONS_ENDED,
+            false,
+            "IAMFailed",
+            message,
+            generation,
+        )
+    };
+    status.conditions.push(condition);
+    Ok(())
 }
 
 /// The status of an accepted Revocation; Ready stays as the CRL publisher last set it.
@@ -405,7 +547,9 @@ fn accepted_status(
         previous
             .conditions
             .iter()
-            .filter(|c| c.type_ == CONDITION_DELETION_BLOCKED)
+            .filter(|c| {
+                c.type_ == CONDITION_DELETION_BLOCKED || c.type_ == CONDITION_LIVE_SESSIONS_ENDED
+            })
             .cloned(),
     );
     RevocationStatus {
@@ -424,6 +568,7 @@ fn accepted_status(
             .max_by_key(|t| t.0),
         crl_number: previous.crl_number,
         import_time: previous.import_time.clone(),
+        live_sessions_denied_on: previous.live_sessions_denied_on.clone(),
     }
 }
 

@@ -232,6 +232,11 @@ fn crl_carries_number_entries_reasons_and_the_ca_key_identifier() {
                     revoked_at: now,
                     reason: RevocationReason::Superseded,
                 },
+                super::RevokedCertificate {
+                    serial: parse_serial_hex("77").unwrap(),
+                    revoked_at: now,
+                    reason: RevocationReason::Unspecified,
+                },
             ],
             authority_key_identifier: ca_parsed.subject_key_identifier.clone().unwrap(),
         };
@@ -264,9 +269,10 @@ fn crl_carries_number_entries_reasons_and_the_ca_key_identifier() {
             entries,
             [
                 ("0b".to_string(), Some(4)),
-                ("4a:00:ff".to_string(), Some(1))
+                ("4a:00:ff".to_string(), Some(1)),
+                ("77".to_string(), None),
             ],
-            "sorted, deduplicated"
+            "sorted, deduplicated, no reasonCode for unspecified"
         );
         let aki = parsed
             .extensions()

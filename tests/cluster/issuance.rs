@@ -234,7 +234,11 @@ pub async fn check_issued(
         "status serial {:?} is not the Secret's {serial}",
         status.serial_number
     );
-    anyhow::ensure!(serial.len() == 40, "serial {serial} is not 20 octets");
+    anyhow::ensure!(
+        serial.len() == 2 * iamra::pki::SERIAL_NUMBER_BYTES,
+        "serial {serial} is not {} octets",
+        iamra::pki::SERIAL_NUMBER_BYTES
+    );
     let owner = secret
         .owner_references()
         .first()

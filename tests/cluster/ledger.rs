@@ -439,6 +439,22 @@ async fn recreated_issuer_continues_numbers_and_entries(
         serials.contains(&serial),
         "the re-created Issuer's CRL lost the revoked serial"
     );
+    let capacity = wait_for("CrlCapacity", SETTLE, || async {
+        Ok(s.issuers
+            .get("ca")
+            .await?
+            .status
+            .and_then(|st| st.conditions.into_iter().find(|c| c.type_ == "CrlCapacity")))
+    })
+    .await?;
+    anyhow::ensure!(
+        capacity.status == "True"
+            && capacity.reason == "WithinImportLimit"
+            && capacity
+                .message
+                .contains("of Roles Anywhere's 300000-byte import limit"),
+        "{capacity:?}"
+    );
     Ok(())
 }
 

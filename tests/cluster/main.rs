@@ -11,6 +11,8 @@ mod helm;
 mod kms;
 mod leader_election;
 mod ledger;
+mod ledger_model;
+mod live_sessions;
 mod metrics;
 mod openssl;
 mod processes;
@@ -47,6 +49,8 @@ fn main() -> ExitCode {
     trials.extend(kms::trials(&cluster));
     trials.extend(revocation::trials(&cluster));
     trials.extend(ledger::trials(&cluster));
+    trials.extend(ledger_model::trials(&cluster));
+    trials.extend(live_sessions::trials(&cluster));
     trials.extend(tenancy::trials(&cluster));
     trials.extend(tls_providers::trials(&cluster));
     trials.extend(webhook::trials(&cluster));
