@@ -68,7 +68,9 @@ pub struct ClusterIssuerSpec {
 
 /// How a certificate's identity is derived from who asks for it. Every field is a template over
 /// `{namespace}` and `{serviceAccount}` (of the WorkloadCertificate), `{name}` (the
-/// WorkloadCertificate's name) and `{trustDomain}`. A WorkloadCertificate may leave subject and SANs
+/// WorkloadCertificate's name) and `{trustDomain}`; every URI and DNS template, and the subject,
+/// must contain `{namespace}`. Put `/` or `.` between `{namespace}` and another variable (names
+/// may contain `-`, so `{namespace}-{serviceAccount}` could be read two ways). A WorkloadCertificate may leave subject and SANs
 /// out (they are filled in) or state exactly these; anything else is refused.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
@@ -80,11 +82,13 @@ pub struct IdentityPolicy {
     /// URI SAN templates. Default: `["spiffe://{trustDomain}/ns/{namespace}/sa/{serviceAccount}"]`.
     /// Roles Anywhere maps the first URI SAN to `aws:PrincipalTag/x509SAN/URI`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(inner(regex(pattern = IDENTITY_TEMPLATE_PATTERN)))]
+    #[schemars(length(max = 8), inner(length(min = 1, max = 512), regex(pattern = IDENTITY_TEMPLATE_PATTERN)))]
+    #[x_kube(validation = Rule::new("self.all(t, t.contains('{namespace}'))").message("every URI template must contain {namespace}, or two namespaces could get the same identity"))]
     pub uris: Option<Vec<String>>,
     /// DNS SAN templates, such as `{serviceAccount}.{namespace}.svc`. Default: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(inner(regex(pattern = IDENTITY_TEMPLATE_PATTERN)))]
+    #[schemars(length(max = 8), inner(length(min = 1, max = 512), regex(pattern = IDENTITY_TEMPLATE_PATTERN)))]
+    #[x_kube(validation = Rule::new("self.all(t, t.contains('{namespace}'))").message("every DNS template must contain {namespace}, or two namespaces could get the same identity"))]
     pub dns_names: Option<Vec<String>>,
     /// Subject templates. Default: `CN={serviceAccount}`, `OU={namespace}`. Roles Anywhere maps
     /// them to `aws:PrincipalTag/x509Subject/CN`, `…/OU` for role trust policies.
@@ -96,6 +100,7 @@ pub struct IdentityPolicy {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("has(self.commonName) || has(self.organization) || has(self.organizationalUnit)").message("the subject template needs at least one of commonName, organization, organizationalUnit: Roles Anywhere refuses an empty subject"))]
+#[x_kube(validation = Rule::new("(has(self.commonName) && self.commonName.contains('{namespace}')) || (has(self.organization) && self.organization.contains('{namespace}')) || (has(self.organizationalUnit) && self.organizationalUnit.contains('{namespace}'))").message("the subject template must contain {namespace} in commonName, organization or organizationalUnit, or two namespaces could get the same subject"))]
 pub struct SubjectTemplate {
     /// Common name (CN) template.
     #[serde(default, skip_serializing_if = "Option::is_none")]

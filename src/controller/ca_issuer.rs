@@ -98,8 +98,8 @@ impl CaIssuer {
     pub fn crl_config_map_name(&self) -> String {
         match self.kind {
             IssuerKind::Issuer => super::crl::crl_config_map_name(&self.name),
-            // Prefixed: an Issuer of the same name may live in the controller's namespace.
-            IssuerKind::ClusterIssuer => format!("clusterissuer-{}-crl", self.name),
+            // An Issuer's ends in `-crl`; this one cannot, whatever the Issuer's name.
+            IssuerKind::ClusterIssuer => format!("{}-crl.clusterissuer", self.name),
         }
     }
 

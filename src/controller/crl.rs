@@ -31,6 +31,9 @@ pub const CRL_PEM_KEY: &str = "ca.crl.pem";
 pub const CRL_NUMBER_ANNOTATION: &str = "iamra.dev/crl-number";
 /// Highest number reserved by versions before the ledger; read once, to continue numbering.
 pub const CRL_RESERVED_ANNOTATION: &str = "iamra.dev/crl-number-reserved";
+/// The highest number read from a pre-ledger ConfigMap: far beyond any real count of CRLs, far
+/// below the end of the range.
+const MAX_LEGACY_CRL_NUMBER: i64 = 1 << 40;
 /// Default CRL validity (nextUpdate - thisUpdate).
 pub const DEFAULT_CRL_VALIDITY: &str = "24h";
 
@@ -56,6 +59,8 @@ pub struct PublishedCrl {
     pub refresh_in: Duration,
     /// The CA's ledger record after publishing.
     pub authority: CertificateAuthorityRecord,
+    /// The CA's public key (DER SPKI), to recognise its CRLs.
+    pub ca_public_key_info: Vec<u8>,
 }
 
 /// Why no CRL could be published.
@@ -137,6 +142,7 @@ pub async fn publish_crl(
     let name = issuer.crl_config_map_name();
     let existing = config_maps.get_opt(&name).await?;
     // Numbers published before the ledger existed are continued, so an upgrade never goes back.
+    // The annotations are writable in the namespace: bounded, so they cannot exhaust the numbers.
     let legacy_number = [CRL_NUMBER_ANNOTATION, CRL_RESERVED_ANNOTATION]
         .iter()
         .filter_map(|key| {
@@ -147,6 +153,7 @@ pub async fn publish_crl(
                 .parse::<i64>()
                 .ok()
         })
+        .filter(|number| (0..=MAX_LEGACY_CRL_NUMBER).contains(number))
         .max()
         .unwrap_or(0);
     let ca_not_after = status_time(ca.certificate.not_after)
@@ -188,6 +195,7 @@ pub async fn publish_crl(
                 unusable_records,
                 refresh_in: refresh - age,
                 authority: record.clone(),
+                ca_public_key_info: ca.certificate.public_key_info.clone(),
             });
         }
     }
@@ -252,6 +260,7 @@ pub async fn publish_crl(
         unusable_records,
         refresh_in: refresh,
         authority: authority_record,
+        ca_public_key_info: ca.certificate.public_key_info.clone(),
     })
 }
 

@@ -432,9 +432,16 @@ async fn import_crl(
             ),
         });
     }
+    let ca_key = published.ca_public_key_info.clone();
     let crl_id = ctx
         .crl_importer
-        .import(target, crl_name, &published.pem, entry.crl_id.as_deref())
+        .import(
+            target,
+            crl_name,
+            &published.pem,
+            entry.crl_id.as_deref(),
+            &|crl: &[u8]| crate::pki::crl_is_signed_by(crl, &ca_key),
+        )
         .await?;
     entry.crl_id = Some(crl_id.clone());
     entry.number = published.number;

@@ -3,12 +3,15 @@
 //! each bound role, for sessions of that certificate issued before the revocation, ends them at
 //! once (IAM policy changes take effect within seconds to minutes).
 //!
-//! Condition keys (IAM Roles Anywhere User Guide, "trust model"; IAM "revoke sessions"): a Roles
-//! Anywhere session's role session name is the certificate's hex serial unless the profile
-//! accepts a custom one, so `aws:userid` is `<role id>:<hex serial>`; `aws:TokenIssueTime`
-//! bounds the Deny to sessions issued before the revocation (the shape of AWS's own
-//! `AWSRevokeOlderSessions`). Each statement is removed once no session of its certificate can
-//! be alive: the certificate's notAfter plus the longest session.
+//! Condition key (IAM Roles Anywhere User Guide, "trust model"): a Roles Anywhere session's role
+//! session name is the certificate's hex serial unless the profile accepts a custom one, so
+//! `aws:userid` is `<role id>:<hex serial>`. Only that form is denied: a serial is random and
+//! belongs to one certificate, so a tenant naming someone else's role in a binding can deny
+//! nothing but sessions of its own revoked certificate, and every session of that certificate is
+//! denied, also those created between the revocation and the CRL import. (Bindings with a custom
+//! `roleSessionName` are skipped: that name is a tenant's choice and could match anyone's
+//! sessions.) Each statement is removed once no session of its certificate can be alive: the
+//! certificate's notAfter plus the longest session.
 
 use serde_json::{Value, json};
 
@@ -23,10 +26,8 @@ const SID_PREFIX: &str = "IamraRevoked";
 /// One revoked certificate whose sessions a role must refuse.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RevokedSession {
-    /// The role session name the sessions carry: the hex serial, or a binding's custom name.
-    pub session_name: String,
-    /// When the revocation was accepted (RFC 3339): older sessions are denied.
-    pub revoked_at: String,
+    /// The hex serial: the role session name Roles Anywhere gives the certificate's sessions.
+    pub serial: String,
     /// Unix seconds after which no session of the certificate can be alive.
     pub expires: i64,
 }
@@ -43,12 +44,12 @@ pub enum DenyPolicyError {
 }
 
 fn sid(entry: &RevokedSession) -> String {
-    let name: String = entry
-        .session_name
+    let serial: String = entry
+        .serial
         .chars()
-        .filter(char::is_ascii_alphanumeric)
+        .filter(char::is_ascii_hexdigit)
         .collect();
-    format!("{SID_PREFIX}{name}U{}", entry.expires)
+    format!("{SID_PREFIX}{serial}U{}", entry.expires)
 }
 
 /// When a statement written by [`deny_policy`] stops mattering, from its Sid.
@@ -94,8 +95,7 @@ pub fn deny_policy(
             "Action": "*",
             "Resource": "*",
             "Condition": {
-                "StringLike": {"aws:userid": format!("*:{}", entry.session_name)},
-                "DateLessThan": {"aws:TokenIssueTime": entry.revoked_at},
+                "StringLike": {"aws:userid": format!("*:{}", entry.serial)},
             },
         }));
     }
@@ -120,24 +120,20 @@ mod tests {
 
     fn entry(serial: &str, expires: i64) -> RevokedSession {
         RevokedSession {
-            session_name: serial.into(),
-            revoked_at: "2026-12-01T10:00:00Z".into(),
+            serial: serial.into(),
             expires,
         }
     }
 
     #[test]
-    fn denies_sessions_of_each_revoked_certificate_issued_before_the_revocation() {
+    fn denies_every_session_of_each_revoked_certificate() {
         let document = deny_policy(None, &[entry("4a0b", 2_000)], 1_000).unwrap();
         let parsed: Value = serde_json::from_str(&document).unwrap();
         let statement = &parsed["Statement"][0];
         assert_eq!(statement["Effect"], "Deny");
         assert_eq!(statement["Action"], "*");
         assert_eq!(statement["Condition"]["StringLike"]["aws:userid"], "*:4a0b");
-        assert_eq!(
-            statement["Condition"]["DateLessThan"]["aws:TokenIssueTime"],
-            "2026-12-01T10:00:00Z"
-        );
+        assert_eq!(statement["Condition"].as_object().unwrap().len(), 1);
     }
 
     #[test]
@@ -171,7 +167,7 @@ mod tests {
     #[test]
     fn refuses_a_policy_over_the_inline_limit() {
         let many: Vec<RevokedSession> = (0..200)
-            .map(|i| entry(&format!("{i:040x}"), 9_999))
+            .map(|i| entry(&format!("{i:018x}"), 9_999))
             .collect();
         assert!(matches!(
             deny_policy(None, &many, 0),
@@ -211,6 +207,10 @@ pub enum LiveSessionError {
 /// Writes the Deny policy through IAM (`GetRolePolicy`, `PutRolePolicy`).
 pub struct IamSessionRevoker {
     client: aws_sdk_iam::Client,
+    /// One read-modify-write of a role's policy at a time, or concurrent Revocations could each
+    /// write their statement over the other's.
+    role_locks:
+        std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<tokio::sync::Mutex<()>>>>,
 }
 
 /// IAM is a global service, signed in us-east-1.
@@ -226,6 +226,7 @@ impl IamSessionRevoker {
         }
         Self {
             client: aws_sdk_iam::Client::from_conf(config.build()),
+            role_locks: Default::default(),
         }
     }
 
@@ -238,6 +239,12 @@ impl IamSessionRevoker {
     ) -> Result<(), LiveSessionError> {
         let role =
             role_name(role_arn).ok_or_else(|| LiveSessionError::NotARole(role_arn.into()))?;
+        let lock = self
+            .role_locks
+            .lock()
+            .map(|mut locks| locks.entry(role.to_string()).or_default().clone())
+            .unwrap_or_default();
+        let _turn = lock.lock().await;
         let iam_error = |operation: &'static str, message: String| LiveSessionError::Iam {
             operation,
             role: role.to_string(),

@@ -72,6 +72,7 @@ pub async fn reconcile(revocation: Arc<Revocation>, ctx: Arc<Context>) -> Result
     let accepted = match accept(&revocation, &ctx, &namespace).await? {
         Ok(accepted) => accepted,
         Err((reason, message)) => {
+            let permanent = PERMANENT_REFUSALS.contains(&reason);
             let mut status = previous.clone();
             status.observed_generation = generation;
             status.conditions = vec![condition(
@@ -86,6 +87,10 @@ pub async fn reconcile(revocation: Arc<Revocation>, ctx: Arc<Context>) -> Result
                 patch_status(&api, &revocation.name_any(), &status).await?;
                 ctx.publish_event(revocation.as_ref(), true, reason, "Resolve", message)
                     .await;
+            }
+            // Refusals that only a change of the Revocation can lift wait for that change.
+            if permanent {
+                return Ok(Action::await_change());
             }
             return Ok(Action::requeue(ctx.backoff.next_delay(
                 &revocation.uid().unwrap_or_default(),
@@ -158,19 +163,33 @@ pub async fn reconcile(revocation: Arc<Revocation>, ctx: Arc<Context>) -> Result
                 .await?;
         }
     }
+    // Once more after the cut-off has settled: a certificate signed just before it whose record
+    // was written after the first resolution is found then.
+    let settled = creation_second_end(&revocation) + RESOLUTION_SETTLE;
+    let until_settled = settled.duration_since(jiff::Timestamp::now());
+    if until_settled.is_positive() {
+        let wait = Duration::from_millis(until_settled.as_millis().max(0) as u64);
+        return Ok(Action::requeue(wait));
+    }
     Ok(Action::await_change())
 }
+
+/// How long after a Revocation's creation it is resolved once more.
+const RESOLUTION_SETTLE: jiff::SignedDuration = jiff::SignedDuration::from_secs(10);
 
 /// The end of the second the Revocation was created in (creationTimestamp has whole seconds):
 /// certificates issued before it are its targets.
 fn creation_second_end(revocation: &Revocation) -> jiff::Timestamp {
-    let created = revocation
+    creation_time(revocation) + jiff::SignedDuration::from_secs(1)
+}
+
+fn creation_time(revocation: &Revocation) -> jiff::Timestamp {
+    revocation
         .metadata
         .creation_timestamp
         .as_ref()
         .map(|t| t.0)
-        .unwrap_or_else(jiff::Timestamp::now);
-    created + jiff::SignedDuration::from_secs(1)
+        .unwrap_or_else(jiff::Timestamp::now)
 }
 
 /// What an accepted Revocation revoked.
@@ -186,6 +205,14 @@ struct Accepted {
 }
 
 type Refusal = (&'static str, String);
+
+/// Refusals no retry can lift: the request itself is not allowed or not valid.
+const PERMANENT_REFUSALS: &[&str] = &[
+    "NotYourCertificate",
+    "UnknownSerial",
+    "InvalidSerialNumber",
+    "InvalidSpec",
+];
 
 /// Resolves the request against the ledger and records the revocation of every target there.
 /// Deterministic: a certificate issued after the Revocation was created is never a target, so
@@ -233,24 +260,19 @@ async fn accept(
         name: revocation.name_any(),
         uid: uid.clone(),
     };
-    let created = revocation
-        .metadata
-        .creation_timestamp
-        .as_ref()
-        .map(|t| t.0)
-        .unwrap_or_else(jiff::Timestamp::now);
+    let created = creation_time(revocation);
     // creationTimestamp has whole seconds: a certificate issued in the same second (before the
     // Revocation, or a renewal racing it) is included, and the re-issue it asks for waits until
     // that second is over. Once this request has revoked something, its first acceptance
-    // (microseconds) bounds the cut-off too. A Revocation restored from a backup (same name, new
-    // uid) keeps the cut-off of the first.
+    // (microseconds) bounds the cut-off too. By uid: a new Revocation reusing an old one's name
+    // gets a cut-off of its own (a copy restored from a backup revokes more, never less).
     let first_acceptance = ctx
         .ledger
         .revoked(&authority)
         .await?
         .into_iter()
         .filter_map(|record| record.spec.revocation)
-        .filter(|r| r.requested_by.namespace == namespace && r.requested_by.name == requester.name)
+        .filter(|r| r.requested_by.uid == uid)
         .map(|r| r.accepted_at.0)
         .min();
     let created_second_end = creation_second_end(revocation);
@@ -266,6 +288,7 @@ async fn accept(
         requester,
     );
     let now = jiff::Timestamp::now();
+    let legacy_serial = legacy_serial(ctx, revocation, &issuer, &authority).await?;
 
     let mut targets = Vec::new();
     let mut serial_known = true;
@@ -284,7 +307,7 @@ async fn accept(
                     .is_some_and(|i| i.issued_at.0 < cutoff)
             })
             .collect();
-        if issued.is_empty() {
+        if issued.is_empty() && legacy_serial.is_none() {
             return Ok(Err((
                 "TargetNotIssued",
                 format!(
@@ -370,6 +393,32 @@ async fn accept(
         )));
     }
 
+    if let Some(serial) = legacy_serial
+        && !targets.iter().any(|t| t.spec.serial_number == serial)
+    {
+        match ctx.ledger.record(&authority, &serial).await? {
+            Some(record) => {
+                if record
+                    .spec
+                    .issued
+                    .as_ref()
+                    .is_none_or(|i| i.namespace == namespace)
+                {
+                    targets.push(record);
+                }
+            }
+            None => {
+                let ca_not_after = status_time(ca.certificate.not_after)
+                    .ok_or(Error::MissingObjectKey("CA notAfter"))?;
+                targets.push(
+                    ctx.ledger
+                        .revoke_unissued(&authority, &serial, ca_not_after, &recorded)
+                        .await?,
+                );
+            }
+        }
+    }
+
     let mut revoked = Vec::new();
     let mut records = Vec::new();
     for target in &targets {
@@ -421,8 +470,9 @@ async fn end_live_sessions(
     let now = jiff::Timestamp::now().as_second();
     // Role ARN -> the sessions it must refuse.
     let mut by_role: std::collections::BTreeMap<String, Vec<RevokedSession>> = Default::default();
+    let mut skipped = Vec::new();
     for record in &accepted.records {
-        let (Some(issued), Some(revoked)) = (&record.spec.issued, &record.spec.revocation) else {
+        let Some(issued) = &record.spec.issued else {
             continue;
         };
         let bindings: Api<RolesAnywhereBinding> =
@@ -431,24 +481,24 @@ async fn end_live_sessions(
             if binding.certificate_name() != issued.certificate {
                 continue;
             }
-            // Whole seconds, rounded up: a session issued in the revocation's second is denied.
-            let revoked_at = jiff::Timestamp::from_second(revoked.accepted_at.0.as_second() + 1)
-                .unwrap_or(revoked.accepted_at.0);
+            // A custom session name is the tenant's and could match anyone's sessions.
+            if let Some(name) = &binding.spec.role_session_name {
+                skipped.push(format!(
+                    "binding {} sets roleSessionName {name:?}, so its sessions cannot be told from others'",
+                    binding.name_any()
+                ));
+                continue;
+            }
             by_role
                 .entry(binding.spec.role_arn.clone())
                 .or_default()
                 .push(RevokedSession {
-                    session_name: binding
-                        .spec
-                        .role_session_name
-                        .clone()
-                        .unwrap_or_else(|| record.spec.serial_number.clone()),
-                    revoked_at: revoked_at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+                    serial: record.spec.serial_number.clone(),
                     expires: record.spec.not_after.0.as_second() + MAX_SESSION_SECONDS,
                 });
         }
     }
-    let mut failures = Vec::new();
+    let mut failures = skipped;
     for (role, sessions) in &by_role {
         if let Err(error) = revoker.deny(role, sessions, now).await {
             failures.push(error.to_string());
@@ -464,7 +514,7 @@ async fn end_live_sessions(
                 .to_string()
         } else {
             format!(
-                "Sessions of the revoked certificates issued before the revocation are denied on {}",
+                "Every session of the revoked certificates is denied on {}",
                 status.live_sessions_denied_on.join(", ")
             )
         };
@@ -498,6 +548,38 @@ async fn end_live_sessions(
     };
     status.conditions.push(condition);
     Ok(())
+}
+
+/// The serial a Revocation accepted before the ledger existed recorded in its status: carried
+/// into the ledger once, so upgrading never un-revokes it (adding is the safe direction). Only
+/// for a namespaced Issuer's Revocation created before its CA's ledger record: later statuses
+/// are views of the ledger and never read.
+async fn legacy_serial(
+    ctx: &Context,
+    revocation: &Revocation,
+    issuer: &CaIssuer,
+    authority: &str,
+) -> Result<Option<String>, Error> {
+    if issuer.kind != IssuerKind::Issuer {
+        return Ok(None);
+    }
+    let Some(serial) = revocation
+        .status
+        .as_ref()
+        .and_then(|s| s.serial_number.as_deref())
+        .and_then(|s| parse_serial_hex(s).ok())
+        .map(|bytes| serial_hex(&bytes))
+    else {
+        return Ok(None);
+    };
+    let ledger_since = ctx
+        .ledger
+        .authority(authority)
+        .await?
+        .and_then(|record| record.metadata.creation_timestamp)
+        .map(|t| t.0);
+    let predates_ledger = ledger_since.is_none_or(|since| creation_time(revocation) < since);
+    Ok(predates_ledger.then_some(serial))
 }
 
 /// The status of an accepted Revocation; Ready stays as the CRL publisher last set it.

@@ -38,6 +38,30 @@ impl ParsedCertificate {
     }
 }
 
+/// Whether `crl` (DER, or PEM `X509 CRL`) is signed by the key `issuer_public_key_info` (DER SPKI).
+pub fn crl_is_signed_by(crl: &[u8], issuer_public_key_info: &[u8]) -> bool {
+    let der = match std::str::from_utf8(crl) {
+        Ok(text) if text.contains("-----BEGIN") => {
+            match super::pem::parse_pem(text)
+                .ok()
+                .and_then(|blocks| blocks.into_iter().find(|b| b.label == "X509 CRL"))
+            {
+                Some(block) => block.der,
+                None => return false,
+            }
+        }
+        _ => crl.to_vec(),
+    };
+    let Ok((_, parsed)) = x509_parser::revocation_list::CertificateRevocationList::from_der(&der)
+    else {
+        return false;
+    };
+    let Ok((_, issuer_key)) = SubjectPublicKeyInfo::from_der(issuer_public_key_info) else {
+        return false;
+    };
+    parsed.verify_signature(&issuer_key).is_ok()
+}
+
 /// The DER contents of every `CERTIFICATE` block in a PEM bundle, in order.
 pub fn pem_blocks(pem: &str) -> Result<Vec<Vec<u8>>, PkiError> {
     let mut blocks = Vec::new();

@@ -14,7 +14,9 @@ mod workload_key;
 pub use ca::{CaCertificateSpec, generate_ca_key, self_signed_ca};
 pub use crl::{CrlSpec, RevokedCertificate, build_crl, parse_serial_hex};
 pub use fingerprint::{authority_id, key_fingerprint, sha256_hex};
-pub use inspect::{ParsedCertificate, parse_certificate_der, parse_certificate_pem, pem_blocks};
+pub use inspect::{
+    ParsedCertificate, crl_is_signed_by, parse_certificate_der, parse_certificate_pem, pem_blocks,
+};
 pub use leaf::{LeafCertificateSpec, LeafPurpose, NOT_BEFORE_BACKDATE, issue_leaf};
 pub use serial::{MAX_SERIAL_NUMBER_BYTES, SERIAL_NUMBER_BYTES, random_serial_number, serial_hex};
 pub use subject::distinguished_name;

@@ -33,6 +33,13 @@ pub enum CrlImportError {
     TooLarge { size: usize },
     #[error("no region: set spec.rolesAnywhere.region or use a trust anchor ARN with a region")]
     NoRegion,
+    #[error(
+        "trust anchor {trust_anchor_arn} already holds a CRL named {name:?} that this CA did not sign: it is someone else's; set spec.rolesAnywhere.crlName to a name of this issuer's own"
+    )]
+    NameTaken {
+        name: String,
+        trust_anchor_arn: String,
+    },
     #[error("Roles Anywhere {operation} failed: {message}")]
     Api {
         operation: &'static str,
@@ -45,6 +52,7 @@ impl CrlImportError {
         match self {
             CrlImportError::TooLarge { .. } => "CrlTooLarge",
             CrlImportError::NoRegion => "InvalidSpec",
+            CrlImportError::NameTaken { .. } => "CrlNameTaken",
             CrlImportError::Api { .. } => "ImportFailed",
         }
     }
@@ -174,13 +182,16 @@ impl CrlImporter {
         last_call.insert(key.to_string(), Instant::now());
     }
 
-    /// Makes `pem` the enabled CRL named `name` on the target's trust anchor; returns its id.
+    /// Makes `pem` the enabled CRL named `name` on the target's trust anchor; returns its id. A
+    /// CRL found by name (no id known) is taken over only if `ours` says this CA signed it: a
+    /// name on a trust anchor is not proof of ownership.
     pub async fn import(
         &self,
         target: &RolesAnywhereCrlTarget,
         name: &str,
         pem: &str,
         known_crl_id: Option<&str>,
+        ours: &(dyn Fn(&[u8]) -> bool + Sync),
     ) -> Result<String, CrlImportError> {
         if pem.len() > ROLES_ANYWHERE_MAX_CRL_BYTES {
             return Err(CrlImportError::TooLarge { size: pem.len() });
@@ -190,7 +201,16 @@ impl CrlImporter {
 
         let existing = match known_crl_id {
             Some(id) => Some((id.to_string(), true)),
-            None => self.find_by_name(&client, &key, target, name).await?,
+            None => match self.find_by_name(&client, &key, target, name).await? {
+                Some((id, enabled, data)) if ours(&data) => Some((id, enabled)),
+                Some(_) => {
+                    return Err(CrlImportError::NameTaken {
+                        name: name.to_string(),
+                        trust_anchor_arn: target.trust_anchor_arn.clone(),
+                    });
+                }
+                None => None,
+            },
         };
         if let Some((crl_id, enabled)) = existing {
             self.pace(&key).await;
@@ -289,7 +309,7 @@ impl CrlImporter {
         key: &str,
         target: &RolesAnywhereCrlTarget,
         name: &str,
-    ) -> Result<Option<(String, bool)>, CrlImportError> {
+    ) -> Result<Option<(String, bool, Vec<u8>)>, CrlImportError> {
         let mut next_token: Option<String> = None;
         loop {
             self.pace(key).await;
@@ -305,9 +325,13 @@ impl CrlImporter {
                 crl.name() == Some(name)
                     && crl.trust_anchor_arn() == Some(target.trust_anchor_arn.as_str())
             }) {
+                let data = crl
+                    .crl_data()
+                    .map(|data| data.as_ref().to_vec())
+                    .unwrap_or_default();
                 return Ok(crl
                     .crl_id()
-                    .map(|id| (id.to_string(), crl.enabled().unwrap_or(false))));
+                    .map(|id| (id.to_string(), crl.enabled().unwrap_or(false), data)));
             }
             match page.next_token() {
                 Some(token) if !token.is_empty() => next_token = Some(token.to_string()),
@@ -333,7 +357,7 @@ mod tests {
         };
         let pem = "A".repeat(ROLES_ANYWHERE_MAX_CRL_BYTES + 1);
         let error = importer
-            .import(&target, "crl", &pem, None)
+            .import(&target, "crl", &pem, None, &|_| true)
             .await
             .unwrap_err();
         assert!(

@@ -435,6 +435,8 @@ fn refused() -> Vec<Access> {
         access("delete", "coordination.k8s.io", "leases")
             .in_namespace(RELEASE_NAMESPACE)
             .named(RELEASE_NAMED),
+        // The CA records of the ledger are never deleted.
+        access("delete", "iamra.dev", "certificateauthorityrecords"),
         // Only its own webhook configuration, and no validating ones.
         access(
             "patch",

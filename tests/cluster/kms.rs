@@ -234,15 +234,7 @@ async fn rejects_key(
         &[("IAMRA_KMS_ENDPOINT", kms_endpoint)],
     )?;
     apply(&issuers, &kms_issuer(&key_id)).await?;
-    let condition = wait_for("Issuer reports the unusable key", SETTLE, || async {
-        let issuer = issuers.get("kms-ca").await?;
-        Ok(issuer.status.and_then(|s| {
-            s.conditions
-                .into_iter()
-                .find(|c| c.type_ == CONDITION_READY && c.status == "False")
-        }))
-    })
-    .await?;
+    let condition = wait_not_ready(&issuers, "Issuer reports the unusable key").await?;
     anyhow::ensure!(
         condition.reason == "KMSKeyUnusable",
         "reason {}",
@@ -267,6 +259,22 @@ async fn rejects_key(
     Ok(())
 }
 
+/// The Issuer `kms-ca`'s Ready condition once it is False.
+async fn wait_not_ready(
+    issuers: &Api<Issuer>,
+    what: &str,
+) -> anyhow::Result<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+    wait_for(what, SETTLE, || async {
+        let issuer = issuers.get("kms-ca").await?;
+        Ok(issuer.status.and_then(|s| {
+            s.conditions
+                .into_iter()
+                .find(|c| c.type_ == CONDITION_READY && c.status == "False")
+        }))
+    })
+    .await
+}
+
 /// A tenant naming the platform's KMS key in its own Issuer gets nothing signed: only keys the
 /// controller's flags grant to the namespace are used, and this one is granted elsewhere.
 async fn a_key_not_granted_to_the_namespace_is_refused(cluster: TestCluster) -> anyhow::Result<()> {
@@ -279,15 +287,7 @@ async fn a_key_not_granted_to_the_namespace_is_refused(cluster: TestCluster) -> 
     let grant = format!("--kms-key-grant=platform={key_id}");
     let controller = cluster.start_controller_with(&namespace, &[&grant], &[])?;
     apply(&issuers, &kms_issuer(&key_id)).await?;
-    let condition = wait_for("KMSKeyNotGranted", SETTLE, || async {
-        let issuer = issuers.get("kms-ca").await?;
-        Ok(issuer.status.and_then(|s| {
-            s.conditions
-                .into_iter()
-                .find(|c| c.type_ == CONDITION_READY && c.status == "False")
-        }))
-    })
-    .await?;
+    let condition = wait_not_ready(&issuers, "KMSKeyNotGranted").await?;
     anyhow::ensure!(condition.reason == "KMSKeyNotGranted", "{condition:?}");
     anyhow::ensure!(
         condition

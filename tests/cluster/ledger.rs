@@ -53,6 +53,11 @@ pub fn trials(cluster: &TestCluster) -> Vec<Trial> {
             cluster,
             a_crl_name_has_one_owner,
         ),
+        trial(
+            "ledger::a_foreign_crl_of_the_same_name_is_not_taken_over",
+            cluster,
+            a_foreign_crl_of_the_same_name_is_not_taken_over,
+        ),
     ]
 }
 
@@ -572,5 +577,66 @@ async fn a_crl_name_has_one_owner(cluster: TestCluster) -> anyhow::Result<()> {
     anyhow::ensure!(held.len() == 1, "{} CRLs", held.len());
     let held_pem = String::from_utf8(held[0].clone())?;
     openssl::verify_crl(&first_ca, &held_pem).context("the CRL was overwritten")?;
+    Ok(())
+}
+
+/// A CRL already on the trust anchor under the Issuer's CRL name, not signed by its CA (someone
+/// else's, made by hand or before the ledger): the controller refuses to overwrite it.
+async fn a_foreign_crl_of_the_same_name_is_not_taken_over(
+    cluster: TestCluster,
+) -> anyhow::Result<()> {
+    let s = scene(&cluster, "ledger-foreign").await?;
+    let emulator = start_emulator("127.0.0.1:0".parse()?, None).await?;
+    let _controller =
+        cluster.start_controller_for_rolesanywhere(&s.namespace, &emulator.endpoint(), &[])?;
+    let (ca_pem, _) = s.issuer(None, None).await?;
+    let arns = crate::revocation::seed(&emulator, &ca_pem)?;
+    let name = iamra::controller::default_crl_name(&s.namespace, "ca");
+    let foreign = b"-----BEGIN X509 CRL-----\nMAA=\n-----END X509 CRL-----\n".to_vec();
+    let anchor = arns.trust_anchor_arn.clone();
+    emulator.shared.mutate(|state| {
+        let id = iamra::rolesanywhere::emulator::state::new_resource_id();
+        let now = time::OffsetDateTime::now_utc();
+        let crl = iamra::rolesanywhere::emulator::state::Crl {
+            id: id.clone(),
+            arn: state.arn("crl", &id),
+            name: name.clone(),
+            enabled: true,
+            trust_anchor_arn: anchor.clone(),
+            crl_data: foreign.clone(),
+            created_at: now,
+            updated_at: now,
+        };
+        state.crls.insert(id, crl);
+        Ok(())
+    })?;
+    let mut issuer = local_issuer("ca", "ca-key");
+    issuer.spec.roles_anywhere = Some(RolesAnywhereCrlTarget {
+        trust_anchor_arn: arns.trust_anchor_arn.clone(),
+        region: None,
+        crl_name: None,
+    });
+    apply(&s.issuers, &issuer).await?;
+    let refused = wait_for("CrlNameTaken", SETTLE, || async {
+        let issuer = s.issuers.get("ca").await?;
+        Ok(issuer.status.and_then(|st| {
+            st.conditions
+                .into_iter()
+                .find(|c| c.type_ == "CrlImported" && c.reason == "CrlNameTaken")
+        }))
+    })
+    .await?;
+    anyhow::ensure!(
+        refused.message.contains("did not sign"),
+        "{}",
+        refused.message
+    );
+    let held: Vec<Vec<u8>> = emulator
+        .shared
+        .read(|state| state.crls.values().map(|c| c.crl_data.clone()).collect());
+    anyhow::ensure!(
+        held == [foreign],
+        "the foreign CRL was overwritten or another imported"
+    );
     Ok(())
 }

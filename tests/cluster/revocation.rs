@@ -240,11 +240,22 @@ pub async fn session(
     certificate: &str,
     key: &str,
 ) -> Result<(), CreateSessionError> {
+    session_as(emulator, arns, ROLE_ARN, certificate, key).await
+}
+
+/// CreateSession for `role` with the certificate and key.
+pub async fn session_as(
+    emulator: &RunningEmulator,
+    arns: &SeededArns,
+    role: &str,
+    certificate: &str,
+    key: &str,
+) -> Result<(), CreateSessionError> {
     let identity = SigningIdentity::from_pem(certificate, key, None)?;
     let request = SessionRequest::new(
         &arns.trust_anchor_arn,
         &arns.profile_arn,
-        ROLE_ARN,
+        role,
         None,
         None,
         None,

@@ -42,6 +42,48 @@ fn remove(object: &mut Value, pointer: &str) {
 
 const CASES: &[RejectedCase] = &[
     RejectedCase {
+        name: "cluster_issuer_uri_template_without_namespace",
+        sample: "clusterissuer.yaml",
+        mutate: |o| {
+            set(
+                o,
+                "/spec/identity/uris",
+                json!(["spiffe://{trustDomain}/sa/{serviceAccount}"]),
+            )
+        },
+        expected: &["every URI template must contain {namespace}"],
+    },
+    RejectedCase {
+        name: "cluster_issuer_subject_template_without_namespace",
+        sample: "clusterissuer.yaml",
+        mutate: |o| {
+            set(
+                o,
+                "/spec/identity/subject",
+                json!({"commonName": "{serviceAccount}"}),
+            )
+        },
+        expected: &["the subject template must contain {namespace}"],
+    },
+    RejectedCase {
+        name: "cluster_issuer_without_namespace_selector",
+        sample: "clusterissuer.yaml",
+        mutate: |o| remove(o, "/spec/namespaceSelector"),
+        expected: &["spec.namespaceSelector: Required value"],
+    },
+    RejectedCase {
+        name: "shared_certificate_without_service_account",
+        sample: "workloadcertificate-shared.yaml",
+        mutate: |o| remove(o, "/spec/serviceAccountName"),
+        expected: &["spec.serviceAccountName is required with a ClusterIssuer"],
+    },
+    RejectedCase {
+        name: "certificate_of_an_issuer_without_subject",
+        sample: "workloadcertificate.yaml",
+        mutate: |o| remove(o, "/spec/subject"),
+        expected: &["spec.subject is required with an Issuer"],
+    },
+    RejectedCase {
         name: "workload_certificate_without_issuer_ref",
         sample: "workloadcertificate.yaml",
         mutate: |o| remove(o, "/spec/issuerRef"),

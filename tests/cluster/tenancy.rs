@@ -11,7 +11,6 @@ use aws_sdk_kms::types::{KeySpec, KeyUsageType};
 use iamra::api::*;
 use iamra::rolesanywhere::emulator::{self, RunningEmulator, SeededArns, set_role_trust_policy};
 use iamra::rolesanywhere::errors::CreateSessionError;
-use iamra::rolesanywhere::session::{SessionRequest, SigningIdentity, create_session};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
@@ -23,7 +22,7 @@ use crate::cluster::{TestCluster, trial, wait_for};
 use crate::issuance::{SETTLE, apply, secret_text, wait_certificate_ready, wait_event};
 use crate::kms::create_key;
 use crate::openssl;
-use crate::revocation::start_emulator;
+use crate::revocation::{session_as, start_emulator};
 
 const ROLE_A: &str = "arn:aws:iam::123456789012:role/tenant-a";
 const ROLE_B: &str = "arn:aws:iam::123456789012:role/tenant-b";
@@ -61,17 +60,7 @@ async fn session(
     role: &str,
     (certificate, key): (&str, &str),
 ) -> Result<(), CreateSessionError> {
-    let identity = SigningIdentity::from_pem(certificate, key, None)?;
-    let request = SessionRequest::new(
-        &arns.trust_anchor_arn,
-        &arns.profile_arn,
-        role,
-        None,
-        None,
-        None,
-        Some(&emulator.endpoint()),
-    )?;
-    create_session(&identity, &request).await.map(|_| ())
+    session_as(emulator, arns, role, certificate, key).await
 }
 
 /// A WorkloadCertificate of the ClusterIssuer for `service_account`, with `edit` applied.

@@ -132,7 +132,9 @@ impl Ledger {
         record: &CertificateAuthorityRecord,
     ) -> Result<CrlNumberReserved, LedgerError> {
         let mut next = record.clone();
-        next.spec.crl_number = record.spec.crl_number + 1;
+        next.spec.crl_number = record.spec.crl_number.checked_add(1).ok_or_else(|| {
+            LedgerError::Conflict(format!("{}: CRL numbers exhausted", record.name_any()))
+        })?;
         let record = self.replace(&next).await?;
         Ok(CrlNumberReserved {
             number: record.spec.crl_number,
@@ -170,6 +172,13 @@ impl Ledger {
             }) {
                 // The claim keeps its first date: it decides who owns the name.
                 import.claimed_at = existing.claimed_at.clone();
+                // A writer that read an older state (a paused leader) never lowers the number;
+                // Roles Anywhere's copy is then checked again, so an older CRL it pushed is found.
+                if existing.number > import.number {
+                    import.number = existing.number;
+                    import.crl_id = existing.crl_id.clone().or(import.crl_id);
+                    import.verified_at = None;
+                }
             }
             record.spec.imports.retain(|existing| {
                 !(existing.trust_anchor_arn == import.trust_anchor_arn

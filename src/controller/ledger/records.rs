@@ -155,14 +155,28 @@ impl Ledger {
             }},
             "spec": {"revocation": revocation},
         });
-        Ok(self
+        match self
             .records
             .patch(
                 &record.name_any(),
                 &PatchParams::default(),
                 &Patch::Merge(&patch),
             )
-            .await?)
+            .await
+        {
+            Ok(revoked) => Ok(revoked),
+            // Revoked by another request meanwhile: the API server keeps the first revocation.
+            Err(kube::Error::Api(status)) if status.code == 422 => {
+                match self
+                    .record(&record.spec.authority, &record.spec.serial_number)
+                    .await?
+                {
+                    Some(current) if current.spec.revocation.is_some() => Ok(current),
+                    _ => Err(kube::Error::Api(status).into()),
+                }
+            }
+            Err(error) => Err(error.into()),
+        }
     }
 
     /// Revokes a serial the ledger has no issuance of: the record lives until the CA's notAfter,
