@@ -37,7 +37,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn serials_are_positive_twenty_octets_and_differ() {
+    fn serials_are_positive_fixed_length_and_differ() {
         let first = random_serial_number().unwrap().to_bytes();
         let second = random_serial_number().unwrap().to_bytes();
         assert_eq!(first.len(), SERIAL_NUMBER_BYTES);
