@@ -165,6 +165,33 @@ where
     }
 }
 
+/// A stable, readable message for an AWS SDK call's error: the service's code and message, or the
+/// transport failure with its causes. (The debug form carries request ids and dates, which would
+/// change a status on every retry.) Every SDK crate shares this `SdkError` type.
+pub fn aws_error_message<E, R>(error: &aws_sdk_kms::error::SdkError<E, R>) -> String
+where
+    E: aws_sdk_kms::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    match error.as_service_error() {
+        Some(service) => format!(
+            "{}: {}",
+            service.code().unwrap_or("ServiceError"),
+            service.message().unwrap_or("no message")
+        ),
+        None => {
+            let mut message = error.to_string();
+            let mut source = std::error::Error::source(error);
+            while let Some(cause) = source {
+                message.push_str(": ");
+                message.push_str(&cause.to_string());
+                source = cause.source();
+            }
+            message
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,6 +15,8 @@
 
 use serde_json::{Value, json};
 
+use crate::metrics::aws_error_message;
+
 /// The inline policy on each bound role.
 pub const POLICY_NAME: &str = "iamra-revoked-sessions";
 /// Sessions live at most this long (CreateSession `durationSeconds` ceiling).
@@ -271,7 +273,7 @@ impl IamSessionRevoker {
             {
                 None
             }
-            Err(error) => return Err(iam_error("GetRolePolicy", error_text(&error))),
+            Err(error) => return Err(iam_error("GetRolePolicy", aws_error_message(&error))),
         };
         let document = deny_policy(existing.as_deref(), add, now)?;
         self.client
@@ -281,31 +283,7 @@ impl IamSessionRevoker {
             .policy_document(document)
             .send()
             .await
-            .map_err(|error| iam_error("PutRolePolicy", error_text(&error)))?;
+            .map_err(|error| iam_error("PutRolePolicy", aws_error_message(&error)))?;
         Ok(())
-    }
-}
-
-fn error_text<E, R>(error: &aws_sdk_iam::error::SdkError<E, R>) -> String
-where
-    E: aws_sdk_iam::error::ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
-{
-    match error.as_service_error() {
-        Some(service) => format!(
-            "{}: {}",
-            service.code().unwrap_or("ServiceError"),
-            service.message().unwrap_or("no message")
-        ),
-        None => {
-            let mut message = error.to_string();
-            let mut source = std::error::Error::source(error);
-            while let Some(cause) = source {
-                message.push_str(": ");
-                message.push_str(&cause.to_string());
-                source = cause.source();
-            }
-            message
-        }
     }
 }

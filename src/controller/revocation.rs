@@ -254,6 +254,9 @@ async fn accept(
     let platform =
         issuer.kind == IssuerKind::ClusterIssuer && namespace == ctx.cluster_resource_namespace;
     let authority = authority_id(&ca.certificate.public_key_info);
+    // The latest a certificate of the CA can be valid: how long an unissued serial stays revoked.
+    let ca_not_after =
+        status_time(ca.certificate.not_after).ok_or(Error::MissingObjectKey("CA notAfter"))?;
     let uid = revocation.uid().ok_or(Error::MissingObjectKey("uid"))?;
     let requester = RevocationRequester {
         namespace: namespace.to_string(),
@@ -268,9 +271,10 @@ async fn accept(
     // gets a cut-off of its own (a copy restored from a backup revokes more, never less).
     let first_acceptance = ctx
         .ledger
-        .revoked(&authority)
+        .revoked_by(&uid)
         .await?
         .into_iter()
+        .filter(|record| record.spec.authority == authority)
         .filter_map(|record| record.spec.revocation)
         .filter(|r| r.requested_by.uid == uid)
         .map(|r| r.accepted_at.0)
@@ -377,11 +381,9 @@ async fn accept(
             }
             None => {
                 serial_known = false;
-                let ca_not_after = status_time(ca.certificate.not_after)
-                    .ok_or(Error::MissingObjectKey("CA notAfter"))?;
                 let record = ctx
                     .ledger
-                    .revoke_unissued(&authority, &serial, ca_not_after, &recorded)
+                    .revoke_unissued(&authority, &serial, ca_not_after.clone(), &recorded)
                     .await?;
                 targets.push(record);
             }
@@ -408,8 +410,6 @@ async fn accept(
                 }
             }
             None => {
-                let ca_not_after = status_time(ca.certificate.not_after)
-                    .ok_or(Error::MissingObjectKey("CA notAfter"))?;
                 targets.push(
                     ctx.ledger
                         .revoke_unissued(&authority, &serial, ca_not_after, &recorded)

@@ -10,7 +10,7 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use crate::api::RolesAnywhereCrlTarget;
-use crate::metrics::{CounterVec, aws_outcome};
+use crate::metrics::{CounterVec, aws_error_message, aws_outcome};
 
 /// `ImportCrl`/`UpdateCrl` refuse a CRL larger than this (PEM bytes).
 pub const ROLES_ANYWHERE_MAX_CRL_BYTES: usize = 300_000;
@@ -63,34 +63,13 @@ fn api_error<E, R>(
     error: aws_sdk_rolesanywhere::error::SdkError<E, R>,
 ) -> CrlImportError
 where
-    E: std::error::Error
-        + aws_sdk_rolesanywhere::error::ProvideErrorMetadata
-        + Send
-        + Sync
-        + 'static,
-    R: std::fmt::Debug + Send + Sync + 'static,
+    E: aws_sdk_rolesanywhere::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
 {
-    let message = match error {
-        aws_sdk_rolesanywhere::error::SdkError::ServiceError(service) => {
-            let error = service.into_err();
-            format!(
-                "{}: {}",
-                error.code().unwrap_or("ServiceError"),
-                error.message().unwrap_or("no message")
-            )
-        }
-        other => {
-            let mut message = other.to_string();
-            let mut source = std::error::Error::source(&other);
-            while let Some(cause) = source {
-                message.push_str(": ");
-                message.push_str(&cause.to_string());
-                source = cause.source();
-            }
-            message
-        }
-    };
-    CrlImportError::Api { operation, message }
+    CrlImportError::Api {
+        operation,
+        message: aws_error_message(&error),
+    }
 }
 
 /// What Roles Anywhere holds compared with the CRL that should be imported.

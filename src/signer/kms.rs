@@ -8,7 +8,7 @@ use rcgen::{PublicKeyData, SignatureAlgorithm, SigningKey};
 use tokio::sync::Semaphore;
 use x509_parser::prelude::{FromDer, SubjectPublicKeyInfo};
 
-use crate::metrics::{CounterVec, aws_outcome};
+use crate::metrics::{CounterVec, aws_error_message, aws_outcome};
 
 /// KMS refuses `RAW` messages above 4096 bytes; a larger message (a CRL with ~100 entries) is
 /// signed as a SHA-256 `DIGEST`. Smaller ones are sent `RAW`, which every KMS implementation,
@@ -78,7 +78,7 @@ impl KmsSigningKey {
         KMS_REQUESTS.inc(["GetPublicKey", aws_outcome(&response)]);
         let response = response.map_err(|error| KmsError::GetPublicKey {
             key_id: key_id.to_string(),
-            message: sdk_error_message(error),
+            message: aws_error_message(&error),
         })?;
         let unsupported = |reason: String| KmsError::UnsupportedKey {
             key_id: key_id.to_string(),
@@ -183,7 +183,7 @@ impl KmsSigningKey {
             .send()
             .await;
         KMS_REQUESTS.inc(["Sign", aws_outcome(&response)]);
-        let response = response.map_err(|error| self.sign_error(sdk_error_message(error)))?;
+        let response = response.map_err(|error| self.sign_error(aws_error_message(&error)))?;
         let signature = response
             .signature()
             .map(|blob| blob.as_ref().to_vec())
@@ -200,36 +200,6 @@ impl KmsSigningKey {
         KmsError::Sign {
             key_id: self.key_id.clone(),
             message,
-        }
-    }
-}
-
-/// A stable, readable message for a KMS call's error: the service's code and message, or the
-/// transport failure. (The full debug form carries request ids and dates, which would change the
-/// Issuer's status on every retry.)
-fn sdk_error_message<E, R>(error: aws_sdk_kms::error::SdkError<E, R>) -> String
-where
-    E: std::error::Error + aws_sdk_kms::error::ProvideErrorMetadata + Send + Sync + 'static,
-    R: std::fmt::Debug + Send + Sync + 'static,
-{
-    match error {
-        aws_sdk_kms::error::SdkError::ServiceError(service) => {
-            let error = service.into_err();
-            format!(
-                "{}: {}",
-                error.code().unwrap_or("ServiceError"),
-                error.message().unwrap_or("no message")
-            )
-        }
-        other => {
-            let mut message = other.to_string();
-            let mut source = std::error::Error::source(&other);
-            while let Some(cause) = source {
-                message.push_str(": ");
-                message.push_str(&cause.to_string());
-                source = cause.source();
-            }
-            message
         }
     }
 }

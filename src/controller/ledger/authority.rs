@@ -154,39 +154,22 @@ impl Ledger {
         self.replace(&next).await
     }
 
-    /// Records (or refreshes) where the CRL is imported, or a claim before the first import;
-    /// merged with concurrent writes.
-    pub async fn record_import(
+    /// Applies `change` to the CA record and writes it, read again and retried when another
+    /// writer got there first. `change` returns whether it changed anything; None: no record.
+    async fn merge(
         &self,
         authority: &str,
-        import: CrlImportRecord,
-    ) -> Result<CertificateAuthorityRecord, LedgerError> {
+        change: impl Fn(&mut CertificateAuthorityRecordSpec) -> bool,
+    ) -> Result<Option<CertificateAuthorityRecord>, LedgerError> {
         for _ in 0..MAX_MERGE_ATTEMPTS {
             let Some(mut record) = self.authority(authority).await? else {
-                return Err(LedgerError::Conflict(authority.to_string()));
+                return Ok(None);
             };
-            let mut import = import.clone();
-            if let Some(existing) = record.spec.imports.iter().find(|existing| {
-                existing.trust_anchor_arn == import.trust_anchor_arn
-                    && existing.crl_name == import.crl_name
-            }) {
-                // The claim keeps its first date: it decides who owns the name.
-                import.claimed_at = existing.claimed_at.clone();
-                // A writer that read an older state (a paused leader) never lowers the number;
-                // Roles Anywhere's copy is then checked again, so an older CRL it pushed is found.
-                if existing.number > import.number {
-                    import.number = existing.number;
-                    import.crl_id = existing.crl_id.clone().or(import.crl_id);
-                    import.verified_at = None;
-                }
+            if !change(&mut record.spec) {
+                return Ok(Some(record));
             }
-            record.spec.imports.retain(|existing| {
-                !(existing.trust_anchor_arn == import.trust_anchor_arn
-                    && existing.crl_name == import.crl_name)
-            });
-            record.spec.imports.push(import);
             match self.replace(&record).await {
-                Ok(replaced) => return Ok(replaced),
+                Ok(replaced) => return Ok(Some(replaced)),
                 Err(LedgerError::Conflict(_)) => continue,
                 Err(error) => return Err(error),
             }
@@ -194,31 +177,58 @@ impl Ledger {
         Err(LedgerError::Conflict(authority.to_string()))
     }
 
-    /// Forgets an import (the Issuer moved to another trust anchor or CRL name).
+    /// Records (or refreshes) where the CRL is imported, or a claim before the first import;
+    /// merged with concurrent writes.
+    pub async fn record_import(
+        &self,
+        authority: &str,
+        import: CrlImportRecord,
+    ) -> Result<CertificateAuthorityRecord, LedgerError> {
+        let merged = self
+            .merge(authority, |spec| {
+                let mut import = import.clone();
+                if let Some(existing) = spec.imports.iter().find(|existing| {
+                    existing.trust_anchor_arn == import.trust_anchor_arn
+                        && existing.crl_name == import.crl_name
+                }) {
+                    // The claim keeps its first date: it decides who owns the name.
+                    import.claimed_at = existing.claimed_at.clone();
+                    // A writer that read an older state (a paused leader) never lowers the
+                    // number; Roles Anywhere's copy is then checked again, so an older CRL it
+                    // pushed is found.
+                    if existing.number > import.number {
+                        import.number = existing.number;
+                        import.crl_id = existing.crl_id.clone().or(import.crl_id);
+                        import.verified_at = None;
+                    }
+                }
+                spec.imports.retain(|existing| {
+                    !(existing.trust_anchor_arn == import.trust_anchor_arn
+                        && existing.crl_name == import.crl_name)
+                });
+                spec.imports.push(import);
+                true
+            })
+            .await?;
+        merged.ok_or_else(|| LedgerError::Conflict(authority.to_string()))
+    }
+
+    /// Withdraws this CA's claim on (trust anchor, CRL name), after losing it to another CA.
     pub async fn forget_import(
         &self,
         authority: &str,
         trust_anchor_arn: &str,
         crl_name: &str,
     ) -> Result<(), LedgerError> {
-        for _ in 0..MAX_MERGE_ATTEMPTS {
-            let Some(mut record) = self.authority(authority).await? else {
-                return Ok(());
-            };
-            let before = record.spec.imports.len();
-            record.spec.imports.retain(|existing| {
+        self.merge(authority, |spec| {
+            let before = spec.imports.len();
+            spec.imports.retain(|existing| {
                 !(existing.trust_anchor_arn == trust_anchor_arn && existing.crl_name == crl_name)
             });
-            if record.spec.imports.len() == before {
-                return Ok(());
-            }
-            match self.replace(&record).await {
-                Ok(_) => return Ok(()),
-                Err(LedgerError::Conflict(_)) => continue,
-                Err(error) => return Err(error),
-            }
-        }
-        Err(LedgerError::Conflict(authority.to_string()))
+            spec.imports.len() != before
+        })
+        .await?;
+        Ok(())
     }
 
     /// Every CA record, for questions across CAs (who owns a CRL name, which CA an Issuer
