@@ -68,6 +68,22 @@ pub struct PublishedCrlRecord {
     pub this_update: Time,
     /// How many revoked entries it carries.
     pub entries: i64,
+    /// When it was too large for one Roles Anywhere import: the CRLs it was split into (same
+    /// number, entries divided by serial), in slot order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 2))]
+    pub shards: Vec<PublishedShardRecord>,
+}
+
+/// One of the CRLs a published CRL was split into for Roles Anywhere.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PublishedShardRecord {
+    /// Lowercase hex SHA-256 of its PEM: a copy read back from a ConfigMap is used only when it
+    /// is exactly this CRL.
+    pub pem_sha256: String,
+    /// How many revoked entries it carries.
+    pub entries: i64,
 }
 
 /// An Issuer that established a CA.

@@ -160,7 +160,8 @@ pub struct RolesAnywhereCrlTarget {
     /// Name of the imported CRL; an existing CRL with this name on the trust anchor is updated
     /// rather than imported again. One CA owns a name on a trust anchor: another Issuer naming
     /// it is refused (`CrlNameTaken`). Default: `iamra <namespace> <issuer name>` (dots become
-    /// underscores).
+    /// underscores). A CRL too large for one import (over 80% of the 300,000-byte limit) is
+    /// split by serial across the trust anchor's two CRL slots; the second is `<crlName> 2`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 255), regex(pattern = r"^[ a-zA-Z0-9-_]*$"))]
     pub crl_name: Option<String>,
@@ -201,9 +202,13 @@ pub struct IssuerStatus {
     /// When Roles Anywhere last accepted the CRL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_crl_import_time: Option<Time>,
-    /// Id of the CRL imported into Roles Anywhere.
+    /// Id of the CRL imported into Roles Anywhere (the first, when the CRL is split).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub crl_id: Option<String>,
+    /// Ids of every CRL imported into Roles Anywhere: two when the CRL is split across the
+    /// trust anchor's two slots.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub crl_ids: Vec<String>,
 }
 
 impl IssuerSpec {

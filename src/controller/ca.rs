@@ -48,14 +48,14 @@ pub struct CaProblem {
 }
 
 impl CaProblem {
-    fn permanent(reason: &'static str, message: impl Into<String>) -> Self {
+    pub(super) fn permanent(reason: &'static str, message: impl Into<String>) -> Self {
         Self {
             reason,
             message: message.into(),
             transient: false,
         }
     }
-    fn transient(reason: &'static str, message: impl Into<String>) -> Self {
+    pub(super) fn transient(reason: &'static str, message: impl Into<String>) -> Self {
         Self {
             reason,
             message: message.into(),
@@ -73,6 +73,16 @@ impl From<kube::Error> for CaProblem {
 /// Loads the Issuer's CA. With `create_missing`, a missing CA is created (a local key when
 /// `bootstrap` allows, or a KMS-signed certificate); only the Issuer reconciler passes it.
 pub async fn load_ca(
+    ctx: &Context,
+    issuer: &CaIssuer,
+    create_missing: bool,
+) -> Result<LoadedCa, CaProblem> {
+    let loaded = load_key_and_certificate(ctx, issuer, create_missing).await?;
+    super::ca_continuity::refuse_stranding_established_ca(ctx, issuer, &loaded).await?;
+    Ok(loaded)
+}
+
+async fn load_key_and_certificate(
     ctx: &Context,
     issuer: &CaIssuer,
     create_missing: bool,

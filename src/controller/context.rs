@@ -58,6 +58,9 @@ pub struct Context {
     pub cluster_resource_namespace: String,
     /// The CRL each Issuer published last, served over HTTP; keyed by (namespace, issuer).
     published_crls: std::sync::RwLock<HashMap<(String, String), PublishedCrl>>,
+    /// (ledger namespace, issuer, authority) found to be a CA the Issuer established: an Issuer
+    /// stays listed on its CA's ledger record, so the check need not be made again.
+    established_cas: std::sync::Mutex<std::collections::HashSet<(String, String, String)>>,
 }
 
 /// Identifies one KMS key as an Issuer names it.
@@ -94,6 +97,7 @@ impl Context {
                 .then(|| IamSessionRevoker::new(&aws, platform.iam_endpoint.as_deref())),
             platform,
             published_crls: Default::default(),
+            established_cas: Default::default(),
         }
     }
 
@@ -160,6 +164,28 @@ impl Context {
     pub fn store_crl(&self, namespace: &str, issuer: &str, crl: &PublishedCrl) {
         if let Ok(mut crls) = self.published_crls.write() {
             crls.insert((namespace.to_string(), issuer.to_string()), crl.clone());
+        }
+    }
+
+    /// Whether `authority` was found established by the Issuer `namespace/name`.
+    pub fn is_known_established(&self, namespace: &str, name: &str, authority: &str) -> bool {
+        self.established_cas.lock().is_ok_and(|known| {
+            known.contains(&(
+                namespace.to_string(),
+                name.to_string(),
+                authority.to_string(),
+            ))
+        })
+    }
+
+    /// Remembers that `authority` is established by the Issuer `namespace/name`.
+    pub fn remember_established(&self, namespace: &str, name: &str, authority: &str) {
+        if let Ok(mut known) = self.established_cas.lock() {
+            known.insert((
+                namespace.to_string(),
+                name.to_string(),
+                authority.to_string(),
+            ));
         }
     }
 

@@ -19,8 +19,13 @@ use super::context::Context;
 use super::issuer::fingerprint;
 use super::ledger::{LedgerError, revoked_entries};
 use super::metrics::CRL_SIGNING_SECONDS;
-use crate::api::{CertificateAuthorityRecord, PublishedCrlRecord, parse_duration};
-use crate::pki::{CrlSpec, RevokedCertificate, authority_id, build_crl, serial_hex, sha256_hex};
+use crate::api::{
+    CertificateAuthorityRecord, PublishedCrlRecord, PublishedShardRecord, parse_duration,
+};
+use crate::pki::{
+    CrlSpec, RevokedCertificate, authority_id, build_crl, serial_hex, sha256_hex, split_into_shards,
+};
+use crate::rolesanywhere::crl_import::ROLES_ANYWHERE_MAX_CRL_BYTES;
 use crate::signer::CaSigner;
 
 /// DER CRL in the published ConfigMap (binaryData).
@@ -36,10 +41,26 @@ pub const CRL_RESERVED_ANNOTATION: &str = "iamra.dev/crl-number-reserved";
 const MAX_LEGACY_CRL_NUMBER: i64 = 1 << 40;
 /// Default CRL validity (nextUpdate - thisUpdate).
 pub const DEFAULT_CRL_VALIDITY: &str = "24h";
+/// A CRL whose PEM is larger than this is split across the trust anchor's two CRL slots: 80% of
+/// Roles Anywhere's import limit, so a growing list is split well before imports are refused.
+pub const SPLIT_ABOVE_PEM_BYTES: usize = ROLES_ANYWHERE_MAX_CRL_BYTES * 4 / 5;
+/// A split CRL is joined again only below this, so a list near the threshold does not flap.
+pub const JOIN_BELOW_PEM_BYTES: usize = ROLES_ANYWHERE_MAX_CRL_BYTES / 2;
+/// PEM of each shard of a split CRL, in `<issuer>-crl-shards`: `shard-1.crl.pem`, `shard-2.crl.pem`.
+pub fn shard_pem_key(index: usize) -> String {
+    format!("shard-{}.crl.pem", index + 1)
+}
 
 /// The ConfigMap holding an Issuer's CRL: `<issuer>-crl`.
 pub fn crl_config_map_name(issuer: &str) -> String {
     format!("{issuer}-crl")
+}
+
+/// A CRL to hold in Roles Anywhere: the whole CRL, or one of its shards.
+#[derive(Clone, Debug)]
+pub struct ImportableCrl {
+    pub pem: String,
+    pub entries: usize,
 }
 
 /// The CRL an Issuer currently publishes.
@@ -48,6 +69,9 @@ pub struct PublishedCrl {
     pub number: i64,
     pub pem: String,
     pub der: Vec<u8>,
+    /// What Roles Anywhere must hold, in slot order: the whole CRL, or its two shards when it
+    /// is too large for one import.
+    pub imports: Vec<ImportableCrl>,
     pub this_update: i64,
     /// Whether this reconcile made it (rather than finding it current).
     pub new: bool,
@@ -125,6 +149,44 @@ fn verified_copy(
     (sha256_hex(&der) == published.sha256).then_some(der)
 }
 
+/// The shards in the shards ConfigMap, when each is exactly the one the ledger recorded.
+fn verified_shards(
+    config_map: Option<&ConfigMap>,
+    published: &PublishedCrlRecord,
+) -> Option<Vec<ImportableCrl>> {
+    let data = config_map?.data.as_ref()?;
+    published
+        .shards
+        .iter()
+        .enumerate()
+        .map(|(index, shard)| {
+            let pem = data.get(&shard_pem_key(index))?;
+            (sha256_hex(pem.as_bytes()) == shard.pem_sha256).then(|| ImportableCrl {
+                pem: pem.clone(),
+                entries: usize::try_from(shard.entries).unwrap_or(0),
+            })
+        })
+        .collect()
+}
+
+/// The highest number a pre-ledger ConfigMap carries: continued, so an upgrade never goes back.
+/// The annotations are writable in the namespace: bounded, so they cannot exhaust the numbers.
+fn legacy_crl_number(config_map: Option<&ConfigMap>) -> i64 {
+    [CRL_NUMBER_ANNOTATION, CRL_RESERVED_ANNOTATION]
+        .iter()
+        .filter_map(|key| config_map?.annotations().get(*key)?.parse::<i64>().ok())
+        .filter(|number| (0..=MAX_LEGACY_CRL_NUMBER).contains(number))
+        .max()
+        .unwrap_or(0)
+}
+
+/// Whether a CRL of `pem_bytes` goes to Roles Anywhere split in two.
+fn split_for_import(has_import_target: bool, pem_bytes: usize, split_before: bool) -> bool {
+    has_import_target
+        && (pem_bytes > SPLIT_ABOVE_PEM_BYTES
+            || (split_before && pem_bytes >= JOIN_BELOW_PEM_BYTES))
+}
+
 /// Publishes a new CRL when the ledger's revocations, the CA or the refresh interval call for
 /// one, or when the published copy is missing or not the one signed; otherwise returns the
 /// current one.
@@ -136,26 +198,13 @@ pub async fn publish_crl(
 ) -> Result<PublishedCrl, CrlProblem> {
     let (validity, refresh) = crl_timing(issuer)?;
     let authority = authority_id(&ca.certificate.public_key_info);
+    let has_import_target = issuer.spec.roles_anywhere.is_some();
 
     let config_maps: Api<ConfigMap> =
         Api::namespaced(ctx.client.clone(), &issuer.resource_namespace);
     let name = issuer.crl_config_map_name();
+    let shards_name = shards_config_map_name(&name);
     let existing = config_maps.get_opt(&name).await?;
-    // Numbers published before the ledger existed are continued, so an upgrade never goes back.
-    // The annotations are writable in the namespace: bounded, so they cannot exhaust the numbers.
-    let legacy_number = [CRL_NUMBER_ANNOTATION, CRL_RESERVED_ANNOTATION]
-        .iter()
-        .filter_map(|key| {
-            existing
-                .as_ref()?
-                .annotations()
-                .get(*key)?
-                .parse::<i64>()
-                .ok()
-        })
-        .filter(|number| (0..=MAX_LEGACY_CRL_NUMBER).contains(number))
-        .max()
-        .unwrap_or(0);
     let ca_not_after = status_time(ca.certificate.not_after)
         .ok_or_else(|| problem("InvalidCACertificate", "the CA's notAfter is out of range"))?;
     let record = ctx
@@ -165,7 +214,7 @@ pub async fn publish_crl(
             &fingerprint(&ca.certificate.der),
             ca_not_after,
             (issuer.ledger_namespace(), &issuer.name),
-            legacy_number,
+            legacy_crl_number(existing.as_ref()),
         )
         .await?;
 
@@ -175,7 +224,21 @@ pub async fn publish_crl(
         tracing::warn!(records = ?unusable_records, "revoked records with an unusable serial left off the CRL");
     }
     let serials: BTreeSet<String> = entries.iter().map(|e| serial_hex(&e.serial)).collect();
-    let content_hash = content_hash(&ca.certificate.der, &entries, validity);
+    let content_hash = content_hash(&ca.certificate.der, &entries, validity, has_import_target);
+    let current =
+        |number, der: Vec<u8>, imports, this_update, new, refresh_in, authority| PublishedCrl {
+            number,
+            pem: crate::pki::pem::encode_pem("X509 CRL", &der),
+            der,
+            imports,
+            this_update,
+            new,
+            serials: serials.clone(),
+            unusable_records: unusable_records.clone(),
+            refresh_in,
+            authority,
+            ca_public_key_info: ca.certificate.public_key_info.clone(),
+        };
 
     if let Some(published) = &record.spec.published
         && published.content_hash == content_hash
@@ -184,36 +247,32 @@ pub async fn publish_crl(
         let this_update = published.this_update.0.as_second();
         let age =
             Duration::from_secs(now.unix_timestamp().saturating_sub(this_update).max(0) as u64);
-        if age < refresh {
-            return Ok(PublishedCrl {
-                number: published.number,
+        let imports = if published.shards.is_empty() {
+            Some(vec![ImportableCrl {
                 pem: crate::pki::pem::encode_pem("X509 CRL", &der),
+                entries: entries.len(),
+            }])
+        } else {
+            verified_shards(config_maps.get_opt(&shards_name).await?.as_ref(), published)
+        };
+        if let Some(imports) = imports
+            && age < refresh
+        {
+            return Ok(current(
+                published.number,
                 der,
+                imports,
                 this_update,
-                new: false,
-                serials,
-                unusable_records,
-                refresh_in: refresh - age,
-                authority: record.clone(),
-                ca_public_key_info: ca.certificate.public_key_info.clone(),
-            });
+                false,
+                refresh - age,
+                record.clone(),
+            ));
         }
     }
 
     // Reserve the next number before signing anything with it.
     let reserved = ctx.ledger.reserve_crl_number(&record).await?;
     let number = reserved.number;
-    let authority_key_identifier =
-        ca.certificate
-            .subject_key_identifier
-            .clone()
-            .ok_or_else(|| {
-                problem(
-                    "InvalidCACertificate",
-                    "the CA certificate has no subject key identifier",
-                )
-            })?;
-    let entry_count = entries.len();
     let spec = CrlSpec {
         number: u64::try_from(number).map_err(|_| {
             problem(
@@ -224,14 +283,47 @@ pub async fn publish_crl(
         this_update: now,
         next_update: now + validity,
         revoked: entries,
-        authority_key_identifier,
+        authority_key_identifier: ca.certificate.subject_key_identifier.clone().ok_or_else(
+            || {
+                problem(
+                    "InvalidCACertificate",
+                    "the CA certificate has no subject key identifier",
+                )
+            },
+        )?,
     };
+    let entry_count = spec.revoked.len();
+    let split_before = record
+        .spec
+        .published
+        .as_ref()
+        .is_some_and(|p| !p.shards.is_empty());
     let signer = ca.signer.clone();
     let ca_pem = ca.certificate_pem.clone();
-    let (der, pem) = tokio::task::spawn_blocking(move || sign_crl(&spec, &ca_pem, &signer))
-        .await
-        .map_err(|e| problem("SigningFailed", e.to_string()))?
-        .map_err(|message| problem("SigningFailed", message))?;
+    let signed = tokio::task::spawn_blocking(move || {
+        let (der, pem) = sign_crl(&spec, &ca_pem, &signer)?;
+        let shards = if split_for_import(has_import_target, pem.len(), split_before) {
+            split_into_shards(&spec.revoked)
+                .into_iter()
+                .map(|revoked| {
+                    let entries = revoked.len();
+                    let shard = CrlSpec {
+                        revoked,
+                        ..spec.clone()
+                    };
+                    sign_crl(&shard, &ca_pem, &signer)
+                        .map(|(_, pem)| ImportableCrl { pem, entries })
+                })
+                .collect::<Result<Vec<_>, _>>()?
+        } else {
+            Vec::new()
+        };
+        Ok::<_, String>((der, pem, shards))
+    })
+    .await
+    .map_err(|e| problem("SigningFailed", e.to_string()))?
+    .map_err(|message| problem("SigningFailed", message))?;
+    let (der, pem, shards) = signed;
     let this_update = status_time(now.unix_timestamp())
         .ok_or_else(|| problem("InvalidTime", "the current time is out of range"))?;
     // Only the writer whose reservation is still the latest may publish.
@@ -245,23 +337,49 @@ pub async fn publish_crl(
                 content_hash,
                 this_update,
                 entries: entry_count as i64,
+                shards: shards
+                    .iter()
+                    .map(|shard| PublishedShardRecord {
+                        pem_sha256: sha256_hex(shard.pem.as_bytes()),
+                        entries: shard.entries as i64,
+                    })
+                    .collect(),
             },
         )
         .await?;
-    write_config_map(&config_maps, issuer, &name, number, &der, &pem).await?;
-    tracing::info!(crl_number = number, entries = entry_count, "published CRL");
-    Ok(PublishedCrl {
+    // A split CRL's PEM is left out of the main ConfigMap: with the shards beside it, the whole
+    // would pass a ConfigMap's 1 MiB limit at the entry counts that call for splitting.
+    let whole_pem = shards.is_empty().then_some(pem.as_str());
+    write_config_map(&config_maps, issuer, &name, number, &der, whole_pem).await?;
+    write_shards_config_map(&config_maps, issuer, &shards_name, number, &shards).await?;
+    tracing::info!(
+        crl_number = number,
+        entries = entry_count,
+        shards = shards.len(),
+        "published CRL"
+    );
+    let imports = if shards.is_empty() {
+        vec![ImportableCrl {
+            pem: pem.clone(),
+            entries: entry_count,
+        }]
+    } else {
+        shards
+    };
+    Ok(current(
         number,
-        pem,
         der,
-        this_update: now.unix_timestamp(),
-        new: true,
-        serials,
-        unusable_records,
-        refresh_in: refresh,
-        authority: authority_record,
-        ca_public_key_info: ca.certificate.public_key_info.clone(),
-    })
+        imports,
+        now.unix_timestamp(),
+        true,
+        refresh,
+        authority_record,
+    ))
+}
+
+/// The ConfigMap holding the shards of a split CRL: `<issuer>-crl-shards`.
+fn shards_config_map_name(crl_config_map: &str) -> String {
+    format!("{crl_config_map}-shards")
 }
 
 /// Writes the CRL to its ConfigMap, guarded by the resourceVersion read here. What the ConfigMap
@@ -273,11 +391,49 @@ async fn write_config_map(
     name: &str,
     number: i64,
     der: &[u8],
-    pem: &str,
+    pem: Option<&str>,
+) -> Result<(), CrlProblem> {
+    let data: BTreeMap<String, String> = pem
+        .map(|pem| (CRL_PEM_KEY.to_string(), pem.to_string()))
+        .into_iter()
+        .collect();
+    let binary_data = BTreeMap::from([(CRL_DER_KEY.to_string(), ByteString(der.to_vec()))]);
+    upsert_config_map(config_maps, issuer, name, number, data, binary_data).await
+}
+
+/// Writes the shards of a split CRL, or removes a shards ConfigMap left from when it was split.
+async fn write_shards_config_map(
+    config_maps: &Api<ConfigMap>,
+    issuer: &CaIssuer,
+    name: &str,
+    number: i64,
+    shards: &[ImportableCrl],
+) -> Result<(), CrlProblem> {
+    if shards.is_empty() {
+        return match config_maps.delete(name, &Default::default()).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+            Err(error) => Err(error.into()),
+        };
+    }
+    let data = shards
+        .iter()
+        .enumerate()
+        .map(|(index, shard)| (shard_pem_key(index), shard.pem.clone()))
+        .collect();
+    upsert_config_map(config_maps, issuer, name, number, data, BTreeMap::new()).await
+}
+
+/// Creates the ConfigMap, or replaces its CRL keys guarded by the resourceVersion read here.
+async fn upsert_config_map(
+    config_maps: &Api<ConfigMap>,
+    issuer: &CaIssuer,
+    name: &str,
+    number: i64,
+    data: BTreeMap<String, String>,
+    binary_data: BTreeMap<String, ByteString>,
 ) -> Result<(), CrlProblem> {
     let existing = config_maps.get_opt(name).await?;
-    let data = BTreeMap::from([(CRL_PEM_KEY.to_string(), pem.to_string())]);
-    let binary_data = BTreeMap::from([(CRL_DER_KEY.to_string(), ByteString(der.to_vec()))]);
     let annotations = BTreeMap::from([(CRL_NUMBER_ANNOTATION.to_string(), number.to_string())]);
     match existing {
         None => {
@@ -301,13 +457,28 @@ async fn write_config_map(
                 .await?;
         }
         Some(config_map) => {
+            // Keys this CRL does not have are removed (a merge patch keeps what it does not name).
+            let mut data_patch = serde_json::Map::new();
+            for key in config_map.data.iter().flat_map(|d| d.keys()) {
+                data_patch.insert(key.clone(), serde_json::Value::Null);
+            }
+            for (key, value) in data {
+                data_patch.insert(key, value.into());
+            }
+            let mut binary_patch = serde_json::Map::new();
+            for key in config_map.binary_data.iter().flat_map(|d| d.keys()) {
+                binary_patch.insert(key.clone(), serde_json::Value::Null);
+            }
+            for (key, value) in binary_data {
+                binary_patch.insert(key, serde_json::to_value(value).unwrap_or_default());
+            }
             let patch = json!({
                 "metadata": {
                     "resourceVersion": config_map.resource_version(),
                     "annotations": annotations,
                 },
-                "data": data,
-                "binaryData": binary_data,
+                "data": data_patch,
+                "binaryData": binary_patch,
             });
             config_maps
                 .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
@@ -338,8 +509,17 @@ fn sign_crl(
     Ok((crl.der().to_vec(), pem))
 }
 
-fn content_hash(ca_der: &[u8], entries: &[RevokedCertificate], validity: Duration) -> String {
-    let mut text = format!("{}|{}", fingerprint(ca_der), validity.as_secs());
+fn content_hash(
+    ca_der: &[u8],
+    entries: &[RevokedCertificate],
+    validity: Duration,
+    has_import_target: bool,
+) -> String {
+    let mut text = format!(
+        "{}|{}|{has_import_target}",
+        fingerprint(ca_der),
+        validity.as_secs()
+    );
     for entry in entries {
         text.push_str(&format!(
             "|{:x?}:{}:{:?}",
@@ -356,4 +536,25 @@ fn content_hash(ca_der: &[u8], entries: &[RevokedCertificate], validity: Duratio
 /// Time as the status holds it.
 pub fn status_time(unix_seconds: i64) -> Option<Time> {
     jiff::Timestamp::from_second(unix_seconds).ok().map(Time)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_crl_is_split_above_the_threshold_and_joined_only_well_below_it() {
+        assert!(!split_for_import(true, SPLIT_ABOVE_PEM_BYTES, false));
+        assert!(split_for_import(true, SPLIT_ABOVE_PEM_BYTES + 1, false));
+        // Once split, it stays split until well below the threshold: no flapping near it.
+        assert!(split_for_import(true, SPLIT_ABOVE_PEM_BYTES - 1, true));
+        assert!(split_for_import(true, JOIN_BELOW_PEM_BYTES, true));
+        assert!(!split_for_import(true, JOIN_BELOW_PEM_BYTES - 1, true));
+        // Nothing to import into: never split.
+        assert!(!split_for_import(
+            false,
+            ROLES_ANYWHERE_MAX_CRL_BYTES * 2,
+            true
+        ));
+    }
 }

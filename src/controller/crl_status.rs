@@ -19,6 +19,7 @@ use super::revocation::patch_status as patch_revocation_status;
 use crate::api::{
     CONDITION_READY, CrlImportRecord, IssuerKind, IssuerStatus, Revocation, RolesAnywhereCrlTarget,
 };
+use crate::pki::CRL_SHARDS;
 use crate::rolesanywhere::crl_import::{
     CrlImportError, ImportedCrlState, ROLES_ANYWHERE_MAX_CRL_BYTES,
 };
@@ -168,24 +169,32 @@ pub async fn reconcile_crl(
         .crl_name
         .clone()
         .unwrap_or_else(|| default_crl_name(issuer.ledger_namespace(), &issuer.name));
-    match import_crl(ctx, target, &crl_name, &published, now).await {
+    match import_all(ctx, target, &crl_name, &published, now).await {
         Ok(imported) => {
             ctx.backoff.reset(&uid);
-            status.crl_id = Some(imported.crl_id.clone());
+            let ids: Vec<String> = imported.iter().map(|i| i.crl_id.clone()).collect();
+            status.crl_id = ids.first().cloned();
+            status.crl_ids = ids.clone();
             status.imported_crl_number = Some(published.number);
-            status.last_crl_import_time = imported.imported_at.clone();
+            status.last_crl_import_time =
+                imported.iter().filter_map(|i| i.imported_at.clone()).max();
+            let held_as = if ids.len() > 1 {
+                format!("split by serial as {}", ids.join(" and "))
+            } else {
+                format!("as {}", ids.join(""))
+            };
             status.conditions.push(condition(
                 &previous.conditions,
                 CONDITION_CRL_IMPORTED,
                 true,
                 "Imported",
-                format!(
-                    "Roles Anywhere holds CRL {} as {}",
-                    published.number, imported.crl_id
-                ),
+                format!("Roles Anywhere holds CRL {} {held_as}", published.number),
                 generation,
             ));
-            if let Some(how) = imported.action {
+            for imported in &imported {
+                let Some(how) = imported.action else {
+                    continue;
+                };
                 ctx.publish_event_about(
                     &issuer.reference,
                     how == ImportAction::RepairedDrift,
@@ -234,19 +243,30 @@ pub async fn reconcile_crl(
 /// before imports start failing.
 const CRL_CAPACITY_WARNING_PERCENT: usize = 80;
 
-/// The `CrlCapacity` condition: how much of the 300,000-byte import limit the CRL uses.
+/// The `CrlCapacity` condition: how much of the 300,000-byte import limit the CRL (or the larger
+/// of its two shards) uses.
 fn crl_capacity(
     published: &PublishedCrl,
     generation: Option<i64>,
     previous: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
 ) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
-    let size = published.pem.len();
+    let sizes: Vec<usize> = published.imports.iter().map(|c| c.pem.len()).collect();
+    let size = sizes.iter().copied().max().unwrap_or(published.pem.len());
     let percent = size * 100 / ROLES_ANYWHERE_MAX_CRL_BYTES;
     let entries = published.serials.len();
-    let message = format!(
-        "CRL {} carries {entries} entries in {size} PEM bytes, {percent}% of Roles Anywhere's {ROLES_ANYWHERE_MAX_CRL_BYTES}-byte import limit",
-        published.number
-    );
+    let message = if sizes.len() > 1 {
+        let sizes: Vec<String> = sizes.iter().map(usize::to_string).collect();
+        format!(
+            "CRL {} carries {entries} entries, split by serial across the trust anchor's two CRL slots ({} PEM bytes); the larger is {percent}% of Roles Anywhere's {ROLES_ANYWHERE_MAX_CRL_BYTES}-byte import limit",
+            published.number,
+            sizes.join(" and ")
+        )
+    } else {
+        format!(
+            "CRL {} carries {entries} entries in {size} PEM bytes, {percent}% of Roles Anywhere's {ROLES_ANYWHERE_MAX_CRL_BYTES}-byte import limit",
+            published.number
+        )
+    };
     if percent >= CRL_CAPACITY_WARNING_PERCENT {
         condition(
             previous,
@@ -323,12 +343,66 @@ impl From<CrlImportError> for ImportProblem {
     }
 }
 
-/// Makes Roles Anywhere hold `published` under (trust anchor, `crl_name`), which this CA must
+/// The names of the trust anchor's two CRL slots for `crl_name`: itself, and `<crl_name> 2`
+/// (within the service's 255 characters).
+fn slot_names(crl_name: &str) -> [String; CRL_SHARDS] {
+    let stem: String = crl_name.chars().take(MAX_CRL_NAME_CHARS - 2).collect();
+    [crl_name.to_string(), format!("{stem} 2")]
+}
+
+/// Makes Roles Anywhere hold every CRL of `published` (one, or the two shards of a split CRL),
+/// and deletes a second slot this CA no longer needs. Returns what each slot holds.
+async fn import_all(
+    ctx: &Context,
+    target: &RolesAnywhereCrlTarget,
+    crl_name: &str,
+    published: &PublishedCrl,
+    now: OffsetDateTime,
+) -> Result<Vec<Imported>, ImportProblem> {
+    let names = slot_names(crl_name);
+    let mut imported = Vec::new();
+    // The second slot first: when a CRL is split, half its entries move there before the first
+    // slot lets them go, so no revoked serial is ever on neither.
+    for (index, crl) in published.imports.iter().enumerate().rev() {
+        let name = names.get(index).ok_or_else(|| ImportProblem {
+            reason: "CrlTooLarge",
+            message: format!(
+                "a CRL split in {} does not fit the trust anchor's {CRL_SHARDS} CRL slots",
+                published.imports.len()
+            ),
+        })?;
+        imported.push(import_crl(ctx, target, name, &crl.pem, published, now).await?);
+    }
+    imported.reverse();
+    // Joined again (the first slot now holds every entry): the second slot is released.
+    let authority = &published.authority.spec.authority;
+    let anchor = &target.trust_anchor_arn;
+    for name in names.iter().skip(published.imports.len()) {
+        let Some(entry) = published
+            .authority
+            .spec
+            .imports
+            .iter()
+            .find(|i| &i.trust_anchor_arn == anchor && &i.crl_name == name)
+        else {
+            continue;
+        };
+        if let Some(crl_id) = &entry.crl_id {
+            ctx.crl_importer.delete(target, crl_id).await?;
+            tracing::info!(%crl_id, crl_name = %name, "second CRL slot released: the CRL fits one import again");
+        }
+        ctx.ledger.forget_import(authority, anchor, name).await?;
+    }
+    Ok(imported)
+}
+
+/// Makes Roles Anywhere hold `pem` (a CRL of `published`) under (trust anchor, `crl_name`), which this CA must
 /// own: checked against the ledger, where the first CA to claim a name keeps it.
 async fn import_crl(
     ctx: &Context,
     target: &RolesAnywhereCrlTarget,
     crl_name: &str,
+    pem: &str,
     published: &PublishedCrl,
     now: OffsetDateTime,
 ) -> Result<Imported, ImportProblem> {
@@ -396,11 +470,7 @@ async fn import_crl(
                 action: None,
             });
         }
-        match ctx
-            .crl_importer
-            .check(target, &crl_id, &published.pem)
-            .await?
-        {
+        match ctx.crl_importer.check(target, &crl_id, pem).await? {
             ImportedCrlState::Current => {
                 entry.verified_at = status_time(now.unix_timestamp());
                 ctx.ledger.record_import(authority, entry.clone()).await?;
@@ -438,7 +508,7 @@ async fn import_crl(
         .import(
             target,
             crl_name,
-            &published.pem,
+            pem,
             entry.crl_id.as_deref(),
             &|crl: &[u8]| crate::pki::crl_is_signed_by(crl, &ca_key),
         )
@@ -586,5 +656,18 @@ mod tests {
                 "{name}"
             );
         }
+    }
+
+    #[test]
+    fn the_second_slot_is_named_after_the_first_within_the_service_rules() {
+        assert_eq!(
+            slot_names("iamra team ca"),
+            ["iamra team ca", "iamra team ca 2"].map(String::from)
+        );
+        let long = "x".repeat(MAX_CRL_NAME_CHARS);
+        let [first, second] = slot_names(&long);
+        assert_eq!(first, long);
+        assert_eq!(second.len(), MAX_CRL_NAME_CHARS);
+        assert_ne!(first, second);
     }
 }

@@ -3,6 +3,7 @@
 mod backoff;
 mod binding;
 mod ca;
+mod ca_continuity;
 mod ca_issuer;
 mod conditions;
 mod context;
@@ -31,6 +32,7 @@ pub use leader::{
     DEFAULT_LEASE_DURATION, DEFAULT_RENEW_DEADLINE, DEFAULT_RETRY_PERIOD, LeaderElectionConfig,
     LeaderElectionError, default_identity,
 };
+pub use ledger::{AUTHORITY_LABEL, REVOKED_LABEL, record_name};
 pub use platform::{InvalidKmsKeyGrant, KmsKeyGrant, PlatformConfig};
 pub use secret_layout::{
     CA_CERTIFICATE_KEY, CERTIFICATE_NAME_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE,

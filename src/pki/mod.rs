@@ -12,7 +12,10 @@ mod subject;
 mod workload_key;
 
 pub use ca::{CaCertificateSpec, generate_ca_key, self_signed_ca};
-pub use crl::{CrlSpec, RevokedCertificate, build_crl, parse_serial_hex};
+pub use crl::{
+    CRL_SHARDS, CrlSpec, RevokedCertificate, build_crl, crl_shard_of, parse_serial_hex,
+    split_into_shards,
+};
 pub use fingerprint::{authority_id, key_fingerprint, sha256_hex};
 pub use inspect::{
     ParsedCertificate, crl_is_signed_by, parse_certificate_der, parse_certificate_pem, pem_blocks,

@@ -20,7 +20,7 @@ const CRL_API_INTERVAL: Duration = Duration::from_secs(1);
 /// Roles Anywhere CRL calls by operation and outcome (SDK retries included in one call).
 pub static ROLES_ANYWHERE_REQUESTS: CounterVec<2> = CounterVec::new(
     "iamra_rolesanywhere_requests_total",
-    "IAM Roles Anywhere CRL calls by operation (ImportCrl, UpdateCrl, EnableCrl, ListCrls) and outcome.",
+    "IAM Roles Anywhere CRL calls by operation (ImportCrl, UpdateCrl, EnableCrl, GetCrl, ListCrls, DeleteCrl) and outcome.",
     ["operation", "outcome"],
 );
 
@@ -243,6 +243,30 @@ impl CrlImporter {
                 operation: "ImportCrl",
                 message: "response has no crlId".into(),
             })
+    }
+
+    /// Deletes the CRL `crl_id` from the trust anchor (done when a split CRL is joined again and
+    /// its second slot is no longer needed); one already gone is no error.
+    pub async fn delete(
+        &self,
+        target: &RolesAnywhereCrlTarget,
+        crl_id: &str,
+    ) -> Result<(), CrlImportError> {
+        let (client, key) = self.client(target)?;
+        self.pace(&key).await;
+        let response = client.delete_crl().crl_id(crl_id).send().await;
+        ROLES_ANYWHERE_REQUESTS.inc(["DeleteCrl", aws_outcome(&response)]);
+        match response {
+            Ok(_) => Ok(()),
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_resource_not_found_exception()) =>
+            {
+                Ok(())
+            }
+            Err(error) => Err(api_error("DeleteCrl", error)),
+        }
     }
 
     /// What Roles Anywhere holds under `crl_id`: compared with `pem` (the CRL that should be

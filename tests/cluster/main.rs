@@ -3,6 +3,7 @@
 
 mod chart;
 mod cluster;
+mod crl_split;
 mod issuance;
 // Shared with tests/chart.rs, which uses parts this binary does not.
 #[allow(dead_code)]
@@ -50,6 +51,7 @@ fn main() -> ExitCode {
     trials.extend(revocation::trials(&cluster));
     trials.extend(ledger::trials(&cluster));
     trials.extend(ledger_model::trials(&cluster));
+    trials.extend(crl_split::trials(&cluster));
     trials.extend(live_sessions::trials(&cluster));
     trials.extend(tenancy::trials(&cluster));
     trials.extend(tls_providers::trials(&cluster));

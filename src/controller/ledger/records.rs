@@ -222,6 +222,21 @@ impl Ledger {
         }
     }
 
+    /// When the last unexpired certificate of `authority` expires; None when none is left.
+    pub async fn last_certificate_expiry(
+        &self,
+        authority: &str,
+        now: i64,
+    ) -> Result<Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>, LedgerError> {
+        Ok(self
+            .list(&format!("{AUTHORITY_LABEL}={authority}"))
+            .await?
+            .into_iter()
+            .map(|record| record.spec.not_after)
+            .filter(|not_after| not_after.0.as_second() > now)
+            .max_by_key(|not_after| not_after.0))
+    }
+
     /// Deletes the records of `authority` whose certificate expired more than
     /// [`EXPIRY_GRACE_SECONDS`] ago; returns how many.
     pub async fn delete_expired(&self, authority: &str, now: i64) -> Result<usize, LedgerError> {
