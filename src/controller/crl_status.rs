@@ -170,25 +170,55 @@ pub async fn reconcile_crl(
         .clone()
         .unwrap_or_else(|| default_crl_name(issuer.ledger_namespace(), &issuer.name));
     match import_all(ctx, target, &crl_name, &published, now).await {
-        Ok(imported) => {
-            ctx.backoff.reset(&uid);
+        Ok(ImportedSlots {
+            slots: imported,
+            second_slot_refused,
+        }) => {
+            if second_slot_refused.is_none() {
+                ctx.backoff.reset(&uid);
+            }
             let ids: Vec<String> = imported.iter().map(|i| i.crl_id.clone()).collect();
             status.crl_id = ids.first().cloned();
             status.crl_ids = ids.clone();
             status.imported_crl_number = Some(published.number);
             status.last_crl_import_time =
                 imported.iter().filter_map(|i| i.imported_at.clone()).max();
-            let held_as = if ids.len() > 1 {
-                format!("split by serial as {}", ids.join(" and "))
-            } else {
-                format!("as {}", ids.join(""))
+            let held_as = match (&second_slot_refused, ids.len() > 1) {
+                (_, true) => format!("split by serial as {}", ids.join(" and ")),
+                (Some(problem), false) => format!(
+                    "whole as {}: it is due to be split, but the trust anchor's second slot was refused ({}: {})",
+                    ids.join(""),
+                    problem.reason,
+                    problem.message
+                ),
+                (None, false) => format!("as {}", ids.join("")),
             };
+            let message = format!("Roles Anywhere holds CRL {} {held_as}", published.number);
+            let repeated = previous
+                .conditions
+                .iter()
+                .any(|c| c.type_ == CONDITION_CRL_IMPORTED && c.message == message);
+            if let Some(problem) = &second_slot_refused
+                && !repeated
+            {
+                ctx.publish_event_about(
+                    &issuer.reference,
+                    true,
+                    "CrlSplitRefused",
+                    "ImportCRL",
+                    format!(
+                        "CRL {} is due to be split, but the second CRL slot was refused: {}",
+                        published.number, problem.message
+                    ),
+                )
+                .await;
+            }
             status.conditions.push(condition(
                 &previous.conditions,
                 CONDITION_CRL_IMPORTED,
                 true,
                 "Imported",
-                format!("Roles Anywhere holds CRL {} {held_as}", published.number),
+                message,
                 generation,
             ));
             for imported in &imported {
@@ -210,6 +240,12 @@ pub async fn reconcile_crl(
                 .await;
             }
             mark_revocations(ctx, issuer, &published, true).await?;
+            if second_slot_refused.is_some() {
+                // Split as soon as the second slot is free again.
+                return Ok(Some(
+                    ctx.backoff.next_delay(&uid, super::issuer::TRANSIENT_RETRY),
+                ));
+            }
             Ok(Some(published.refresh_in.min(ctx.crl_drift_check_interval)))
         }
         Err(problem) => {
@@ -350,50 +386,84 @@ fn slot_names(crl_name: &str) -> [String; CRL_SHARDS] {
     [crl_name.to_string(), format!("{stem} 2")]
 }
 
+/// What the trust anchor holds after an import: each slot's CRL, and why the second slot could
+/// not be used when the CRL went to the first one whole instead of split.
+struct ImportedSlots {
+    slots: Vec<Imported>,
+    second_slot_refused: Option<ImportProblem>,
+}
+
 /// Makes Roles Anywhere hold every CRL of `published` (one, or the two shards of a split CRL),
-/// and deletes a second slot this CA no longer needs. Returns what each slot holds.
+/// and deletes a second slot this CA no longer needs.
 async fn import_all(
     ctx: &Context,
     target: &RolesAnywhereCrlTarget,
     crl_name: &str,
     published: &PublishedCrl,
     now: OffsetDateTime,
-) -> Result<Vec<Imported>, ImportProblem> {
-    let names = slot_names(crl_name);
-    let mut imported = Vec::new();
-    // The second slot first: when a CRL is split, half its entries move there before the first
-    // slot lets them go, so no revoked serial is ever on neither.
-    for (index, crl) in published.imports.iter().enumerate().rev() {
-        let name = names.get(index).ok_or_else(|| ImportProblem {
-            reason: "CrlTooLarge",
-            message: format!(
-                "a CRL split in {} does not fit the trust anchor's {CRL_SHARDS} CRL slots",
-                published.imports.len()
-            ),
-        })?;
-        imported.push(import_crl(ctx, target, name, &crl.pem, published, now).await?);
-    }
-    imported.reverse();
+) -> Result<ImportedSlots, ImportProblem> {
+    let [first_name, second_name] = slot_names(crl_name);
+    let first_only = match published.imports.as_slice() {
+        // The second slot first: when a CRL is split, half its entries move there before the
+        // first slot lets them go, so no revoked serial is ever on neither.
+        [first, second] => {
+            match import_crl(ctx, target, &second_name, &second.pem, published, now).await {
+                Ok(second) => {
+                    let first =
+                        import_crl(ctx, target, &first_name, &first.pem, published, now).await?;
+                    return Ok(ImportedSlots {
+                        slots: vec![first, second],
+                        second_slot_refused: None,
+                    });
+                }
+                // The whole CRL still fits one import: the first slot takes it rather than
+                // leaving the new entries out.
+                Err(problem) if published.pem.len() <= ROLES_ANYWHERE_MAX_CRL_BYTES => {
+                    tracing::warn!(reason = problem.reason, message = %problem.message, "second CRL slot refused; importing the whole CRL into the first");
+                    let whole =
+                        import_crl(ctx, target, &first_name, &published.pem, published, now)
+                            .await?;
+                    return Ok(ImportedSlots {
+                        slots: vec![whole],
+                        second_slot_refused: Some(problem),
+                    });
+                }
+                Err(problem) => return Err(problem),
+            }
+        }
+        [whole] => import_crl(ctx, target, &first_name, &whole.pem, published, now).await?,
+        _ => {
+            return Err(ImportProblem {
+                reason: "CrlTooLarge",
+                message: format!(
+                    "a CRL split in {} does not fit the trust anchor's {CRL_SHARDS} CRL slots",
+                    published.imports.len()
+                ),
+            });
+        }
+    };
     // Joined again (the first slot now holds every entry): the second slot is released.
     let authority = &published.authority.spec.authority;
     let anchor = &target.trust_anchor_arn;
-    for name in names.iter().skip(published.imports.len()) {
-        let Some(entry) = published
-            .authority
-            .spec
-            .imports
-            .iter()
-            .find(|i| &i.trust_anchor_arn == anchor && &i.crl_name == name)
-        else {
-            continue;
-        };
+    if let Some(entry) = published
+        .authority
+        .spec
+        .imports
+        .iter()
+        .find(|i| &i.trust_anchor_arn == anchor && i.crl_name == second_name)
+    {
         if let Some(crl_id) = &entry.crl_id {
             ctx.crl_importer.delete(target, crl_id).await?;
-            tracing::info!(%crl_id, crl_name = %name, "second CRL slot released: the CRL fits one import again");
+            tracing::info!(%crl_id, crl_name = %second_name, "second CRL slot released: the CRL fits one import again");
         }
-        ctx.ledger.forget_import(authority, anchor, name).await?;
+        ctx.ledger
+            .forget_import(authority, anchor, &second_name)
+            .await?;
     }
-    Ok(imported)
+    Ok(ImportedSlots {
+        slots: vec![first_only],
+        second_slot_refused: None,
+    })
 }
 
 /// Makes Roles Anywhere hold `pem` (a CRL of `published`) under (trust anchor, `crl_name`), which this CA must

@@ -1,5 +1,6 @@
-//! A CRL too large for one Roles Anywhere import: split by serial across the trust anchor's two
-//! CRL slots, both enforced, and joined again (the second slot deleted) once entries expire.
+//! A CRL too large for one Roles Anywhere import: whole in the first slot while the second is
+//! taken, then split by serial across the trust anchor's two CRL slots, both enforced, and joined
+//! again (the second slot deleted) once entries expire.
 //! The ledger is filled the way the controller fills it (revoked CertificateRecords), because
 //! thousands of Revocations would test the API server rather than the split.
 
@@ -189,6 +190,24 @@ async fn a_crl_too_large_for_one_import_uses_both_slots_then_one_again(
         }
     };
 
+    // Another CRL holds the anchor's second slot (disabled, so it revokes nothing): the split
+    // cannot happen, and the whole CRL goes to the first slot instead of being left out.
+    let occupant = emulator.shared.mutate(|state| {
+        let id = iamra::rolesanywhere::emulator::state::new_resource_id();
+        let at = time::OffsetDateTime::now_utc();
+        let crl = iamra::rolesanywhere::emulator::state::Crl {
+            arn: state.arn("crl", &id),
+            id: id.clone(),
+            name: "someone else's".into(),
+            enabled: false,
+            trust_anchor_arn: anchor.clone(),
+            crl_data: Vec::new(),
+            created_at: at,
+            updated_at: at,
+        };
+        state.crls.insert(id.clone(), crl);
+        Ok(id)
+    })?;
     let bulk = fill_ledger(&s.client, &authority, BULK_ENTRIES, BULK_LIFETIME).await?;
     let mut everything: BTreeSet<String> = bulk.clone();
     everything.extend(revoked.iter().map(|r| r.2.clone()));
@@ -197,6 +216,30 @@ async fn a_crl_too_large_for_one_import_uses_both_slots_then_one_again(
     s.revoke("trigger", RevocationTarget::Certificate("trigger"), false)
         .await?;
     everything.insert(extra_serial.clone());
+    wait_for("the whole CRL in the first slot", SETTLE, || async {
+        let held = held_serials(&emulator, &anchor, &ca_pem)?;
+        Ok((held.len() == 1 && held[0].1 == everything).then_some(()))
+    })
+    .await?;
+    let imported = wait_for("CrlImported naming the refused slot", SETTLE, || async {
+        let issuer = s.issuers.get("ca").await?;
+        Ok(issuer.status.and_then(|st| {
+            st.conditions
+                .into_iter()
+                .find(|c| c.type_ == "CrlImported" && c.message.contains("second slot was refused"))
+        }))
+    })
+    .await?;
+    println!("second slot taken: {}", imported.message);
+    anyhow::ensure!(
+        refused(extra_pem.clone(), extra_key.clone()).await,
+        "the trigger certificate not refused with the whole CRL in one slot"
+    );
+    // The slot freed: the next retry splits.
+    emulator.shared.mutate(|state| {
+        state.crls.remove(&occupant);
+        Ok(())
+    })?;
     let split = wait_for("the CRL split across both slots", SETTLE, || async {
         let held = held_serials(&emulator, &anchor, &ca_pem)?;
         let union: BTreeSet<String> = held.iter().flat_map(|(_, s)| s.clone()).collect();

@@ -1,6 +1,7 @@
 //! Integration tests on a real etcd + kube-apiserver, started once for this test binary and
 //! stopped when the run ends. Every test gets its own namespace.
 
+mod ca_rotation;
 mod chart;
 mod cluster;
 mod crl_split;
@@ -52,6 +53,7 @@ fn main() -> ExitCode {
     trials.extend(ledger::trials(&cluster));
     trials.extend(ledger_model::trials(&cluster));
     trials.extend(crl_split::trials(&cluster));
+    trials.extend(ca_rotation::trials(&cluster));
     trials.extend(live_sessions::trials(&cluster));
     trials.extend(tenancy::trials(&cluster));
     trials.extend(tls_providers::trials(&cluster));
