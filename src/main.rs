@@ -10,7 +10,7 @@ use iamra::api::parse_duration;
 use iamra::api::{crd_file_name, crd_yaml, custom_resource_definitions};
 use iamra::controller::{
     ControllerOptions, KmsKeyGrant, LeaderElectionConfig, PlatformConfig, RunError,
-    default_identity,
+    TrustAnchorGrant, default_identity,
 };
 use iamra::localenv::demo;
 use iamra::rolesanywhere::credential_process::{self, CredentialProcessArgs};
@@ -120,6 +120,16 @@ struct PlatformArgs {
         value_delimiter = ','
     )]
     kms_key_grants: Vec<KmsKeyGrant>,
+    /// `<namespace>=<trust anchor ARN>`: lets Issuers in that namespace import their CRLs into
+    /// that trust anchor; `<namespace>=*` into any. Repeat it, or separate grants with commas in
+    /// the environment variable. Without a grant a namespaced Issuer's CRL is not imported
+    /// (ClusterIssuers need none).
+    #[arg(
+        long = "trust-anchor-grant",
+        env = "IAMRA_TRUST_ANCHOR_GRANTS",
+        value_delimiter = ','
+    )]
+    trust_anchor_grants: Vec<TrustAnchorGrant>,
     /// End the live sessions of a revoked certificate at once: an inline Deny (policy
     /// `iamra-revoked-sessions`) on every role a RolesAnywhereBinding of the certificate names,
     /// for its sessions issued before the revocation. Needs `iam:GetRolePolicy` and
@@ -137,6 +147,7 @@ impl PlatformArgs {
             kms_endpoint: self.kms_endpoint,
             rolesanywhere_endpoint: self.rolesanywhere_endpoint,
             kms_key_grants: self.kms_key_grants.into_iter().collect(),
+            trust_anchor_grants: self.trust_anchor_grants.into_iter().collect(),
             end_live_sessions: self.end_live_sessions,
             iam_endpoint: self.iam_endpoint,
         }

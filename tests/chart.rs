@@ -569,6 +569,27 @@ fn issuer_is_created_only_when_asked() -> anyhow::Result<()> {
         "rolesAnywhere: {}",
         issuer["spec"]
     );
+    // The chart's own Issuer may import into the trust anchor it names, and into no other.
+    let grants = env_value(deployment_container(&objects)?, "IAMRA_TRUST_ANCHOR_GRANTS")
+        .context("the chart's Issuer has no trust anchor grant")?;
+    anyhow::ensure!(
+        grants["value"]
+            == format!(
+                "{NAMESPACE}={}",
+                issuer["spec"]["rolesAnywhere"]["trustAnchorArn"]
+                    .as_str()
+                    .unwrap_or_default()
+            ),
+        "IAMRA_TRUST_ANCHOR_GRANTS: {grants}"
+    );
+    anyhow::ensure!(
+        env_value(
+            deployment_container(&defaults)?,
+            "IAMRA_TRUST_ANCHOR_GRANTS"
+        )
+        .is_none(),
+        "a trust anchor is granted by default"
+    );
     Ok(())
 }
 

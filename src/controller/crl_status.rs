@@ -165,6 +165,15 @@ pub async fn reconcile_crl(
         ctx.backoff.reset(&uid);
         return Ok(Some(published.refresh_in));
     };
+    if issuer.kind == IssuerKind::Issuer
+        && !ctx
+            .platform
+            .grants_trust_anchor(&issuer.resource_namespace, &target.trust_anchor_arn)
+    {
+        refuse_ungranted_trust_anchor(ctx, issuer, target, previous, status).await;
+        ctx.backoff.reset(&uid);
+        return Ok(Some(published.refresh_in));
+    }
     let crl_name = target
         .crl_name
         .clone()
@@ -272,6 +281,46 @@ pub async fn reconcile_crl(
                 ctx.backoff.next_delay(&uid, super::issuer::TRANSIENT_RETRY),
             ))
         }
+    }
+}
+
+/// Reports that the namespace may not import into the trust anchor it names; no AWS call is
+/// made. Waits for a spec change (or the platform's grant and the next refresh).
+async fn refuse_ungranted_trust_anchor(
+    ctx: &Context,
+    issuer: &CaIssuer,
+    target: &RolesAnywhereCrlTarget,
+    previous: &IssuerStatus,
+    status: &mut IssuerStatus,
+) {
+    let namespace = &issuer.resource_namespace;
+    let anchor = &target.trust_anchor_arn;
+    let message = format!(
+        "trust anchor {anchor} is not granted to namespace {namespace}: the platform team grants it with the controller flag --trust-anchor-grant {namespace}={anchor}"
+    );
+    let repeated = previous.conditions.iter().any(|c| {
+        c.type_ == CONDITION_CRL_IMPORTED
+            && c.reason == "TrustAnchorNotGranted"
+            && c.message == message
+    });
+    status.conditions.push(condition(
+        &previous.conditions,
+        CONDITION_CRL_IMPORTED,
+        false,
+        "TrustAnchorNotGranted",
+        message.clone(),
+        issuer.generation,
+    ));
+    if !repeated {
+        tracing::warn!(%anchor, "CRL not imported: trust anchor not granted to the namespace");
+        ctx.publish_event_about(
+            &issuer.reference,
+            true,
+            "TrustAnchorNotGranted",
+            "ImportCRL",
+            message,
+        )
+        .await;
     }
 }
 

@@ -33,7 +33,9 @@ pub use leader::{
     LeaderElectionError, default_identity,
 };
 pub use ledger::{AUTHORITY_LABEL, REVOKED_LABEL, record_name};
-pub use platform::{InvalidKmsKeyGrant, KmsKeyGrant, PlatformConfig};
+pub use platform::{
+    ANY_TRUST_ANCHOR, InvalidGrant, KmsKeyGrant, NamespaceGrant, PlatformConfig, TrustAnchorGrant,
+};
 pub use secret_layout::{
     CA_CERTIFICATE_KEY, CERTIFICATE_NAME_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE,
     REVISION_ANNOTATION, SERIAL_ANNOTATION, TLS_CERTIFICATE_KEY, TLS_PRIVATE_KEY_KEY,

@@ -162,6 +162,8 @@ pub async fn run(binaries: BinariesSource) -> anyhow::Result<f64> {
             .arg(format!("--webhook-secret-namespace={NAMESPACE}"))
             // The platform's endpoint, for CRL imports and the injected sidecars alike.
             .arg(format!("--rolesanywhere-endpoint={}", emulator.endpoint()))
+            // The demo's namespace is the only tenant: it may import into the emulator's anchor.
+            .arg(format!("--trust-anchor-grant={NAMESPACE}=*"))
             .env("KUBECONFIG", control_plane.kubeconfig_path())
             // The emulator takes any credentials; these keep the SDK off real AWS and IMDS.
             .env("AWS_ACCESS_KEY_ID", "local-demo")

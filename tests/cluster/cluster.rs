@@ -113,7 +113,8 @@ impl TestCluster {
     }
 
     /// Starts an `iamra controller` process with more arguments and environment variables. Its
-    /// KMS endpoint (a platform setting) is the shared moto server unless `env` says otherwise.
+    /// KMS endpoint (a platform setting) is the shared moto server unless `env` says otherwise,
+    /// and the watched namespace is granted every trust anchor.
     pub fn start_controller_with(
         &self,
         namespace: &str,
@@ -121,7 +122,13 @@ impl TestCluster {
         env: &[(&str, &str)],
     ) -> anyhow::Result<TestProcess> {
         let kms_endpoint = self.kms_endpoint()?;
-        let mut environment = vec![("IAMRA_KMS_ENDPOINT", kms_endpoint.as_str())];
+        // The test namespace's Issuers may import into any trust anchor (each test makes its
+        // own); `env` can name a narrower grant, which then wins.
+        let any_anchor = format!("{namespace}=*");
+        let mut environment = vec![
+            ("IAMRA_KMS_ENDPOINT", kms_endpoint.as_str()),
+            ("IAMRA_TRUST_ANCHOR_GRANTS", any_anchor.as_str()),
+        ];
         environment.extend_from_slice(env);
         start_controller(
             &self.inner.kubeconfig,

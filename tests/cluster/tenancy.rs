@@ -210,7 +210,17 @@ async fn tenant_b_cannot_reach_tenant_a_under_a_shared_ca(
     ] {
         let mut args = vec![resources.as_str()];
         args.extend(extra);
-        controllers.push(cluster.start_controller_for_rolesanywhere(namespace, &endpoint, &args)?);
+        // Tenants are granted a trust anchor of their own, not the platform's.
+        let own_anchor =
+            format!("{namespace}=arn:aws:rolesanywhere:eu-west-1:111122223333:trust-anchor/0");
+        controllers.push(cluster.start_controller_with(
+            namespace,
+            &args,
+            &[
+                ("IAMRA_ROLESANYWHERE_ENDPOINT", endpoint.as_str()),
+                ("IAMRA_TRUST_ANCHOR_GRANTS", own_anchor.as_str()),
+            ],
+        )?);
     }
 
     let cluster_issuers: Api<ClusterIssuer> = Api::all(client.clone());
@@ -401,7 +411,9 @@ async fn tenant_b_cannot_reach_tenant_a_under_a_shared_ca(
     refusals.push(("Issuer with the platform's KMS key".into(), refused.message));
 
     // 6. An Issuer of B naming the ClusterIssuer's trust anchor and CRL name, with an endpoint
-    //    override of its own (7.), which the schema prunes and the controller never calls.
+    //    override of its own (7.), which the schema prunes and the controller never calls. The
+    //    anchor is not granted to B: no CRL call is made (a CRL name another CA claimed would be
+    //    refused too, `ledger::a_crl_name_has_one_owner`).
     let crl_name = iamra::controller::default_crl_name("", &issuer_name);
     let squatter = json!({
         "apiVersion": "iamra.dev/v1alpha1",
@@ -429,9 +441,15 @@ async fn tenant_b_cannot_reach_tenant_a_under_a_shared_ca(
         "the API server kept a tenant's endpoint: {}",
         stored.data
     );
-    let refused = wait_reason(&b.issuers, "squatter", "CrlImported", "CrlNameTaken").await?;
+    let refused = wait_reason(
+        &b.issuers,
+        "squatter",
+        "CrlImported",
+        "TrustAnchorNotGranted",
+    )
+    .await?;
     refusals.push((
-        "Issuer claiming the shared CRL name".into(),
+        "Issuer naming the shared trust anchor and CRL name".into(),
         refused.message,
     ));
     let held = emulator.shared.read(|state| {
