@@ -351,7 +351,15 @@ pub async fn publish_crl(
     // would pass a ConfigMap's 1 MiB limit at the entry counts that call for splitting.
     let whole_pem = shards.is_empty().then_some(pem.as_str());
     write_config_map(&config_maps, issuer, &name, number, &der, whole_pem).await?;
-    write_shards_config_map(&config_maps, issuer, &shards_name, number, &shards).await?;
+    write_shards_config_map(
+        &config_maps,
+        issuer,
+        &shards_name,
+        number,
+        &shards,
+        split_before,
+    )
+    .await?;
     tracing::info!(
         crl_number = number,
         entries = entry_count,
@@ -401,20 +409,18 @@ async fn write_config_map(
     upsert_config_map(config_maps, issuer, name, number, data, binary_data).await
 }
 
-/// Writes the shards of a split CRL, or removes a shards ConfigMap left from when it was split.
+/// Writes the shards of a split CRL; once it is joined again, empties the shards ConfigMap (the
+/// controller deletes no ConfigMap: the Issuer's ownerReference removes it with the Issuer).
 async fn write_shards_config_map(
     config_maps: &Api<ConfigMap>,
     issuer: &CaIssuer,
     name: &str,
     number: i64,
     shards: &[ImportableCrl],
+    split_before: bool,
 ) -> Result<(), CrlProblem> {
-    if shards.is_empty() {
-        return match config_maps.delete(name, &Default::default()).await {
-            Ok(_) => Ok(()),
-            Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
-            Err(error) => Err(error.into()),
-        };
+    if shards.is_empty() && !split_before {
+        return Ok(());
     }
     let data = shards
         .iter()
