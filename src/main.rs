@@ -332,7 +332,10 @@ fn main() -> anyhow::Result<()> {
                 let client = kube::Client::try_default()
                     .await
                     .context("no usable kubeconfig or in-cluster configuration")?;
-                let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+                let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
+                    .timeout_config(iamra::controller::aws_timeouts())
+                    .load()
+                    .await;
                 tracing::info!(
                     namespace = namespace.as_deref().unwrap_or("<all>"),
                     "controller starting"

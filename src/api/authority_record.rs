@@ -113,6 +113,10 @@ pub struct CrlImportRecord {
     pub crl_id: Option<String>,
     /// Number of the CRL Roles Anywhere last accepted (0 before the first import).
     pub number: i64,
+    /// Lowercase hex SHA-256 of the PEM it accepted: with one number a slot can hold the whole
+    /// CRL or one of its halves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pem_sha256: Option<String>,
     /// When it last accepted one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub imported_at: Option<Time>,

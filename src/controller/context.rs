@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use kube::Resource;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use tokio::sync::Mutex;
+use tokio::sync::OnceCell;
 
 use super::backoff::Backoff;
 use super::crl::PublishedCrl;
@@ -40,7 +40,9 @@ pub struct Context {
     recorder: Recorder,
     aws: aws_config::SdkConfig,
     kms_options: KmsSigningOptions,
-    kms_keys: Mutex<HashMap<KmsKeyLocation, Arc<KmsSigningKey>>>,
+    /// One lazily connected entry per KMS key: the map is locked only to find the entry, never
+    /// across the GetPublicKey that fills it, so a slow key holds up no other key.
+    kms_keys: std::sync::Mutex<HashMap<KmsKeyLocation, Arc<OnceCell<Arc<KmsSigningKey>>>>>,
     /// Retry delays of failing objects, keyed by uid.
     pub backoff: Backoff,
     /// Keeps CRLs imported into Roles Anywhere.
@@ -89,7 +91,7 @@ impl Context {
             client,
             aws: aws.clone(),
             kms_options: KmsSigningOptions::default(),
-            kms_keys: Mutex::new(HashMap::new()),
+            kms_keys: Default::default(),
             backoff: Backoff::default(),
             crl_importer: CrlImporter::new(aws.clone(), platform.rolesanywhere_endpoint.clone()),
             live_sessions: platform
@@ -143,10 +145,24 @@ impl Context {
 
     /// The signing key for a KMS key, fetched once (GetPublicKey) and shared afterwards.
     pub async fn kms_key(&self, location: &KmsKeyLocation) -> Result<Arc<KmsSigningKey>, KmsError> {
-        let mut keys = self.kms_keys.lock().await;
-        if let Some(key) = keys.get(location) {
-            return Ok(key.clone());
-        }
+        let entry = self
+            .kms_keys
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(location.clone())
+            .or_default()
+            .clone();
+        // A failed connect leaves the entry empty: the next caller tries again.
+        entry
+            .get_or_try_init(|| self.connect_kms_key(location))
+            .await
+            .cloned()
+    }
+
+    async fn connect_kms_key(
+        &self,
+        location: &KmsKeyLocation,
+    ) -> Result<Arc<KmsSigningKey>, KmsError> {
         let mut config = aws_sdk_kms::config::Builder::from(&self.aws)
             .region(aws_sdk_kms::config::Region::new(location.region.clone()))
             .retry_config(aws_sdk_kms::config::retry::RetryConfig::standard().with_max_attempts(6));
@@ -154,10 +170,9 @@ impl Context {
             config = config.endpoint_url(endpoint);
         }
         let client = aws_sdk_kms::Client::from_conf(config.build());
-        let key =
-            Arc::new(KmsSigningKey::connect(client, &location.key_id, &self.kms_options).await?);
-        keys.insert(location.clone(), key.clone());
-        Ok(key)
+        Ok(Arc::new(
+            KmsSigningKey::connect(client, &location.key_id, &self.kms_options).await?,
+        ))
     }
 
     /// Remembers the CRL an Issuer published, for the HTTP distribution point.
@@ -200,7 +215,9 @@ impl Context {
 
     /// Forgets a KMS key so the next use fetches it again (after the Issuer changed or failed).
     pub async fn forget_kms_key(&self, location: &KmsKeyLocation) {
-        self.kms_keys.lock().await.remove(location);
+        if let Ok(mut keys) = self.kms_keys.lock() {
+            keys.remove(location);
+        }
     }
 }
 

@@ -554,6 +554,7 @@ async fn import_crl(
             claimed_at: Time(jiff::Timestamp::now()),
             crl_id: None,
             number: 0,
+            pem_sha256: None,
             imported_at: None,
             verified_at: None,
         };
@@ -576,8 +577,15 @@ async fn import_crl(
     };
 
     let mut action = Some(ImportAction::Accepted);
+    let pem_sha256 = crate::pki::sha256_hex(pem.as_bytes());
+    // Records from before splitting carry no hash: one number was one CRL then.
+    let same_crl = entry.number == published.number
+        && entry
+            .pem_sha256
+            .as_ref()
+            .is_none_or(|held| held == &pem_sha256);
     if let Some(crl_id) = entry.crl_id.clone()
-        && entry.number == published.number
+        && same_crl
     {
         let checked_recently = entry.verified_at.as_ref().is_some_and(|at| {
             now.unix_timestamp() - at.0.as_second() < ctx.crl_drift_check_interval.as_secs() as i64
@@ -634,6 +642,7 @@ async fn import_crl(
         .await?;
     entry.crl_id = Some(crl_id.clone());
     entry.number = published.number;
+    entry.pem_sha256 = Some(pem_sha256);
     entry.imported_at = status_time(now.unix_timestamp());
     entry.verified_at = entry.imported_at.clone();
     ctx.ledger.record_import(authority, entry.clone()).await?;

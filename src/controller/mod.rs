@@ -1,5 +1,6 @@
 //! The operator: one reconciler per custom resource, sharing one [`Context`].
 
+mod aws_timeouts;
 mod backoff;
 mod binding;
 mod ca;
@@ -23,6 +24,7 @@ mod revocation;
 mod secret_layout;
 mod workload_certificate;
 
+pub use aws_timeouts::aws_timeouts;
 pub use binding::{CONDITION_INJECTION_ENABLED, check_arns};
 pub use context::{Context, FIELD_MANAGER};
 pub use crl::{CRL_DER_KEY, CRL_PEM_KEY, crl_config_map_name};

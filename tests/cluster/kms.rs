@@ -11,7 +11,7 @@ use libtest_mimic::Trial;
 
 use crate::cluster::{TestCluster, trial, wait_for};
 use crate::issuance::{
-    SETTLE, apply, check_issued, secret_text, wait_certificate_ready, wait_event,
+    SETTLE, apply, check_issued, local_issuer, secret_text, wait_certificate_ready, wait_event,
     wait_issuer_ready, workload_certificate,
 };
 use crate::metrics::{sample, scrape};
@@ -58,6 +58,11 @@ pub fn trials(cluster: &TestCluster) -> Vec<Trial> {
             "kms::large_messages_are_signed_as_verified_digests",
             cluster,
             large_messages_are_signed_as_verified_digests,
+        ),
+        trial(
+            "kms::a_kms_that_never_answers_times_out_and_stalls_nothing_else",
+            cluster,
+            a_kms_that_never_answers_times_out_and_stalls_nothing_else,
         ),
         trial("kms::reports_unreachable_kms", cluster, |c| {
             rejects_key(
@@ -350,5 +355,71 @@ async fn large_messages_are_signed_as_verified_digests(cluster: TestCluster) -> 
             other => anyhow::bail!("{spec:?}: a wrong DIGEST signature was not caught: {other:?}"),
         }
     }
+    Ok(())
+}
+
+/// A KMS endpoint that accepts connections and never answers: the KMS Issuer is reported within
+/// the controller's AWS operation timeout, and meanwhile a local Issuer of the same controller
+/// issues as usual (no lock or slot is held for everyone across the hanging call).
+async fn a_kms_that_never_answers_times_out_and_stalls_nothing_else(
+    cluster: TestCluster,
+) -> anyhow::Result<()> {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let endpoint = format!("http://{}", silent.local_addr()?);
+    let connections = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let held = connections.clone();
+    std::thread::spawn(move || {
+        for stream in silent.incoming().flatten() {
+            if let Ok(mut held) = held.lock() {
+                held.push(stream);
+            }
+        }
+    });
+    let client = cluster.client().await?;
+    let namespace = cluster.namespace(&client, "kms-silent").await?;
+    let issuers: Api<Issuer> = Api::namespaced(client.clone(), &namespace);
+    let certificates: Api<WorkloadCertificate> = Api::namespaced(client.clone(), &namespace);
+    let key_id = "arn:aws:kms:eu-west-1:111122223333:key/0b7e8d2c-silent";
+    let grant = format!("--kms-key-grant={namespace}={key_id}");
+    let _controller = cluster.start_controller_with(
+        &namespace,
+        &[&grant],
+        &[("IAMRA_KMS_ENDPOINT", endpoint.as_str())],
+    )?;
+    let started = std::time::Instant::now();
+    apply(&issuers, &kms_issuer(key_id)).await?;
+    apply(&issuers, &local_issuer("local-ca", "local-ca-key")).await?;
+    apply(
+        &certificates,
+        &workload_certificate("app", "local-ca", WorkloadKeyAlgorithm::EcdsaP256),
+    )
+    .await?;
+    wait_certificate_ready(&certificates, "app", 1).await?;
+    let local_ready = started.elapsed();
+    let kms_ready = issuers.get("kms-ca").await?.status.is_some_and(|s| {
+        s.conditions
+            .iter()
+            .any(|c| c.type_ == CONDITION_READY && c.status == "True")
+    });
+    anyhow::ensure!(
+        !kms_ready,
+        "the KMS Issuer is Ready with a KMS that never answers"
+    );
+    let condition = wait_not_ready(&issuers, "the silent KMS reported").await?;
+    let reported = started.elapsed();
+    anyhow::ensure!(condition.reason == "KMSKeyUnusable", "{condition:?}");
+    anyhow::ensure!(
+        condition.message.to_lowercase().contains("timeout")
+            || condition.message.to_lowercase().contains("timed out"),
+        "the condition does not say it timed out: {}",
+        condition.message
+    );
+    let made = connections.lock().map(|c| c.len()).unwrap_or(0);
+    anyhow::ensure!(made > 0, "the controller never connected to the silent KMS");
+    println!(
+        "silent KMS: local certificate Ready after {local_ready:.1?}; KMS Issuer reported after \
+         {reported:.1?} ({made} connection(s)): {}",
+        condition.message
+    );
     Ok(())
 }

@@ -338,6 +338,7 @@ mod tests {
                         claimed_at: time(*at),
                         crl_id: Some("id".into()),
                         number: 1,
+                        pem_sha256: None,
                         imported_at: None,
                         verified_at: None,
                     })
