@@ -4,11 +4,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use kube::Resource;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use tokio::sync::OnceCell;
 
 use super::backoff::Backoff;
 use super::crl::PublishedCrl;
+use super::events::EventPublisher;
 use super::ledger::Ledger;
 use super::live_sessions::IamSessionRevoker;
 use super::platform::PlatformConfig;
@@ -37,7 +37,7 @@ fn truncate(mut text: String, max: usize) -> String {
 /// Shared state of the controllers.
 pub struct Context {
     pub client: kube::Client,
-    recorder: Recorder,
+    events: EventPublisher,
     aws: aws_config::SdkConfig,
     kms_options: KmsSigningOptions,
     /// One lazily connected entry per KMS key: the map is locked only to find the entry, never
@@ -79,12 +79,8 @@ impl Context {
         instance: String,
         platform: PlatformConfig,
     ) -> Self {
-        let reporter = Reporter {
-            controller: "iamra".into(),
-            instance: Some(instance),
-        };
         Self {
-            recorder: Recorder::new(client.clone(), reporter),
+            events: EventPublisher::new(client.clone(), "iamra", &instance),
             ledger: Ledger::new(client.clone()),
             crl_drift_check_interval: super::crl_status::DRIFT_CHECK_INTERVAL,
             cluster_resource_namespace: super::DEFAULT_CLUSTER_RESOURCE_NAMESPACE.to_string(),
@@ -127,18 +123,12 @@ impl Context {
         action: &str,
         note: String,
     ) {
-        let event = Event {
-            type_: if warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
-            reason: reason.into(),
-            note: Some(truncate(note, EVENT_NOTE_MAX_BYTES)),
-            action: action.into(),
-            secondary: None,
-        };
-        if let Err(error) = self.recorder.publish(&event, reference).await {
+        let note = truncate(note, EVENT_NOTE_MAX_BYTES);
+        if let Err(error) = self
+            .events
+            .publish(reference, warning, reason, action, note)
+            .await
+        {
             tracing::warn!(%error, reason, "could not record event");
         }
     }

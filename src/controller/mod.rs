@@ -11,6 +11,7 @@ mod context;
 mod crl;
 mod crl_status;
 mod error;
+mod events;
 mod http;
 mod identity_policy;
 mod issuance_policy;
@@ -30,6 +31,7 @@ pub use context::{Context, FIELD_MANAGER};
 pub use crl::{CRL_DER_KEY, CRL_PEM_KEY, crl_config_map_name};
 pub use crl_status::{DRIFT_CHECK_INTERVAL, default_crl_name};
 pub use error::Error;
+pub use events::EventPublisher;
 pub use leader::{
     DEFAULT_LEASE_DURATION, DEFAULT_RENEW_DEADLINE, DEFAULT_RETRY_PERIOD, LeaderElectionConfig,
     LeaderElectionError, default_identity,

@@ -5,6 +5,7 @@ mod ca_rotation;
 mod chart;
 mod cluster;
 mod crl_split;
+mod events;
 mod issuance;
 // Shared with tests/chart.rs, which uses parts this binary does not.
 #[allow(dead_code)]
@@ -57,6 +58,7 @@ fn main() -> ExitCode {
     trials.extend(live_sessions::trials(&cluster));
     trials.extend(tenancy::trials(&cluster));
     trials.extend(tls_providers::trials(&cluster));
+    trials.extend(events::trials(&cluster));
     trials.extend(webhook::trials(&cluster));
     trials.extend(leader_election::trials(&cluster));
     trials.extend(chart::trials(&cluster));
