@@ -12,6 +12,7 @@ use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview
 use kube::runtime::reflector::{ObjectRef, Store};
 
 use super::mutation::{InjectionTarget, SidecarImage, already_injected, inject};
+use super::pod_shape::check_pod_shape;
 use super::target::{choose_binding, injection_target, pod_service_account};
 use crate::api::{RolesAnywhereBinding, WorkloadCertificate};
 
@@ -61,6 +62,10 @@ pub fn admit(state: &AdmissionState, request: &AdmissionRequest<Pod>) -> Admissi
     let certificate = state
         .certificates
         .get(&ObjectRef::new(&binding.certificate_name()).within(namespace));
+    if let Err(refusal) = check_pod_shape(pod) {
+        tracing::info!(namespace, pod = pod_name, %refusal, "pod refused");
+        return response.deny(refusal);
+    }
     let target = match injection_target(
         binding,
         certificate.as_deref(),

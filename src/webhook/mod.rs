@@ -5,6 +5,7 @@
 mod admission;
 mod configuration;
 mod mutation;
+mod pod_shape;
 mod serving_certificate;
 mod target;
 mod tls;

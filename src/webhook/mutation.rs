@@ -19,10 +19,12 @@ pub const SIDECAR_CONTAINER: &str = "iamra-credentials";
 /// Where the sidecar serves the container credentials endpoint (loopback: the only HTTP URL
 /// the AWS SDKs accept for it).
 pub const CREDENTIALS_URL: &str = "http://127.0.0.1:9911/credentials";
-const CERTIFICATE_VOLUME: &str = "iamra-certificate";
-const TOKEN_VOLUME: &str = "iamra-token";
+/// The port of [`CREDENTIALS_URL`].
+pub const CREDENTIALS_PORT: i32 = 9911;
+pub const CERTIFICATE_VOLUME: &str = "iamra-certificate";
+pub const TOKEN_VOLUME: &str = "iamra-token";
 const CERTIFICATE_DIR: &str = "/var/run/iamra/certificate";
-const TOKEN_DIR: &str = "/var/run/iamra/token";
+pub const TOKEN_DIR: &str = "/var/run/iamra/token";
 /// The authorization token the sidecar writes and the AWS SDKs read.
 pub const TOKEN_FILE: &str = "/var/run/iamra/token/token";
 /// Port of the sidecar's `/healthz`, `/readyz` and `/metrics`.

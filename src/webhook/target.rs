@@ -33,6 +33,26 @@ pub enum Refusal {
         wanted: String,
         actual: String,
     },
+    #[error(
+        "pod uses hostNetwork: the sidecar's loopback credentials endpoint would be the node's, serving this role to every process on the node; run the pod without hostNetwork, or opt it out with the annotation iamra.dev/inject: \"false\""
+    )]
+    HostNetwork,
+    #[error(
+        "the pod already has a {what} named {name}, which the credential sidecar adds: rename it"
+    )]
+    NameTaken { what: &'static str, name: String },
+    #[error(
+        "container {container} declares port {port}, where the credential sidecar listens (9911 credentials, 9912 health): move it to another port"
+    )]
+    PortTaken { container: String, port: i32 },
+    #[error(
+        "container {container} sets {variable} ({provider}): the AWS SDKs would use those credentials instead of the sidecar's; remove it (and the service account's IRSA or Pod Identity association), or opt the pod out with the annotation iamra.dev/inject: \"false\""
+    )]
+    CompetingCredentials {
+        container: String,
+        variable: String,
+        provider: &'static str,
+    },
 }
 
 /// The service account a pod runs as (Kubernetes' default when it names none).

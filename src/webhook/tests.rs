@@ -374,3 +374,118 @@ fn configuration_points_at_the_endpoint_with_the_ca_and_opt_in_selector() {
         "team-a"
     );
 }
+
+#[test]
+fn pods_the_sidecar_cannot_join_are_refused_saying_what_to_change() {
+    use super::pod_shape::check_pod_shape;
+    use k8s_openapi::api::core::v1::{ContainerPort, Volume, VolumeMount};
+
+    let plain = || {
+        let mut pod = pod("payments", None);
+        if let Some(spec) = pod.spec.as_mut() {
+            spec.containers[0].env = None;
+        }
+        pod
+    };
+    assert!(check_pod_shape(&plain()).is_ok());
+    // Our own endpoint set by hand is no competitor.
+    let mut ours = plain();
+    if let Some(spec) = ours.spec.as_mut() {
+        spec.containers[0].env = Some(vec![EnvVar {
+            name: "AWS_CONTAINER_CREDENTIALS_FULL_URI".into(),
+            value: Some(super::CREDENTIALS_URL.into()),
+            ..Default::default()
+        }]);
+    }
+    assert!(check_pod_shape(&ours).is_ok());
+
+    type Shape = fn(&mut PodSpec);
+    let cases: [(&str, Shape, &str); 8] = [
+        (
+            "hostNetwork",
+            |s| s.host_network = Some(true),
+            "without hostNetwork",
+        ),
+        (
+            "volume name",
+            |s| {
+                s.volumes = Some(vec![Volume {
+                    name: "iamra-token".into(),
+                    ..Default::default()
+                }])
+            },
+            "a volume named iamra-token",
+        ),
+        (
+            "container name",
+            |s| s.containers[1].name = "iamra-credentials".into(),
+            "a container named iamra-credentials",
+        ),
+        (
+            "port",
+            |s| {
+                s.containers[1].ports = Some(vec![ContainerPort {
+                    container_port: 9912,
+                    ..Default::default()
+                }])
+            },
+            "container worker declares port 9912",
+        ),
+        (
+            "mount path",
+            |s| {
+                s.containers[1].volume_mounts = Some(vec![VolumeMount {
+                    name: "data".into(),
+                    mount_path: "/var/run/iamra/token/".into(),
+                    ..Default::default()
+                }])
+            },
+            "mount path named /var/run/iamra/token/ in container worker",
+        ),
+        (
+            "IRSA",
+            |s| {
+                s.containers[1].env = Some(vec![EnvVar {
+                    name: "AWS_WEB_IDENTITY_TOKEN_FILE".into(),
+                    value: Some("/var/run/secrets/eks.amazonaws.com/serviceaccount/token".into()),
+                    ..Default::default()
+                }])
+            },
+            "container worker sets AWS_WEB_IDENTITY_TOKEN_FILE (IRSA (web identity))",
+        ),
+        (
+            "Pod Identity",
+            |s| {
+                s.containers[0].env = Some(vec![EnvVar {
+                    name: "AWS_CONTAINER_CREDENTIALS_FULL_URI".into(),
+                    value: Some("http://169.254.170.23/v1/credentials".into()),
+                    ..Default::default()
+                }])
+            },
+            "container app sets AWS_CONTAINER_CREDENTIALS_FULL_URI (EKS Pod Identity)",
+        ),
+        (
+            "static keys in an init container",
+            |s| {
+                s.init_containers = Some(vec![Container {
+                    name: "setup".into(),
+                    env: Some(vec![EnvVar {
+                        name: "AWS_ACCESS_KEY_ID".into(),
+                        value: Some("AKIA…".into()),
+                        ..Default::default()
+                    }]),
+                    ..Default::default()
+                }])
+            },
+            "container setup sets AWS_ACCESS_KEY_ID (static access keys)",
+        ),
+    ];
+    for (case, shape, says) in cases {
+        let mut pod = plain();
+        if let Some(spec) = pod.spec.as_mut() {
+            shape(spec);
+        }
+        let refusal = check_pod_shape(&pod).expect_err(case).to_string();
+        assert!(refusal.contains(says), "{case}: {refusal}");
+    }
+}

@@ -445,6 +445,35 @@ async fn refusals_name_the_problem(cluster: TestCluster) -> anyhow::Result<()> {
     )
     .await?;
 
+    // Pod shapes the sidecar cannot join: hostNetwork (loopback would be the node's) and IRSA
+    // variables the SDKs would prefer to the sidecar.
+    let mut host_network = pod("host-network", "payments", None);
+    if let Some(spec) = host_network.spec.as_mut() {
+        spec.host_network = Some(true);
+    }
+    let mut irsa = pod("irsa", "payments", None);
+    if let Some(spec) = irsa.spec.as_mut() {
+        spec.containers[0].env = Some(vec![k8s_openapi::api::core::v1::EnvVar {
+            name: "AWS_ROLE_ARN".into(),
+            value: Some("arn:aws:iam::111122223333:role/irsa".into()),
+            ..Default::default()
+        }]);
+    }
+    for (shape, says) in [
+        (host_network, "pod uses hostNetwork"),
+        (
+            irsa,
+            "container app sets AWS_ROLE_ARN (IRSA (web identity))",
+        ),
+    ] {
+        let error = setup
+            .create_pod(&shape)
+            .await
+            .err()
+            .with_context(|| format!("a pod that {says} was admitted"))?;
+        anyhow::ensure!(error.to_string().contains(says), "{error}");
+    }
+
     // A pod that opts out is admitted untouched.
     let mut opted_out = pod("opted-out", "payments", Some("payments-sa"));
     opted_out
