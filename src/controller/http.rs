@@ -4,10 +4,12 @@
 //! certificates should name), `.pem` the PEM one; `/metrics` the Prometheus metrics;
 //! `/healthz` and `/readyz` answer 200 on every replica, leader or standby: a standby serves
 //! CRLs and metrics too, so it belongs behind the Service, and readiness gated on leadership
-//! would only make rolling updates wait for an election.
+//! would only make rolling updates wait for an election. `/readyz` waits for the webhook, when
+//! there is one: the Service must not send admissions to a replica not yet serving them.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
 use axum::extract::{Path, State};
@@ -21,14 +23,29 @@ use super::context::Context;
 use super::crl::{CRL_DER_KEY, crl_config_map_name};
 use crate::pki::pem::encode_pem;
 
-/// Serves until the process ends. A bind failure is returned at once.
-pub async fn serve(address: SocketAddr, ctx: Arc<Context>) -> std::io::Result<()> {
+/// Serves until the process ends; `/readyz` answers 200 once `ready` is true. A bind failure is
+/// returned at once.
+pub async fn serve(
+    address: SocketAddr,
+    ctx: Arc<Context>,
+    ready: Arc<AtomicBool>,
+) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(address).await?;
     tracing::info!(address = %listener.local_addr()?, "HTTP server listening");
+    let readyz = move || {
+        let ready = ready.load(Ordering::Acquire);
+        async move {
+            if ready {
+                (StatusCode::OK, "ok\n")
+            } else {
+                (StatusCode::SERVICE_UNAVAILABLE, "webhook not serving yet\n")
+            }
+        }
+    };
     let router = Router::new()
         .route("/crl/{namespace}/{file}", get(crl))
         .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .with_state(ctx);
     tokio::spawn(async move {

@@ -137,12 +137,16 @@ pub async fn run(
     }
     ctx.cluster_resource_namespace = options.cluster_resource_namespace.clone();
     let ctx = Arc::new(ctx);
+    let ready = Arc::new(std::sync::atomic::AtomicBool::new(
+        options.webhook.is_none(),
+    ));
     if let Some(address) = options.http_address {
-        http::serve(address, ctx.clone()).await?;
+        http::serve(address, ctx.clone(), ready.clone()).await?;
     }
     // Every replica answers admissions; only the leader reconciles.
     if let Some(webhook) = options.webhook.clone() {
         crate::webhook::start(client.clone(), webhook).await?;
+        ready.store(true, std::sync::atomic::Ordering::Release);
     }
     let Some(election) = options.leader_election.clone() else {
         metrics::set_leader(true);

@@ -47,12 +47,25 @@ pub fn webhook_configuration(
         }),
     };
     let mut namespace_selector = json!({"matchLabels": {INJECTION_LABEL: INJECTION_LABEL_VALUE}});
+    let mut expressions = Vec::new();
     if let Some(namespace) = namespace {
-        namespace_selector["matchExpressions"] = json!([{
+        expressions.push(json!({
             "key": "kubernetes.io/metadata.name",
             "operator": "In",
             "values": [namespace],
-        }]);
+        }));
+    }
+    // The controller's own pods never wait for the controller: with the namespace opted in by
+    // mistake and the webhook down, they could otherwise never start again.
+    if let WebhookEndpoint::Service { namespace, .. } = endpoint {
+        expressions.push(json!({
+            "key": "kubernetes.io/metadata.name",
+            "operator": "NotIn",
+            "values": [namespace],
+        }));
+    }
+    if !expressions.is_empty() {
+        namespace_selector["matchExpressions"] = Value::Array(expressions);
     }
     let mut metadata = json!({"name": name, "labels": {MANAGED_BY_LABEL: MANAGED_BY_VALUE}});
     if let Some(owner) = owner {

@@ -140,7 +140,13 @@ pub async fn start(
             axum::routing::post(admission::mutate_pods),
         )
         .with_state(state);
-    let bound = tls::serve(options.address, certificate.clone(), router).await?;
+    let bound = tls::serve(
+        options.address,
+        certificate.clone(),
+        router,
+        tls::ServeLimits::default(),
+    )
+    .await?;
     configuration::apply(&client, &options, &serving.ca_pem)
         .await
         .map_err(WebhookError::Configuration)?;

@@ -347,7 +347,11 @@ fn configuration_points_at_the_endpoint_with_the_ca_and_opt_in_selector() {
         webhook["namespaceSelector"]["matchLabels"][INJECTION_LABEL],
         INJECTION_LABEL_VALUE
     );
-    assert!(webhook["namespaceSelector"]["matchExpressions"].is_null());
+    assert_eq!(
+        webhook["namespaceSelector"]["matchExpressions"],
+        serde_json::json!([{"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["iamra-system"]}]),
+        "the controller's own namespace is not excluded"
+    );
     assert!(body["metadata"]["ownerReferences"].is_null());
 
     let url = WebhookEndpoint::Url("https://127.0.0.1:9443/".into());
@@ -373,6 +377,7 @@ fn configuration_points_at_the_endpoint_with_the_ca_and_opt_in_selector() {
         webhook["namespaceSelector"]["matchExpressions"][0]["values"][0],
         "team-a"
     );
+    assert!(webhook["namespaceSelector"]["matchExpressions"][1].is_null());
 }
 
 #[test]

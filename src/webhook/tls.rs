@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use rustls::crypto::aws_lc_rs;
 use rustls::pki_types::pem::PemObject;
@@ -10,7 +11,36 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
+
+/// Bounds on the webhook's connections. The API server is its only client and keeps a few
+/// connections open; a peer that connects and stalls, or opens thousands, is someone else and
+/// must not starve it.
+#[derive(Clone, Copy, Debug)]
+pub struct ServeLimits {
+    /// From accept to a finished TLS handshake.
+    pub handshake_timeout: Duration,
+    /// To read a request's headers, from the connection's start or the previous response (an
+    /// idle keep-alive connection is closed after it).
+    pub header_read_timeout: Duration,
+    /// Connections served at once; further ones wait in the listen backlog.
+    pub max_connections: usize,
+}
+
+impl Default for ServeLimits {
+    fn default() -> Self {
+        Self {
+            handshake_timeout: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(30),
+            max_connections: 256,
+        }
+    }
+}
+
+/// First and longest pause after a failed accept (out of file descriptors, say), so the loop
+/// waits for the condition to pass instead of spinning on it.
+const ACCEPT_BACKOFF: (Duration, Duration) = (Duration::from_millis(50), Duration::from_secs(1));
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -72,11 +102,13 @@ impl ResolvesServerCert for ReloadableCertificate {
     }
 }
 
-/// Serves `router` over TLS on `address` in the background; returns the bound address.
+/// Serves `router` over TLS on `address` in the background, within `limits`; returns the bound
+/// address.
 pub async fn serve(
     address: SocketAddr,
     certificate: Arc<ReloadableCertificate>,
     router: axum::Router,
+    limits: ServeLimits,
 ) -> Result<SocketAddr, TlsError> {
     let mut config =
         rustls::ServerConfig::builder_with_provider(Arc::new(aws_lc_rs::default_provider()))
@@ -92,27 +124,47 @@ pub async fn serve(
     let bound = listener
         .local_addr()
         .map_err(|source| TlsError::Bind { address, source })?;
+    let connections = Arc::new(Semaphore::new(limits.max_connections));
     tokio::spawn(async move {
+        let mut backoff = ACCEPT_BACKOFF.0;
         loop {
+            let Ok(permit) = connections.clone().acquire_owned().await else {
+                return;
+            };
             let (stream, peer) = match listener.accept().await {
-                Ok(accepted) => accepted,
+                Ok(accepted) => {
+                    backoff = ACCEPT_BACKOFF.0;
+                    accepted
+                }
                 Err(error) => {
-                    tracing::warn!(%error, "webhook accept failed");
+                    tracing::warn!(%error, retry_in = ?backoff, "webhook accept failed");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(ACCEPT_BACKOFF.1);
                     continue;
                 }
             };
             let acceptor = acceptor.clone();
             let router = router.clone();
             tokio::spawn(async move {
-                let stream = match acceptor.accept(stream).await {
-                    Ok(stream) => stream,
-                    Err(error) => {
-                        tracing::debug!(%error, %peer, "webhook TLS handshake failed");
-                        return;
-                    }
-                };
+                let _permit = permit;
+                let stream =
+                    match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(stream))
+                        .await
+                    {
+                        Ok(Ok(stream)) => stream,
+                        Ok(Err(error)) => {
+                            tracing::debug!(%error, %peer, "webhook TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "webhook TLS handshake timed out");
+                            return;
+                        }
+                    };
                 let service = hyper_util::service::TowerToHyperService::new(router);
                 if let Err(error) = hyper::server::conn::http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(limits.header_read_timeout)
                     .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
                     .await
                 {
@@ -122,4 +174,62 @@ pub async fn serve(
         }
     });
     Ok(bound)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    /// A peer that connects and never says hello is dropped after the handshake timeout, and
+    /// while connections are at the limit a further one is not served until one ends.
+    #[tokio::test]
+    async fn stalled_peers_are_dropped_and_connections_are_capped() {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let certificate = rcgen::CertificateParams::new(vec!["webhook.test".to_string()])
+            .expect("params")
+            .self_signed(&key)
+            .expect("certificate");
+        let reloadable = Arc::new(
+            ReloadableCertificate::new(&certificate.pem(), &key.serialize_pem()).expect("tls"),
+        );
+        let limits = ServeLimits {
+            handshake_timeout: Duration::from_millis(300),
+            header_read_timeout: Duration::from_secs(1),
+            max_connections: 1,
+        };
+        let bound = serve(
+            "127.0.0.1:0".parse().expect("address"),
+            reloadable,
+            axum::Router::new(),
+            limits,
+        )
+        .await
+        .expect("serve");
+        let started = tokio::time::Instant::now();
+        let mut first = tokio::net::TcpStream::connect(bound)
+            .await
+            .expect("connect");
+        let mut second = tokio::net::TcpStream::connect(bound)
+            .await
+            .expect("connect");
+        // The first is closed by the server once its handshake time is up (read gives EOF).
+        let mut buffer = [0u8; 16];
+        let read = tokio::time::timeout(Duration::from_secs(5), first.read(&mut buffer))
+            .await
+            .expect("the stalled connection was never closed");
+        assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+        let first_closed = started.elapsed();
+        assert!(first_closed >= limits.handshake_timeout, "{first_closed:?}");
+        // The second waited for the only slot: its own timeout ran after the first's ended.
+        let read = tokio::time::timeout(Duration::from_secs(5), second.read(&mut buffer))
+            .await
+            .expect("the second connection was never closed");
+        assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+        assert!(
+            started.elapsed() >= limits.handshake_timeout * 2,
+            "the second connection was served beside the first: {:?}",
+            started.elapsed()
+        );
+    }
 }

@@ -99,6 +99,21 @@ impl Setup {
         })
         .await
         .with_context(|| setup._controller.log_text())?;
+        // Ready only once the webhook serves (before, admissions sent to it would fail).
+        let address = setup
+            ._controller
+            .http_address
+            .clone()
+            .context("no HTTP address")?;
+        wait_for("/readyz once the webhook serves", SETTLE, || async {
+            Ok(
+                crate::revocation::http_get(&format!("http://{address}/readyz"))
+                    .await
+                    .ok()
+                    .filter(|body| body.starts_with(b"ok")),
+            )
+        })
+        .await?;
         Ok(setup)
     }
 
