@@ -46,7 +46,8 @@ pub const DEFAULT_CRL_VALIDITY: &str = "24h";
 pub const SPLIT_ABOVE_PEM_BYTES: usize = ROLES_ANYWHERE_MAX_CRL_BYTES * 4 / 5;
 /// A split CRL is joined again only below this, so a list near the threshold does not flap.
 pub const JOIN_BELOW_PEM_BYTES: usize = ROLES_ANYWHERE_MAX_CRL_BYTES / 2;
-/// PEM of each shard of a split CRL, in `<issuer>-crl-shards`: `shard-1.crl.pem`, `shard-2.crl.pem`.
+/// PEM of each shard of a split CRL, in `<issuer>-crl-shards`: `shard-1.crl.pem`,
+/// `shard-2.crl.pem`.
 pub fn shard_pem_key(index: usize) -> String {
     format!("shard-{}.crl.pem", index + 1)
 }

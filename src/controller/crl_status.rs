@@ -515,8 +515,9 @@ async fn import_all(
     })
 }
 
-/// Makes Roles Anywhere hold `pem` (a CRL of `published`) under (trust anchor, `crl_name`), which this CA must
-/// own: checked against the ledger, where the first CA to claim a name keeps it.
+/// Makes Roles Anywhere hold `pem` (a CRL of `published`) under (trust anchor, `crl_name`),
+/// which this CA must own: checked against the ledger, where the first CA to claim a name keeps
+/// it.
 async fn import_crl(
     ctx: &Context,
     target: &RolesAnywhereCrlTarget,
