@@ -654,9 +654,13 @@ fn accepted_status(
     }
 }
 
-/// Releases a deleted Revocation once every certificate it revoked has expired. The ledger, not
-/// this object, keeps the entries on the CRL, so a finalizer removed by hand loses nothing; it is
-/// held so that `kubectl get` keeps showing what is still in force.
+/// How often a Revocation whose deletion is held is looked at again.
+const BLOCKED_DELETION_RECHECK: Duration = Duration::from_secs(60);
+
+/// Releases a deleted Revocation once every certificate it revoked has expired, or at once when
+/// its namespace is being deleted (held, it would keep the namespace terminating for as long as a
+/// certificate lives). The ledger, not this object, keeps the entries on the CRL, so releasing it
+/// early loses nothing; it is held so that `kubectl get` keeps showing what is still in force.
 async fn release_when_expired(
     api: &Api<Revocation>,
     revocation: &Revocation,
@@ -679,8 +683,15 @@ async fn release_when_expired(
         .into_iter()
         .map(|record| record.spec.not_after.0)
         .max();
+    let namespace_terminating = match revocation.namespace() {
+        Some(namespace) => Api::<k8s_openapi::api::core::v1::Namespace>::all(ctx.client.clone())
+            .get_opt(&namespace)
+            .await?
+            .is_none_or(|n| n.metadata.deletion_timestamp.is_some()),
+        None => false,
+    };
     match until {
-        Some(until) if until > now => {
+        Some(until) if until > now && !namespace_terminating => {
             let message = format!(
                 "A certificate this Revocation revoked is valid until {until}; the Revocation is kept until then. Its entries stay on the CRL until then whatever happens to this object"
             );
@@ -705,7 +716,9 @@ async fn release_when_expired(
             let wait = Duration::from_secs(
                 until.as_second().saturating_sub(now.as_second()).max(1) as u64,
             );
-            Ok(Action::requeue(wait.min(Duration::from_secs(3600))))
+            // Looked at again within a minute: nothing else wakes it when its namespace starts
+            // terminating.
+            Ok(Action::requeue(wait.min(BLOCKED_DELETION_RECHECK)))
         }
         _ => {
             let remaining: Vec<String> = revocation
@@ -717,7 +730,13 @@ async fn release_when_expired(
             let patch = json!({"metadata": {"finalizers": remaining, "resourceVersion": revocation.resource_version()}});
             api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
                 .await?;
-            tracing::info!("revoked certificates expired; Revocation released");
+            if namespace_terminating {
+                tracing::info!(
+                    "namespace being deleted; Revocation released (the ledger keeps its entries)"
+                );
+            } else {
+                tracing::info!("revoked certificates expired; Revocation released");
+            }
             Ok(Action::await_change())
         }
     }

@@ -72,6 +72,11 @@ pub fn trials(cluster: &TestCluster) -> Vec<Trial> {
             cluster,
             expired_entries_leave_and_release,
         ),
+        trial(
+            "revocation::a_terminating_namespace_releases_its_revocations",
+            cluster,
+            a_terminating_namespace_releases_its_revocations,
+        ),
     ]
 }
 
@@ -763,6 +768,55 @@ async fn expired_entries_leave_and_release(cluster: TestCluster) -> anyhow::Resu
     Ok(())
 }
 
+/// A Revocation held back because its certificate is still valid does not keep its namespace
+/// terminating: once the namespace is being deleted it is released (the ledger keeps the entry on
+/// the CRL).
+async fn a_terminating_namespace_releases_its_revocations(
+    cluster: TestCluster,
+) -> anyhow::Result<()> {
+    let s = scene(&cluster, "terminating").await?;
+    let _controller = cluster.start_controller(&s.namespace)?;
+    s.issuer(None, None).await?;
+    let (_, _, serial) = s.certificate("app").await?;
+    s.revoke("app", RevocationTarget::Certificate("app"), false)
+        .await?;
+    s.wait_revocation_ready("app").await?;
+    s.revocations
+        .delete("app", &DeleteParams::default())
+        .await?;
+    wait_for("DeletionBlocked", SETTLE, || async {
+        let revocation = s.revocations.get("app").await?;
+        Ok(revocation.status.and_then(|st| {
+            st.conditions
+                .into_iter()
+                .find(|c| c.type_ == "DeletionBlocked" && c.status == "True")
+        }))
+    })
+    .await?;
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(s.client.clone());
+    namespaces
+        .delete(&s.namespace, &DeleteParams::default())
+        .await?;
+    wait_for(
+        "the Revocation released in a terminating namespace",
+        Duration::from_secs(120),
+        || async { Ok(s.revocations.get_opt("app").await?.is_none().then_some(())) },
+    )
+    .await?;
+    let records: Api<CertificateRecord> = Api::all(s.client.clone());
+    let revoked = records
+        .list(&Default::default())
+        .await?
+        .items
+        .into_iter()
+        .any(|r| r.spec.serial_number == serial && r.spec.revocation.is_some());
+    anyhow::ensure!(
+        revoked,
+        "the ledger lost the revocation with the Revocation object"
+    );
+    Ok(())
+}
+
 /// After the Issuer's status (and with it the crlId) is lost, the controller finds its CRL by
 /// name and updates it: a trust anchor holds at most two CRLs, so importing again would
 /// eventually fail.
@@ -793,7 +847,12 @@ async fn lost_crl_id_updates_the_crl_of_the_same_name(cluster: TestCluster) -> a
         ),
         "not refused"
     );
-    let recovered = s.issuers.get("ca").await?.status.and_then(|st| st.crl_id);
+    // The Revocation turns Ready in the same reconcile that writes the Issuer's status after it.
+    let recovered = wait_for("the Issuer's crlId written again", SETTLE, || async {
+        Ok(s.issuers.get("ca").await?.status.and_then(|st| st.crl_id))
+    })
+    .await
+    .ok();
     anyhow::ensure!(
         recovered.as_deref() == Some(crl_id.as_str()),
         "imported a second CRL {recovered:?} instead of updating {crl_id}"
