@@ -17,6 +17,9 @@ pub enum Error {
     MissingObjectKey(&'static str),
     #[error("signing task failed: {0}")]
     SigningTask(String),
+    /// A bug: the reconcile panicked (caught, so only this object fails).
+    #[error("internal error (reconcile panicked): {0}")]
+    Panicked(String),
     /// A problem already reported in the object's status; the reconcile retries later.
     #[error("{reason}: {message}")]
     Reported {
@@ -35,6 +38,7 @@ impl Error {
             Error::Ledger(_) => "ledger",
             Error::MissingObjectKey(_) => "missing_object_key",
             Error::SigningTask(_) => "signing_task",
+            Error::Panicked(_) => "panic",
             Error::Reported { reason, .. } => reason,
         }
     }

@@ -20,6 +20,7 @@ mod leader;
 mod ledger;
 mod live_sessions;
 mod metrics;
+mod panic_safe;
 mod platform;
 mod revocation;
 mod secret_layout;
@@ -62,6 +63,7 @@ use crate::api::{
 };
 use crate::webhook::{INJECTED_BY_ANNOTATION, INJECTED_LABEL, WebhookError, WebhookOptions};
 use leader::LeaderElector;
+use panic_safe::panic_safe;
 
 /// How long an Issuer waits after a trigger before building a CRL, so a burst of Revocations
 /// lands in one CRL and one import.
@@ -204,7 +206,11 @@ async fn reconcile_all(client: kube::Client, options: &ControllerOptions, ctx: A
         },
     )
     .shutdown_on_signal()
-    .run(issuer::reconcile, issuer::error_policy, ctx.clone())
+    .run(
+        panic_safe(issuer::reconcile),
+        issuer::error_policy,
+        ctx.clone(),
+    )
     .for_each(|result| async move {
         if let Err(error) = result {
             tracing::debug!(%error, "issuer reconcile error");
@@ -241,7 +247,7 @@ async fn reconcile_all(client: kube::Client, options: &ControllerOptions, ctx: A
         )
         .shutdown_on_signal()
         .run(
-            issuer::reconcile_cluster,
+            panic_safe(issuer::reconcile_cluster),
             issuer::error_policy_cluster,
             ctx.clone(),
         )
@@ -304,7 +310,7 @@ async fn reconcile_all(client: kube::Client, options: &ControllerOptions, ctx: A
         )
         .shutdown_on_signal()
         .run(
-            workload_certificate::reconcile,
+            panic_safe(workload_certificate::reconcile),
             workload_certificate::error_policy,
             ctx.clone(),
         )
@@ -320,7 +326,11 @@ async fn reconcile_all(client: kube::Client, options: &ControllerOptions, ctx: A
     )
     .with_config(config.clone())
     .shutdown_on_signal()
-    .run(revocation::reconcile, revocation::error_policy, ctx.clone())
+    .run(
+        panic_safe(revocation::reconcile),
+        revocation::error_policy,
+        ctx.clone(),
+    )
     .for_each(|result| async move {
         if let Err(error) = result {
             tracing::debug!(%error, "revocation reconcile error");
@@ -367,7 +377,11 @@ async fn reconcile_all(client: kube::Client, options: &ControllerOptions, ctx: A
             },
         )
         .shutdown_on_signal()
-        .run(binding::reconcile, binding::error_policy, ctx.clone())
+        .run(
+            panic_safe(binding::reconcile),
+            binding::error_policy,
+            ctx.clone(),
+        )
         .for_each(|result| async move {
             if let Err(error) = result {
                 tracing::debug!(%error, "binding reconcile error");
