@@ -28,8 +28,6 @@ pub enum TokenError {
         path: String,
         source: std::io::Error,
     },
-    #[error("the token file {path} is empty")]
-    Empty { path: String },
     #[error("the system random generator failed")]
     Random,
 }
@@ -40,52 +38,79 @@ fn random_bytes<const N: usize>() -> Result<[u8; N], TokenError> {
     Ok(bytes)
 }
 
-/// Reads the token from `path`, or generates one and writes it there with `mode` (created
-/// exclusively so two sidecars racing never disagree). Surrounding whitespace is ignored.
+/// Reads the token from `path`, or generates one and writes it there with `mode`. Surrounding
+/// whitespace is ignored. The file appears whole or not at all: the token is written to a file
+/// beside it, then hard-linked into place, which fails if the name exists (so of two writers the
+/// first wins). An empty file (left by a crash of a version that wrote in place) holds no token
+/// anyone could have used, and is replaced.
 pub fn load_or_create_token(path: &Path, mode: u32) -> Result<String, TokenError> {
-    let display = || path.display().to_string();
-    match std::fs::read_to_string(path) {
-        Ok(text) => {
-            let token = text.trim();
-            if token.is_empty() {
-                return Err(TokenError::Empty { path: display() });
-            }
-            return Ok(token.to_owned());
+    for _ in 0..3 {
+        if let Some(token) = read_token(path)? {
+            return Ok(token);
         }
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-        Err(source) => {
-            return Err(TokenError::Read {
-                path: display(),
-                source,
-            });
+        let token: String = random_bytes::<TOKEN_BYTES>()?
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        if link_into_place(path, &token, mode)? {
+            return Ok(token);
         }
     }
-    let token: String = random_bytes::<TOKEN_BYTES>()?
+    read_token(path)?.ok_or_else(|| TokenError::Write {
+        path: path.display().to_string(),
+        source: std::io::Error::other("the token file stays empty"),
+    })
+}
+
+/// The token in `path`; None when there is no file, or an empty one (then removed).
+fn read_token(path: &Path) -> Result<Option<String>, TokenError> {
+    let read_error = |source| TokenError::Read {
+        path: path.display().to_string(),
+        source,
+    };
+    match std::fs::read_to_string(path) {
+        Ok(text) if !text.trim().is_empty() => Ok(Some(text.trim().to_owned())),
+        Ok(_) => match std::fs::remove_file(path) {
+            Ok(()) => Ok(None),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(read_error(source)),
+        },
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(read_error(source)),
+    }
+}
+
+/// Writes `token` beside `path` and links it there; false when `path` appeared meanwhile.
+fn link_into_place(path: &Path, token: &str, mode: u32) -> Result<bool, TokenError> {
+    let write_error = |source| TokenError::Write {
+        path: path.display().to_string(),
+        source,
+    };
+    let suffix: String = random_bytes::<8>()?
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    let created = std::fs::OpenOptions::new()
+    let file_name = path
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let staged = path.with_file_name(format!(".{file_name}.{suffix}"));
+    let written = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(mode)
-        .open(path);
-    match created {
-        Ok(mut file) => {
-            file.write_all(token.as_bytes())
-                .map_err(|source| TokenError::Write {
-                    path: display(),
-                    source,
-                })?;
-            Ok(token)
-        }
-        // Someone else created it first: theirs wins.
-        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
-            load_or_create_token(path, mode)
-        }
-        Err(source) => Err(TokenError::Write {
-            path: display(),
-            source,
-        }),
+        .open(&staged)
+        .and_then(|mut file| {
+            file.write_all(token.as_bytes())?;
+            file.sync_all()
+        });
+    let linked = written.and_then(|()| std::fs::hard_link(&staged, path));
+    // The staged name goes either way; the token lives on under `path` if linked.
+    let _ = std::fs::remove_file(&staged);
+    match linked {
+        Ok(()) => Ok(true),
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(source) => Err(write_error(source)),
     }
 }
 
@@ -165,11 +190,19 @@ mod tests {
         assert_eq!(load_or_create_token(&path, 0o640).unwrap(), token);
         std::fs::write(&path, "given-token\n").unwrap();
         assert_eq!(load_or_create_token(&path, 0o640).unwrap(), "given-token");
+        // A zero-byte file left by a crash is replaced, not a crash loop.
+        std::fs::write(&path, "").unwrap();
+        let replaced = load_or_create_token(&path, 0o640).unwrap();
+        assert_eq!(replaced.len(), 64);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), replaced);
         std::fs::write(&path, "\n").unwrap();
-        assert!(matches!(
-            load_or_create_token(&path, 0o640),
-            Err(TokenError::Empty { .. })
-        ));
+        assert_eq!(load_or_create_token(&path, 0o640).unwrap().len(), 64);
+        // Nothing staged is left behind.
+        let names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["token"]);
     }
 
     #[test]
