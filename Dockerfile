@@ -25,7 +25,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     target="$(uname -m)-unknown-linux-musl" \
     && rustup target add "$target" \
     && CARGO_PROFILE_RELEASE_STRIP=symbols \
-       cargo build --release --locked --target "$target" --bin iamra \
+       cargo build --release --locked --no-default-features --target "$target" --bin iamra \
     && cp "target/$target/release/iamra" /iamra
 
 FROM gcr.io/distroless/static-debian12:nonroot

@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod controller;
+#[cfg(feature = "dev-tools")]
 pub mod localenv;
 pub mod metrics;
 pub mod pki;

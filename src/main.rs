@@ -12,8 +12,10 @@ use iamra::controller::{
     ControllerOptions, KmsKeyGrant, LeaderElectionConfig, PlatformConfig, RunError,
     TrustAnchorGrant, default_identity,
 };
+#[cfg(feature = "dev-tools")]
 use iamra::localenv::demo;
 use iamra::rolesanywhere::credential_process::{self, CredentialProcessArgs};
+#[cfg(feature = "dev-tools")]
 use iamra::rolesanywhere::emulator::command::{self as emulator, EmulatorArgs};
 use iamra::sidecar::{self, SidecarArgs};
 use iamra::telemetry::{self, LogFormat};
@@ -77,6 +79,7 @@ enum Command {
     },
     /// Run the whole story locally: control plane, Roles Anywhere emulator, controller, a
     /// certificate traded for credentials, then a Revocation refused within seconds.
+    #[cfg(feature = "dev-tools")]
     LocalDemo {
         /// Directory holding kube-apiserver and etcd; default: build or reuse the cached ones
         /// with tests/kube-bins/build.sh.
@@ -93,6 +96,7 @@ enum Command {
     /// `aws_signing_helper credential-process`).
     CredentialProcess(CredentialProcessArgs),
     /// Run a local IAM Roles Anywhere (control plane + CreateSession) on loopback.
+    #[cfg(feature = "dev-tools")]
     RolesanywhereEmulator(EmulatorArgs),
     /// Serve temporary AWS credentials on loopback (container-credentials endpoint and IMDSv2),
     /// refreshed before expiry from the mounted certificate, following its rotation.
@@ -304,6 +308,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Crds { output_dir } => print_crds(output_dir),
+        #[cfg(feature = "dev-tools")]
         Command::LocalDemo { kube_binaries } => {
             // The API server's start-up answers 500 for a while; the client would log each.
             telemetry::init(cli.log_format, "warn,kube_client=off");
@@ -396,6 +401,7 @@ fn main() -> anyhow::Result<()> {
                 }
             }
         }
+        #[cfg(feature = "dev-tools")]
         Command::RolesanywhereEmulator(args) => {
             telemetry::init(cli.log_format, "info");
             runtime()?.block_on(emulator::run(&args))?;

@@ -133,7 +133,8 @@ fn dockerfile_builds_a_static_binary_into_distroless_as_nonroot() -> anyhow::Res
         stages.len()
     );
 
-    // The build stage: the crate's rust-version, a locked release build of `iamra` for musl.
+    // The build stage: the crate's rust-version, a locked release build of `iamra` for musl,
+    // without the development tooling.
     let rust_version = cargo_rust_version(&repository_file("Cargo.toml")?)?;
     let rust_version_arg = instructions
         .iter()
@@ -154,7 +155,13 @@ fn dockerfile_builds_a_static_binary_into_distroless_as_nonroot() -> anyhow::Res
         .iter()
         .find(|i| i.keyword == "RUN" && i.arguments.contains("cargo build"))
         .context("the build stage runs no cargo build")?;
-    for needed in ["--release", "--locked", "--bin iamra", "unknown-linux-musl"] {
+    for needed in [
+        "--release",
+        "--locked",
+        "--no-default-features",
+        "--bin iamra",
+        "unknown-linux-musl",
+    ] {
         anyhow::ensure!(
             cargo_build.arguments.contains(needed),
             "cargo build without {needed}: {}",
