@@ -115,9 +115,17 @@ impl EventPublisher {
             .unwrap_or_else(|| "default".to_string());
         let event = Event {
             metadata: ObjectMeta {
+                // An object name can take 253 characters, all an Event's name may have.
                 name: Some(format!(
                     "{}.{:x}",
-                    regarding.name.as_deref().unwrap_or(&self.controller),
+                    regarding
+                        .name
+                        .as_deref()
+                        .unwrap_or(&self.controller)
+                        .chars()
+                        .take(200)
+                        .collect::<String>()
+                        .trim_end_matches(['-', '.']),
                     now.0.as_nanosecond()
                 )),
                 namespace: Some(namespace.clone()),
