@@ -45,7 +45,13 @@ fn the_product_binary_has_no_development_tooling() -> anyhow::Result<()> {
             place: development_binary.clone(),
         };
         let status = Command::new(env!("CARGO"))
-            .args(["build", "--locked", "--no-default-features", "--bin", "iamra"])
+            .args([
+                "build",
+                "--locked",
+                "--no-default-features",
+                "--bin",
+                "iamra",
+            ])
             .current_dir(root)
             .status()
             .context("running cargo build")?;
