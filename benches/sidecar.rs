@@ -172,6 +172,7 @@ async fn main() {
         listen: "127.0.0.1:0".parse().unwrap_or_else(|_| unreachable!()),
         region: "us-east-1".into(),
         state_file: None,
+        enforce_crl_quota: false,
     })
     .await
     .unwrap_or_else(|e| panic!("emulator: {e}"));

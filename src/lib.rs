@@ -1,6 +1,7 @@
 //! iamra: AWS access for Kubernetes workloads through IAM Roles Anywhere, without long-lived keys.
 
 pub mod api;
+pub mod backoff;
 pub mod controller;
 #[cfg(feature = "dev-tools")]
 pub mod localenv;

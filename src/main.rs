@@ -9,8 +9,8 @@ use clap::{Parser, Subcommand};
 use iamra::api::parse_duration;
 use iamra::api::{crd_file_name, crd_yaml, custom_resource_definitions};
 use iamra::controller::{
-    ControllerOptions, KmsKeyGrant, LeaderElectionConfig, PlatformConfig, RunError,
-    TrustAnchorGrant, default_identity,
+    ControllerOptions, KmsKeyGrant, LeaderElectionConfig, PlatformConfig, PlatformMinimums,
+    RunError, TrustAnchorGrant, default_identity,
 };
 #[cfg(feature = "dev-tools")]
 use iamra::localenv::demo;
@@ -143,6 +143,20 @@ struct PlatformArgs {
     /// IAM endpoint URL (an emulator); default: the global endpoint (or `AWS_ENDPOINT_URL_IAM`).
     #[arg(long, env = "IAMRA_IAM_ENDPOINT")]
     iam_endpoint: Option<String>,
+    /// Shortest `spec.duration` of a WorkloadCertificate; a shorter one is refused
+    /// (`BelowPlatformMinimum`).
+    #[arg(long, env = "IAMRA_MIN_CERTIFICATE_DURATION", default_value = "1h", value_parser = parse_duration)]
+    min_certificate_duration: Duration,
+    /// Shortest `spec.renewBefore` of a WorkloadCertificate.
+    #[arg(long, env = "IAMRA_MIN_RENEW_BEFORE", default_value = "5m", value_parser = parse_duration)]
+    min_renew_before: Duration,
+    /// Shortest time a certificate is used before it is renewed (`duration - renewBefore`).
+    #[arg(long, env = "IAMRA_MIN_RENEWAL_INTERVAL", default_value = "30m", value_parser = parse_duration)]
+    min_renewal_interval: Duration,
+    /// Shortest `crl.refreshInterval` of an Issuer; a shorter one is raised to it (with a
+    /// Warning event), never refused.
+    #[arg(long, env = "IAMRA_MIN_CRL_REFRESH_INTERVAL", default_value = "15m", value_parser = parse_duration)]
+    min_crl_refresh_interval: Duration,
 }
 
 impl PlatformArgs {
@@ -154,6 +168,12 @@ impl PlatformArgs {
             trust_anchor_grants: self.trust_anchor_grants.into_iter().collect(),
             end_live_sessions: self.end_live_sessions,
             iam_endpoint: self.iam_endpoint,
+            minimums: PlatformMinimums {
+                certificate_duration: self.min_certificate_duration,
+                renew_before: self.min_renew_before,
+                renewal_interval: self.min_renewal_interval,
+                crl_refresh_interval: self.min_crl_refresh_interval,
+            },
         }
     }
 }
@@ -333,7 +353,8 @@ fn main() -> anyhow::Result<()> {
             crl_drift_check_interval,
         } => {
             telemetry::init(cli.log_format, "info");
-            runtime()?.block_on(async {
+            let runtime = runtime()?;
+            let result = runtime.block_on(async {
                 let client = kube::Client::try_default()
                     .await
                     .context("no usable kubeconfig or in-cluster configuration")?;
@@ -379,7 +400,11 @@ fn main() -> anyhow::Result<()> {
                     }
                     Err(error) => Err(error.into()),
                 }
-            })
+            });
+            // A KMS signature runs on a blocking thread; waiting for one that hangs would keep
+            // the process alive past SIGTERM.
+            runtime.shutdown_timeout(Duration::from_millis(500));
+            result
         }
         Command::CredentialProcess(args) => {
             // stdout carries only the credentials JSON; logs (off unless RUST_LOG) go to stderr.

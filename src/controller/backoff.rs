@@ -1,8 +1,11 @@
-//! Per-object exponential backoff for retries, reset by the next success.
+//! Per-object exponential backoff for retries (the crate's jittered policy), reset by the next
+//! success.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
+
+use crate::backoff::{backoff_delay, random_unit};
 
 /// The longest wait between two retries of one object.
 pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(300);
@@ -14,15 +17,19 @@ pub struct Backoff {
 
 impl Backoff {
     /// `base` doubled for every failure of `key` since its last success, up to
-    /// [`MAX_RETRY_DELAY`].
+    /// [`MAX_RETRY_DELAY`], less up to half at random.
     pub fn next_delay(&self, key: &str, base: Duration) -> Duration {
+        self.next_delay_with(key, base, random_unit())
+    }
+
+    fn next_delay_with(&self, key: &str, base: Duration, jitter: f64) -> Duration {
         let Ok(mut failures) = self.failures.lock() else {
             return base;
         };
         let count = failures.entry(key.to_string()).or_insert(0);
-        let delay = base.saturating_mul(1u32 << (*count).min(16));
+        let delay = backoff_delay(*count, base, MAX_RETRY_DELAY, jitter);
         *count = count.saturating_add(1);
-        delay.min(MAX_RETRY_DELAY)
+        delay
     }
 
     /// Forgets the failures of `key`.
@@ -42,15 +49,17 @@ mod tests {
         let backoff = Backoff::default();
         let base = Duration::from_secs(5);
         let delays: Vec<u64> = (0..8)
-            .map(|_| backoff.next_delay("a", base).as_secs())
+            .map(|_| backoff.next_delay_with("a", base, 0.0).as_secs())
             .collect();
         assert_eq!(delays, [5, 10, 20, 40, 80, 160, 300, 300]);
         assert_eq!(
-            backoff.next_delay("b", base).as_secs(),
+            backoff.next_delay_with("b", base, 0.0).as_secs(),
             5,
             "keys are independent"
         );
         backoff.reset("a");
-        assert_eq!(backoff.next_delay("a", base).as_secs(), 5);
+        assert_eq!(backoff.next_delay_with("a", base, 0.0).as_secs(), 5);
+        let jittered = backoff.next_delay("a", base);
+        assert!((base..=base * 2).contains(&jittered), "{jittered:?}");
     }
 }

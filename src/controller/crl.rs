@@ -19,6 +19,7 @@ use super::context::Context;
 use super::issuer::fingerprint;
 use super::ledger::{LedgerError, revoked_entries};
 use super::metrics::CRL_SIGNING_SECONDS;
+use super::minimums::{PlatformMinimums, format_duration};
 use crate::api::{
     CertificateAuthorityRecord, PublishedCrlRecord, PublishedShardRecord, parse_duration,
 };
@@ -82,6 +83,8 @@ pub struct PublishedCrl {
     pub unusable_records: Vec<String>,
     /// When it must be re-signed even without changes.
     pub refresh_in: Duration,
+    /// Why the refresh interval in effect is not the Issuer's (the platform's floor), if so.
+    pub refresh_raised: Option<String>,
     /// The CA's ledger record after publishing.
     pub authority: CertificateAuthorityRecord,
     /// The CA's public key (DER SPKI), to recognise its CRLs.
@@ -124,15 +127,51 @@ fn problem(reason: &'static str, message: impl Into<String>) -> CrlProblem {
 }
 
 /// How long each CRL is valid and how often it is re-signed anyway.
-fn crl_timing(issuer: &CaIssuer) -> Result<(Duration, Duration), CrlProblem> {
+struct CrlTiming {
+    validity: Duration,
+    refresh: Duration,
+    /// Why the platform's floor changed what the Issuer asks for, if it did.
+    raised: Option<String>,
+}
+
+fn crl_timing(issuer: &CaIssuer, minimums: &PlatformMinimums) -> Result<CrlTiming, CrlProblem> {
     let settings = issuer.spec.crl.clone().unwrap_or_default();
-    let validity = parse_duration(settings.validity.as_deref().unwrap_or(DEFAULT_CRL_VALIDITY))
-        .map_err(|e| problem("InvalidSpec", e.to_string()))?;
-    let refresh = match &settings.refresh_interval {
+    let requested_validity =
+        parse_duration(settings.validity.as_deref().unwrap_or(DEFAULT_CRL_VALIDITY))
+            .map_err(|e| problem("InvalidSpec", e.to_string()))?;
+    let requested_refresh = match &settings.refresh_interval {
         Some(text) => parse_duration(text).map_err(|e| problem("InvalidSpec", e.to_string()))?,
-        None => validity / 3,
+        None => requested_validity / 3,
     };
-    Ok((validity, refresh))
+    let (refresh, below) = minimums.crl_refresh(requested_refresh);
+    let Some(below) = below else {
+        return Ok(CrlTiming {
+            validity: requested_validity,
+            refresh,
+            raised: None,
+        });
+    };
+    let mut raised = format!(
+        "{below}; re-signed every {} instead",
+        format_duration(refresh)
+    );
+    // A CRL must be re-signed before it expires, or relying parties see an expired one.
+    let validity = if requested_validity <= refresh {
+        let validity = refresh * 3;
+        raised.push_str(&format!(
+            ", valid for {} instead of crl.validity {}",
+            format_duration(validity),
+            format_duration(requested_validity)
+        ));
+        validity
+    } else {
+        requested_validity
+    };
+    Ok(CrlTiming {
+        validity,
+        refresh,
+        raised: Some(raised),
+    })
 }
 
 /// The CRL in the ConfigMap, when it is exactly the one the ledger says was published: a copy
@@ -197,7 +236,11 @@ pub async fn publish_crl(
     ca: &LoadedCa,
     now: OffsetDateTime,
 ) -> Result<PublishedCrl, CrlProblem> {
-    let (validity, refresh) = crl_timing(issuer)?;
+    let CrlTiming {
+        validity,
+        refresh,
+        raised: refresh_raised,
+    } = crl_timing(issuer, &ctx.platform.minimums)?;
     let authority = authority_id(&ca.certificate.public_key_info);
     let has_import_target = issuer.spec.roles_anywhere.is_some();
 
@@ -237,6 +280,7 @@ pub async fn publish_crl(
             serials: serials.clone(),
             unusable_records: unusable_records.clone(),
             refresh_in,
+            refresh_raised: refresh_raised.clone(),
             authority,
             ca_public_key_info: ca.certificate.public_key_info.clone(),
         };

@@ -15,6 +15,7 @@ use super::context::Context;
 use super::crl::{PublishedCrl, publish_crl, status_time};
 use super::error::Error;
 use super::ledger::{ClaimOutcome, LedgerError};
+use super::minimums::BelowMinimum;
 use super::revocation::patch_status as patch_revocation_status;
 use crate::api::{
     CONDITION_READY, CrlImportRecord, IssuerKind, IssuerStatus, Revocation, RolesAnywhereCrlTarget,
@@ -104,18 +105,33 @@ pub async fn reconcile_crl(
             published.unusable_records.join(", ")
         )
     };
+    let raised = published
+        .refresh_raised
+        .as_ref()
+        .map(|raised| format!("; {raised}"))
+        .unwrap_or_default();
     status.conditions.push(condition(
         &previous.conditions,
         CONDITION_CRL_PUBLISHED,
         true,
         "Published",
         format!(
-            "CRL {} carries {} revocation(s){unusable}",
+            "CRL {} carries {} revocation(s){unusable}{raised}",
             published.number,
             published.serials.len()
         ),
         generation,
     ));
+    if let (true, Some(raised)) = (published.new, &published.refresh_raised) {
+        ctx.publish_event_about(
+            &issuer.reference,
+            true,
+            BelowMinimum::REASON,
+            "PublishCRL",
+            raised.clone(),
+        )
+        .await;
+    }
     if published.new {
         ctx.publish_event_about(
             &issuer.reference,

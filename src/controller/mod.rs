@@ -20,6 +20,7 @@ mod leader;
 mod ledger;
 mod live_sessions;
 mod metrics;
+mod minimums;
 mod panic_safe;
 mod platform;
 mod revocation;
@@ -38,6 +39,7 @@ pub use leader::{
     LeaderElectionError, default_identity,
 };
 pub use ledger::{AUTHORITY_LABEL, REVOKED_LABEL, record_name};
+pub use minimums::{BelowMinimum, PlatformMinimums};
 pub use platform::{
     ANY_TRUST_ANCHOR, InvalidGrant, KmsKeyGrant, NamespaceGrant, PlatformConfig, TrustAnchorGrant,
 };
@@ -152,7 +154,12 @@ pub async fn run(
     }
     let Some(election) = options.leader_election.clone() else {
         metrics::set_leader(true);
-        reconcile_all(client, &options, ctx).await;
+        if let Stopped::Abandoned = until_stopped(reconcile_all(client, &options, ctx)).await {
+            tracing::warn!(
+                grace = ?SHUTDOWN_GRACE,
+                "reconciles still in flight after the shutdown grace period; exiting anyway"
+            );
+        }
         return Ok(());
     };
     let mut elector = LeaderElector::new(client.clone(), election)?;
@@ -163,17 +170,50 @@ pub async fn run(
     metrics::set_leader(true);
     // The reconcilers end on a shutdown signal, after their in-flight reconciles; the Lease is
     // released only then, so the next leader never overlaps with this one.
-    let lost = tokio::select! {
-        () = reconcile_all(client, &options, ctx) => None,
-        lost = elector.hold(acquired_at) => Some(lost),
+    let stopped = tokio::select! {
+        stopped = until_stopped(reconcile_all(client, &options, ctx)) => Ok(stopped),
+        lost = elector.hold(acquired_at) => Err(lost),
     };
     metrics::set_leader(false);
-    match lost {
-        Some(lost) => Err(lost.into()),
-        None => {
+    match stopped {
+        Err(lost) => Err(lost.into()),
+        Ok(Stopped::Finished) => {
             elector.release().await;
             Ok(())
         }
+        // A call still in flight (a KMS signature, an UpdateCrl) may yet land: the Lease is
+        // left to expire rather than handed over, so the next leader cannot act before it would.
+        Ok(Stopped::Abandoned) => {
+            tracing::warn!(
+                grace = ?SHUTDOWN_GRACE,
+                "reconciles still in flight after the shutdown grace period; exiting without releasing the Lease"
+            );
+            Ok(())
+        }
+    }
+}
+
+/// How long in-flight reconciles may run on after SIGTERM before the process exits anyway: the
+/// kubelet's grace period is 30 s, and a rollout waits for every replica.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
+
+enum Stopped {
+    /// Every in-flight reconcile ended.
+    Finished,
+    /// Some were still running [`SHUTDOWN_GRACE`] after the shutdown signal.
+    Abandoned,
+}
+
+/// Runs the reconcilers until they stop on a shutdown signal, waiting at most [`SHUTDOWN_GRACE`]
+/// for their in-flight reconciles.
+async fn until_stopped(reconcilers: impl std::future::Future<Output = ()>) -> Stopped {
+    let grace_over = async {
+        crate::shutdown::signal().await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    tokio::select! {
+        () = reconcilers => Stopped::Finished,
+        () = grace_over => Stopped::Abandoned,
     }
 }
 

@@ -1,8 +1,11 @@
 //! What only the platform team configures, through the controller's own flags, never through an
 //! object a tenant can write: where AWS requests go, which KMS keys a namespace may sign with, and
-//! which trust anchors a namespace's Issuers may import CRLs into.
+//! which trust anchors a namespace's Issuers may import CRLs into, and the floors under the
+//! durations a tenant may ask for.
 
 use std::collections::BTreeSet;
+
+use super::minimums::PlatformMinimums;
 
 /// The platform team's configuration of the controller.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -20,6 +23,8 @@ pub struct PlatformConfig {
     pub end_live_sessions: bool,
     /// IAM endpoint for that; None: the global one.
     pub iam_endpoint: Option<String>,
+    /// Floors under certificate lifetimes and CRL refresh intervals.
+    pub minimums: PlatformMinimums,
 }
 
 /// One namespace's right to one AWS resource, written `<namespace>=<resource>`.

@@ -25,6 +25,7 @@ use super::identity_policy::{self, Identity, Requester};
 use super::issuance_policy::{IssuanceInput, IssuanceTrigger, SecretState, Verdict, decide};
 use super::issuer::{CONFIGURATION_RETRY, TRANSIENT_RETRY};
 use super::metrics::{ISSUANCE_SECONDS, RECONCILE_ERRORS};
+use super::minimums::BelowMinimum;
 use super::revocation::REISSUE_ANNOTATION;
 use super::secret_layout::*;
 use crate::api::{
@@ -179,6 +180,18 @@ impl Reconciler {
                 retry: None,
             })
         })?;
+        // Checked before anything is read: a refused spec costs the API server nothing more.
+        self.ctx
+            .platform
+            .minimums
+            .check_certificate(settings.duration, settings.renew_before)
+            .map_err(|below| {
+                ProblemOrError::Problem(Problem {
+                    reason: BelowMinimum::REASON,
+                    message: below.to_string(),
+                    retry: None,
+                })
+            })?;
         let (ca, crl_distribution_point, identity) = self.issuer_ca().await?;
         let secret = self.secrets.get_opt(&spec.secret_name).await?;
         if let Some(secret) = &secret

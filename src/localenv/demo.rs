@@ -125,6 +125,7 @@ pub async fn run(binaries: BinariesSource) -> anyhow::Result<f64> {
         listen: "127.0.0.1:0".parse()?,
         region: REGION.into(),
         state_file: None,
+        enforce_crl_quota: true,
     })
     .await?;
 

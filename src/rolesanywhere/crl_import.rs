@@ -5,24 +5,66 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use aws_sdk_rolesanywhere::config::http::HttpResponse;
+use aws_sdk_rolesanywhere::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_rolesanywhere::primitives::Blob;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use crate::api::RolesAnywhereCrlTarget;
+use crate::backoff::jittered_delay;
 use crate::metrics::{CounterVec, aws_error_message, aws_outcome};
 
 /// `ImportCrl`/`UpdateCrl` refuse a CRL larger than this (PEM bytes).
 pub const ROLES_ANYWHERE_MAX_CRL_BYTES: usize = 300_000;
-/// All CRL operations of an account share a quota of one request per second.
-const CRL_API_INTERVAL: Duration = Duration::from_secs(1);
+/// All CRL operations of an account share a quota of one request per second. Calls are sent
+/// this far apart so that they also arrive a second apart (one may wait for a connection, the
+/// next not).
+const CRL_API_INTERVAL: Duration = Duration::from_millis(1050);
 
-/// Roles Anywhere CRL calls by operation and outcome (SDK retries included in one call).
+/// Roles Anywhere CRL calls by operation and outcome, every attempt counted.
 pub static ROLES_ANYWHERE_REQUESTS: CounterVec<2> = CounterVec::new(
     "iamra_rolesanywhere_requests_total",
     "IAM Roles Anywhere CRL calls by operation (ImportCrl, UpdateCrl, EnableCrl, GetCrl, ListCrls, DeleteCrl) and outcome.",
     ["operation", "outcome"],
 );
+
+/// Attempts of one CRL operation, each paced.
+const CRL_CALL_ATTEMPTS: u32 = 4;
+/// First backoff of a retried CRL operation (doubled, jittered) and the longest.
+const CRL_RETRY_BASE: Duration = Duration::from_secs(1);
+const CRL_RETRY_MAX: Duration = Duration::from_secs(8);
+
+/// Whether repeating an operation that may have been carried out is harmless.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Idempotency {
+    Idempotent,
+    NotIdempotent,
+}
+
+fn worth_retrying<E: ProvideErrorMetadata>(
+    error: &SdkError<E, HttpResponse>,
+    idempotency: Idempotency,
+) -> bool {
+    let status = error
+        .raw_response()
+        .map(|response| response.status().as_u16());
+    let throttled = status == Some(429)
+        || error
+            .code()
+            .is_some_and(|code| code.contains("Throttl") || code.contains("TooManyRequests"));
+    match error {
+        _ if throttled => true,
+        SdkError::DispatchFailure(_) => true,
+        SdkError::TimeoutError(_) | SdkError::ResponseError(_) => {
+            idempotency == Idempotency::Idempotent
+        }
+        SdkError::ServiceError(_) => {
+            idempotency == Idempotency::Idempotent && status.is_some_and(|s| s >= 500)
+        }
+        _ => false,
+    }
+}
 
 /// Why an import did not happen; messages go to the Issuer's `CrlImported` condition.
 #[derive(Debug, thiserror::Error)]
@@ -139,9 +181,8 @@ impl CrlImporter {
             .ok_or(CrlImportError::NoRegion)?;
         let mut config = aws_sdk_rolesanywhere::config::Builder::from(&self.sdk)
             .region(aws_sdk_rolesanywhere::config::Region::new(region.clone()))
-            .retry_config(
-                aws_sdk_rolesanywhere::config::retry::RetryConfig::standard().with_max_attempts(4),
-            );
+            // The SDK's retries would not be paced: `paced` retries instead.
+            .retry_config(aws_sdk_rolesanywhere::config::retry::RetryConfig::disabled());
         if let Some(endpoint) = &self.endpoint {
             config = config.endpoint_url(endpoint);
         }
@@ -159,6 +200,39 @@ impl CrlImporter {
             tokio::time::sleep_until(*previous + CRL_API_INTERVAL).await;
         }
         last_call.insert(key.to_string(), Instant::now());
+    }
+
+    /// One CRL operation: every attempt waits its turn under the quota, and is counted. A
+    /// throttled call, or one that never reached the service, is tried again after a jittered
+    /// backoff; a timeout or a 5xx only when the operation is `Idempotent` (a repeated ImportCrl
+    /// that had succeeded would take the anchor's other CRL slot).
+    async fn paced<T, E, F, Fut>(
+        &self,
+        key: &str,
+        operation: &'static str,
+        idempotency: Idempotency,
+        mut send: F,
+    ) -> Result<T, SdkError<E, HttpResponse>>
+    where
+        E: ProvideErrorMetadata,
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
+    {
+        let mut attempt = 1;
+        loop {
+            self.pace(key).await;
+            let result = send().await;
+            ROLES_ANYWHERE_REQUESTS.inc([operation, aws_outcome(&result)]);
+            match &result {
+                Err(error) if attempt < CRL_CALL_ATTEMPTS && worth_retrying(error, idempotency) => {
+                    tracing::debug!(operation, attempt, "retrying a CRL call");
+                    tokio::time::sleep(jittered_delay(attempt - 1, CRL_RETRY_BASE, CRL_RETRY_MAX))
+                        .await;
+                    attempt += 1;
+                }
+                _ => return result,
+            }
+        }
     }
 
     /// Makes `pem` the enabled CRL named `name` on the target's trust anchor; returns its id. A
@@ -192,14 +266,11 @@ impl CrlImporter {
             },
         };
         if let Some((crl_id, enabled)) = existing {
-            self.pace(&key).await;
-            let updated = client
-                .update_crl()
-                .crl_id(&crl_id)
-                .crl_data(data())
-                .send()
+            let updated = self
+                .paced(&key, "UpdateCrl", Idempotency::Idempotent, || {
+                    client.update_crl().crl_id(&crl_id).crl_data(data()).send()
+                })
                 .await;
-            ROLES_ANYWHERE_REQUESTS.inc(["UpdateCrl", aws_outcome(&updated)]);
             match updated {
                 Ok(response) => {
                     let enabled = response
@@ -207,10 +278,11 @@ impl CrlImporter {
                         .and_then(|crl| crl.enabled())
                         .unwrap_or(enabled);
                     if !enabled {
-                        self.pace(&key).await;
-                        let enabled = client.enable_crl().crl_id(&crl_id).send().await;
-                        ROLES_ANYWHERE_REQUESTS.inc(["EnableCrl", aws_outcome(&enabled)]);
-                        enabled.map_err(|e| api_error("EnableCrl", e))?;
+                        self.paced(&key, "EnableCrl", Idempotency::Idempotent, || {
+                            client.enable_crl().crl_id(&crl_id).send()
+                        })
+                        .await
+                        .map_err(|e| api_error("EnableCrl", e))?;
                     }
                     return Ok(crl_id);
                 }
@@ -224,17 +296,18 @@ impl CrlImporter {
                 Err(error) => return Err(api_error("UpdateCrl", error)),
             }
         }
-        self.pace(&key).await;
-        let response = client
-            .import_crl()
-            .name(name)
-            .crl_data(data())
-            .trust_anchor_arn(&target.trust_anchor_arn)
-            .enabled(true)
-            .send()
-            .await;
-        ROLES_ANYWHERE_REQUESTS.inc(["ImportCrl", aws_outcome(&response)]);
-        let response = response.map_err(|e| api_error("ImportCrl", e))?;
+        let response = self
+            .paced(&key, "ImportCrl", Idempotency::NotIdempotent, || {
+                client
+                    .import_crl()
+                    .name(name)
+                    .crl_data(data())
+                    .trust_anchor_arn(&target.trust_anchor_arn)
+                    .enabled(true)
+                    .send()
+            })
+            .await
+            .map_err(|e| api_error("ImportCrl", e))?;
         response
             .crl()
             .and_then(|crl| crl.crl_id())
@@ -253,9 +326,11 @@ impl CrlImporter {
         crl_id: &str,
     ) -> Result<(), CrlImportError> {
         let (client, key) = self.client(target)?;
-        self.pace(&key).await;
-        let response = client.delete_crl().crl_id(crl_id).send().await;
-        ROLES_ANYWHERE_REQUESTS.inc(["DeleteCrl", aws_outcome(&response)]);
+        let response = self
+            .paced(&key, "DeleteCrl", Idempotency::Idempotent, || {
+                client.delete_crl().crl_id(crl_id).send()
+            })
+            .await;
         match response {
             Ok(_) => Ok(()),
             Err(error)
@@ -278,9 +353,11 @@ impl CrlImporter {
         pem: &str,
     ) -> Result<ImportedCrlState, CrlImportError> {
         let (client, key) = self.client(target)?;
-        self.pace(&key).await;
-        let response = client.get_crl().crl_id(crl_id).send().await;
-        ROLES_ANYWHERE_REQUESTS.inc(["GetCrl", aws_outcome(&response)]);
+        let response = self
+            .paced(&key, "GetCrl", Idempotency::Idempotent, || {
+                client.get_crl().crl_id(crl_id).send()
+            })
+            .await;
         match response {
             Ok(response) => {
                 let Some(crl) = response.crl() else {
@@ -315,14 +392,12 @@ impl CrlImporter {
     ) -> Result<Option<(String, bool, Vec<u8>)>, CrlImportError> {
         let mut next_token: Option<String> = None;
         loop {
-            self.pace(key).await;
-            let page = client
-                .list_crls()
-                .set_next_token(next_token.clone())
-                .send()
-                .await;
-            ROLES_ANYWHERE_REQUESTS.inc(["ListCrls", aws_outcome(&page)]);
-            let page = page.map_err(|e| api_error("ListCrls", e))?;
+            let page = self
+                .paced(key, "ListCrls", Idempotency::Idempotent, || {
+                    client.list_crls().set_next_token(next_token.clone()).send()
+                })
+                .await
+                .map_err(|e| api_error("ListCrls", e))?;
             // ListCrls has no trust-anchor filter: match name and anchor here.
             if let Some(crl) = page.crls().iter().find(|crl| {
                 crl.name() == Some(name)

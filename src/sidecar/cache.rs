@@ -91,14 +91,6 @@ pub fn refresh_at(
     obtained_at + delay
 }
 
-/// Delay before retry `attempt` (0-based) of a failed refresh: doubling from `initial`, capped
-/// at `max`, with up to half of it taken off at random (`jitter` in `[0, 1)`).
-pub fn backoff_delay(attempt: u32, initial: Duration, max: Duration, jitter: f64) -> Duration {
-    let exponential = initial.saturating_mul(1u32 << attempt.min(20));
-    let capped = exponential.min(max);
-    capped.saturating_sub(capped.mul_f64(0.5 * jitter.clamp(0.0, 1.0)))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -187,16 +179,5 @@ mod tests {
             refresh_at(t0, t0, None, 0.0),
             t0 + time::Duration::seconds(1)
         );
-    }
-
-    #[test]
-    fn backoff_doubles_and_caps() {
-        let (initial, max) = (Duration::from_secs(1), Duration::from_secs(60));
-        let delays: Vec<u64> = (0..9)
-            .map(|n| backoff_delay(n, initial, max, 0.0).as_secs())
-            .collect();
-        assert_eq!(delays, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
-        assert_eq!(backoff_delay(3, initial, max, 1.0), Duration::from_secs(4));
-        assert_eq!(backoff_delay(u32::MAX, initial, max, 0.0), max);
     }
 }

@@ -58,6 +58,11 @@ pub struct SidecarArgs {
     /// Address of `/healthz`, `/readyz` and `/metrics`.
     #[arg(long, env = "IAMRA_HEALTH_LISTEN", default_value = DEFAULT_HEALTH_LISTEN)]
     pub health_listen: SocketAddr,
+    /// Serve health on this IP instead of --health-listen's, keeping its port. The webhook
+    /// passes the pod IP (`status.podIP`), so the kubelet's probes reach it and nothing
+    /// listens on other addresses; a bare IPv6 address needs no brackets here.
+    #[arg(long, env = "IAMRA_HEALTH_IP")]
+    pub health_ip: Option<std::net::IpAddr>,
     /// Refresh when less than this many seconds of the credentials remain (default:
     /// max(5 min, 1/4 of the lifetime)). For tests, which cannot wait for the default.
     #[arg(long, env = "IAMRA_REFRESH_BEFORE", hide = true)]
@@ -68,6 +73,14 @@ pub struct SidecarArgs {
 }
 
 impl SidecarArgs {
+    /// Where health is served: --health-listen, on --health-ip when that is given.
+    pub fn health_address(&self) -> SocketAddr {
+        match self.health_ip {
+            Some(ip) => SocketAddr::new(ip, self.health_listen.port()),
+            None => self.health_listen,
+        }
+    }
+
     pub fn refresh_before(&self) -> Option<Duration> {
         self.refresh_before.map(Duration::from_secs)
     }
@@ -120,5 +133,33 @@ mod tests {
         assert_eq!(super::parse_file_mode("0o640"), Ok(0o640));
         assert!(super::parse_file_mode("999").is_err());
         assert!(super::parse_file_mode("1777").is_err());
+    }
+
+    #[test]
+    fn health_ip_replaces_the_listen_ip_and_keeps_the_port() {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: SidecarArgs,
+        }
+        let base = [
+            "iamra",
+            "--certificate=/c",
+            "--private-key=/k",
+            "--trust-anchor-arn=arn:aws:rolesanywhere:eu-west-1:111122223333:trust-anchor/a",
+            "--profile-arn=arn:aws:rolesanywhere:eu-west-1:111122223333:profile/p",
+            "--role-arn=arn:aws:iam::111122223333:role/r",
+            "--token-file=/t",
+            "--health-listen=0.0.0.0:9912",
+        ];
+        let parse = |extra: &[&str]| {
+            Cli::try_parse_from(base.iter().chain(extra))
+                .map(|cli| cli.args.health_address().to_string())
+        };
+        assert_eq!(parse(&[]).unwrap(), "0.0.0.0:9912");
+        assert_eq!(parse(&["--health-ip=10.1.2.3"]).unwrap(), "10.1.2.3:9912");
+        assert_eq!(parse(&["--health-ip=fd00::7"]).unwrap(), "[fd00::7]:9912");
+        assert!(parse(&["--health-ip=pod"]).is_err());
     }
 }

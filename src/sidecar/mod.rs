@@ -3,6 +3,7 @@
 //! certificate rotation without a restart, and serves them on loopback to the AWS SDKs
 //! (container-credentials endpoint) and to IMDS-only tools (IMDSv2 emulation).
 
+pub mod bounded;
 pub mod cache;
 pub mod config;
 pub mod files;
@@ -17,6 +18,7 @@ use std::sync::Arc;
 
 use tokio::sync::Notify;
 
+use bounded::ConnectionLimits;
 pub use config::SidecarArgs;
 use files::CertificateFiles;
 use state::SidecarState;
@@ -37,11 +39,6 @@ pub enum SidecarError {
     Token(#[from] TokenError),
     #[error("binding {addr}: {source}")]
     Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
-    #[error("serving on {addr}: {source}")]
-    Serve {
         addr: SocketAddr,
         source: std::io::Error,
     },
@@ -76,10 +73,11 @@ pub async fn run(args: SidecarArgs) -> Result<(), SidecarError> {
         private_key: args.private_key.clone(),
     };
     let credentials_listener = bind(args.listen).await?;
-    let health_listener = bind(args.health_listen).await?;
+    let health_address = args.health_address();
+    let health_listener = bind(health_address).await?;
     tracing::info!(
         listen = %args.listen,
-        health_listen = %args.health_listen,
+        health_listen = %health_address,
         endpoint = %request.endpoint,
         role = %args.role_arn,
         token_file = %args.token_file.display(),
@@ -104,29 +102,25 @@ pub async fn run(args: SidecarArgs) -> Result<(), SidecarError> {
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
-    let credentials_server = axum::serve(
+    let credentials_server = bounded::serve(
         credentials_listener,
         server::credentials_router(state.clone()),
-    )
-    .with_graceful_shutdown(stopped(stop_rx.clone()));
-    let health_server = axum::serve(health_listener, server::health_router(state))
-        .with_graceful_shutdown(stopped(stop_rx));
+        ConnectionLimits::CREDENTIALS,
+        stopped(stop_rx.clone()),
+    );
+    let health_server = bounded::serve(
+        health_listener,
+        server::health_router(state),
+        ConnectionLimits::HEALTH,
+        stopped(stop_rx),
+    );
     let signal = async {
         crate::shutdown::signal().await;
         tracing::info!("stopping");
         let _ = stop_tx.send(true);
     };
-    let (credentials_result, health_result, ()) =
-        tokio::join!(credentials_server, health_server, signal);
+    tokio::join!(credentials_server, health_server, signal);
     watcher.abort();
     refresher.abort();
-    credentials_result.map_err(|source| SidecarError::Serve {
-        addr: args.listen,
-        source,
-    })?;
-    health_result.map_err(|source| SidecarError::Serve {
-        addr: args.health_listen,
-        source,
-    })?;
     Ok(())
 }

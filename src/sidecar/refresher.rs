@@ -7,10 +7,11 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use tokio::sync::Notify;
 
-use super::cache::{CacheError, CachedCredentials, backoff_delay};
+use super::cache::{CacheError, CachedCredentials};
 use super::files::{CertificateFiles, FilesError};
 use super::metrics::failure_reason;
 use super::state::{RefreshFailure, SidecarState};
+use crate::backoff::{jittered_delay, random_unit};
 use crate::rolesanywhere::errors::CreateSessionError;
 use crate::rolesanywhere::session::{SessionRequest, create_session};
 
@@ -58,15 +59,6 @@ impl RefreshError {
     }
 }
 
-/// A uniform value in `[0, 1)` for jitter; 0 if the random generator fails (no jitter is safe).
-pub fn random_unit() -> f64 {
-    let mut bytes = [0u8; 8];
-    if aws_lc_rs::rand::fill(&mut bytes).is_err() {
-        return 0.0;
-    }
-    (u64::from_be_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64
-}
-
 async fn refresh_once(
     files: &CertificateFiles,
     request: &SessionRequest,
@@ -106,7 +98,7 @@ pub async fn run(
                 Duration::try_from(next - OffsetDateTime::now_utc()).unwrap_or(Duration::ZERO)
             }
             Err(error) => {
-                let delay = backoff_delay(failures, INITIAL_BACKOFF, MAX_BACKOFF, random_unit());
+                let delay = jittered_delay(failures, INITIAL_BACKOFF, MAX_BACKOFF);
                 failures = failures.saturating_add(1);
                 let reason = error.reason();
                 let still_valid = state.current(OffsetDateTime::now_utc()).is_some();
@@ -164,13 +156,5 @@ mod tests {
         });
         assert!(missing.needs_attention());
         assert_eq!(missing.reason(), "certificate_files");
-    }
-
-    #[test]
-    fn random_unit_is_in_range() {
-        for _ in 0..1000 {
-            let value = random_unit();
-            assert!((0.0..1.0).contains(&value));
-        }
     }
 }

@@ -4,8 +4,9 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, EmptyDirVolumeSource, EnvVar, HTTPGetAction, Pod, Probe,
-    ResourceRequirements, SeccompProfile, SecretVolumeSource, SecurityContext, Volume, VolumeMount,
+    Capabilities, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, HTTPGetAction,
+    ObjectFieldSelector, Pod, Probe, ResourceRequirements, SeccompProfile, SecretVolumeSource,
+    SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -27,6 +28,8 @@ const CERTIFICATE_DIR: &str = "/var/run/iamra/certificate";
 pub const TOKEN_DIR: &str = "/var/run/iamra/token";
 /// The authorization token the sidecar writes and the AWS SDKs read.
 pub const TOKEN_FILE: &str = "/var/run/iamra/token/token";
+/// The sidecar's `--health-ip`, set from the pod IP.
+const HEALTH_IP_ENV: &str = "IAMRA_HEALTH_IP";
 /// Port of the sidecar's `/healthz`, `/readyz` and `/metrics`.
 pub const HEALTH_PORT: i32 = 9912;
 /// Annotation on an injected pod naming its binding.
@@ -99,7 +102,8 @@ fn sidecar_args(target: &InjectionTarget) -> Vec<String> {
         format!("--token-file={TOKEN_FILE}"),
         // The token volume is mounted only into this pod, and the app may run as any user.
         "--token-file-mode=644".to_string(),
-        // Reachable by the kubelet's probes on the pod IP.
+        // The port; the IP is the pod's (HEALTH_IP_ENV), where the kubelet's probes and a
+        // scraper reach it and nothing else listens.
         format!("--health-listen=0.0.0.0:{HEALTH_PORT}"),
     ];
     if let Some(region) = &target.region {
@@ -211,6 +215,17 @@ pub fn inject(pod: &Pod, target: &InjectionTarget, image: &SidecarImage) -> Pod 
         image: Some(image.image.clone()),
         image_pull_policy: image.pull_policy.clone(),
         args: Some(sidecar_args(target)),
+        env: Some(vec![EnvVar {
+            name: HEALTH_IP_ENV.into(),
+            value_from: Some(EnvVarSource {
+                field_ref: Some(ObjectFieldSelector {
+                    field_path: "status.podIP".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }]),
         // A native sidecar: starts before the app containers and runs beside them.
         restart_policy: Some("Always".into()),
         // The app containers start once credentials are served, so the first SDK call works.

@@ -112,6 +112,24 @@ impl TestCluster {
         self.start_controller_with(namespace, &[], &[])
     }
 
+    /// Starts an `iamra controller` whose floors (`--min-*`) let a certificate live one minute
+    /// and a CRL be re-signed every minute, for the tests that wait for an expiry.
+    pub fn start_controller_for_short_lifetimes(
+        &self,
+        namespace: &str,
+    ) -> anyhow::Result<TestProcess> {
+        self.start_controller_with(
+            namespace,
+            &[],
+            &[
+                ("IAMRA_MIN_CERTIFICATE_DURATION", "1m"),
+                ("IAMRA_MIN_RENEW_BEFORE", "10s"),
+                ("IAMRA_MIN_RENEWAL_INTERVAL", "10s"),
+                ("IAMRA_MIN_CRL_REFRESH_INTERVAL", "1m"),
+            ],
+        )
+    }
+
     /// Starts an `iamra controller` process with more arguments and environment variables. Its
     /// KMS endpoint (a platform setting) is the shared moto server unless `env` says otherwise,
     /// and the watched namespace is granted every trust anchor.

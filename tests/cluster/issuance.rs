@@ -453,7 +453,7 @@ async fn issues_ecdsa_and_rsa_certificates(cluster: TestCluster) -> anyhow::Resu
 
 async fn renews_before_expiry_with_a_new_key(cluster: TestCluster) -> anyhow::Result<()> {
     let s = setup(&cluster, "renew").await?;
-    let _controller = cluster.start_controller(&s.namespace)?;
+    let _controller = cluster.start_controller_for_short_lifetimes(&s.namespace)?;
     let ca_pem = ready_local_issuer(&s).await?;
     let mut short = workload_certificate("short", "ca", WorkloadKeyAlgorithm::EcdsaP256);
     short.spec.duration = Some("1m".into());

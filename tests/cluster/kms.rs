@@ -381,7 +381,7 @@ async fn a_kms_that_never_answers_times_out_and_stalls_nothing_else(
     let certificates: Api<WorkloadCertificate> = Api::namespaced(client.clone(), &namespace);
     let key_id = "arn:aws:kms:eu-west-1:111122223333:key/0b7e8d2c-silent";
     let grant = format!("--kms-key-grant={namespace}={key_id}");
-    let _controller = cluster.start_controller_with(
+    let controller = cluster.start_controller_with(
         &namespace,
         &[&grant],
         &[("IAMRA_KMS_ENDPOINT", endpoint.as_str())],
@@ -421,5 +421,17 @@ async fn a_kms_that_never_answers_times_out_and_stalls_nothing_else(
          {reported:.1?} ({made} connection(s)): {}",
         condition.message
     );
+
+    // SIGTERM while the retry's call hangs: the process exits after its shutdown grace (4 s)
+    // instead of waiting out the call.
+    wait_for("the KMS Issuer's retry to connect", SETTLE, || async {
+        Ok((connections.lock().map(|c| c.len()).unwrap_or(0) > made).then_some(()))
+    })
+    .await?;
+    let terminated = std::time::Instant::now();
+    let exit = controller.terminate(std::time::Duration::from_secs(10))?;
+    let took = terminated.elapsed();
+    anyhow::ensure!(exit == Some(0), "exit status {exit:?} after SIGTERM");
+    println!("silent KMS: SIGTERM with a KMS call in flight, exited in {took:.1?}");
     Ok(())
 }

@@ -4,6 +4,7 @@
 mod ca_rotation;
 mod chart;
 mod cluster;
+mod crl_quota;
 mod crl_split;
 mod events;
 mod issuance;
@@ -17,6 +18,7 @@ mod ledger;
 mod ledger_model;
 mod live_sessions;
 mod metrics;
+mod minimums;
 mod openssl;
 mod processes;
 mod rbac;
@@ -54,9 +56,11 @@ fn main() -> ExitCode {
     trials.extend(ledger::trials(&cluster));
     trials.extend(ledger_model::trials(&cluster));
     trials.extend(crl_split::trials(&cluster));
+    trials.extend(crl_quota::trials(&cluster));
     trials.extend(ca_rotation::trials(&cluster));
     trials.extend(live_sessions::trials(&cluster));
     trials.extend(tenancy::trials(&cluster));
+    trials.extend(minimums::trials(&cluster));
     trials.extend(tls_providers::trials(&cluster));
     trials.extend(events::trials(&cluster));
     trials.extend(webhook::trials(&cluster));

@@ -88,6 +88,8 @@ pub async fn start_emulator(
         listen,
         region: REGION.into(),
         state_file,
+        // The controller paces its CRL calls; a throttled call would show it does not.
+        enforce_crl_quota: true,
     })
     .await?)
 }
@@ -707,7 +709,7 @@ async fn kms_signed_crl_above_raw_limit(cluster: TestCluster) -> anyhow::Result<
 
 async fn expired_entries_leave_and_release(cluster: TestCluster) -> anyhow::Result<()> {
     let s = scene(&cluster, "expiry").await?;
-    let _controller = cluster.start_controller(&s.namespace)?;
+    let _controller = cluster.start_controller_for_short_lifetimes(&s.namespace)?;
     let crl = CrlSettings {
         validity: Some("5m".into()),
         refresh_interval: Some("1m".into()),

@@ -177,7 +177,7 @@ async fn label_namespace(client: &kube::Client, namespace: &str) -> anyhow::Resu
     Ok(())
 }
 
-fn binding(
+pub fn binding(
     name: &str,
     app: Option<&str>,
     service_account: Option<&str>,
@@ -302,6 +302,20 @@ async fn matching_pod_is_injected_once_others_untouched(
     ] {
         anyhow::ensure!(args.contains(&expected), "{expected} not in {args:?}");
     }
+    // Health is served on the pod IP, as the API server stored it for the kubelet.
+    let health_ip = sidecar
+        .env
+        .iter()
+        .flatten()
+        .find(|e| e.name == "IAMRA_HEALTH_IP")
+        .and_then(|e| e.value_from.as_ref())
+        .and_then(|from| from.field_ref.as_ref())
+        .map(|field| field.field_path.as_str());
+    anyhow::ensure!(
+        health_ip == Some("status.podIP"),
+        "the sidecar's health IP is not the pod IP: {:?}",
+        sidecar.env
+    );
     let spec = injected.spec.as_ref().context("no spec")?;
     let secret_volume = spec
         .volumes

@@ -36,6 +36,7 @@ pub async fn start_env(alg: Alg) -> TestEnv {
         listen: "127.0.0.1:0".parse().unwrap(),
         region: REGION.to_owned(),
         state_file: None,
+        enforce_crl_quota: false,
     })
     .await
     .unwrap();

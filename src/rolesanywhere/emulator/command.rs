@@ -25,6 +25,9 @@ pub struct EmulatorArgs {
     /// Roles of the seeded profile (repeatable).
     #[arg(long = "role-arn", default_values_t = [DEFAULT_SEED_ROLE_ARN.to_owned()])]
     pub role_arns: Vec<String>,
+    /// Refuse CRL calls beyond one per second (ThrottlingException), as the service does.
+    #[arg(long)]
+    pub enforce_crl_quota: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +65,7 @@ pub async fn run(args: &EmulatorArgs) -> Result<(), EmulatorCommandError> {
         listen: args.listen,
         region: args.region.clone(),
         state_file: args.state_file.clone(),
+        enforce_crl_quota: args.enforce_crl_quota,
     })
     .await?;
     let mut ready = serde_json::json!({

@@ -8,6 +8,7 @@
 pub mod attributes;
 pub mod command;
 pub mod control_plane;
+pub mod crl_quota;
 pub mod data_plane;
 pub mod role_trust;
 pub mod state;
@@ -20,6 +21,7 @@ use std::sync::{Arc, Mutex};
 
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use crl_quota::CrlQuota;
 pub use role_trust::{TRUST_POLICY_PATH, remove_role_trust_policy, set_role_trust_policy};
 use state::{EmulatorState, StateError};
 
@@ -31,6 +33,8 @@ pub struct EmulatorConfig {
     pub listen: SocketAddr,
     pub region: String,
     pub state_file: Option<PathBuf>,
+    /// Refuse CRL calls beyond the account's one per second, as the service does.
+    pub enforce_crl_quota: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -107,6 +111,8 @@ impl IntoResponse for ServiceError {
 pub struct Shared {
     state: Arc<Mutex<EmulatorState>>,
     state_file: Option<PathBuf>,
+    /// The CRL API's quota, and the log of CRL calls.
+    pub crl_quota: CrlQuota,
 }
 
 impl Shared {
@@ -114,6 +120,7 @@ impl Shared {
         Self {
             state: Arc::new(Mutex::new(state)),
             state_file,
+            crl_quota: CrlQuota::default(),
         }
     }
 
@@ -248,7 +255,8 @@ pub fn router(shared: Shared) -> axum::Router {
 /// Loads the state and starts serving on `config.listen` (port 0 picks a free port).
 pub async fn start(config: EmulatorConfig) -> Result<RunningEmulator, EmulatorError> {
     let state = EmulatorState::load_or_new(config.state_file.as_deref(), &config.region)?;
-    let shared = Shared::new(state, config.state_file.clone());
+    let mut shared = Shared::new(state, config.state_file.clone());
+    shared.crl_quota = CrlQuota::new(config.enforce_crl_quota);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| EmulatorError::Bind {

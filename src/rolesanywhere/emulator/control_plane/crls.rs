@@ -77,6 +77,7 @@ pub fn crl_der(data: &[u8]) -> Option<Vec<u8>> {
 }
 
 pub(super) async fn import_crl(State(shared): State<Shared>, body: Bytes) -> Reply {
+    shared.crl_quota.admit()?;
     let body = parse_body(&body)?;
     let name = required_str(&body, "name")?.to_owned();
     check_name(&name)?;
@@ -125,6 +126,7 @@ pub(super) async fn list_crls(
     State(shared): State<Shared>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Reply {
+    shared.crl_quota.admit()?;
     let items = shared.read(|s| s.crls.values().map(crl_detail).collect());
     list_reply("crls", items, &params)
 }
@@ -139,6 +141,7 @@ fn crl_reply(
 }
 
 pub(super) async fn get_crl(State(shared): State<Shared>, Path(id): Path<String>) -> Reply {
+    shared.crl_quota.admit()?;
     let crl = shared
         .read(|s| s.crls.get(&id).cloned())
         .ok_or_else(|| not_found("CRL", &id))?;
@@ -150,6 +153,7 @@ pub(super) async fn update_crl(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Reply {
+    shared.crl_quota.admit()?;
     let body = parse_body(&body)?;
     let name = body.get("name").and_then(Value::as_str).map(str::to_owned);
     if let Some(name) = &name {
@@ -172,6 +176,7 @@ pub(super) async fn update_crl(
 }
 
 pub(super) async fn delete_crl(State(shared): State<Shared>, Path(id): Path<String>) -> Reply {
+    shared.crl_quota.admit()?;
     crl_reply(&shared, &id, |state, id| state.crls.remove(id))
 }
 
@@ -185,9 +190,11 @@ fn set_crl_enabled(shared: &Shared, id: &str, enabled: bool) -> Reply {
 }
 
 pub(super) async fn enable_crl(State(shared): State<Shared>, Path(id): Path<String>) -> Reply {
+    shared.crl_quota.admit()?;
     set_crl_enabled(&shared, &id, true)
 }
 
 pub(super) async fn disable_crl(State(shared): State<Shared>, Path(id): Path<String>) -> Reply {
+    shared.crl_quota.admit()?;
     set_crl_enabled(&shared, &id, false)
 }

@@ -1,0 +1,164 @@
+//! Plain HTTP/1.1 serving within limits: a connection cap (more connections wait in the listen
+//! backlog and cost nothing here), a deadline for a request's headers (an idle or trickling
+//! client is dropped), and a bound on the header buffer. No route reads a request body, so a
+//! body is never buffered.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+/// Limits of one listener.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnectionLimits {
+    pub max_connections: usize,
+    /// How long a connection may take to send a request's headers (the first or the next).
+    pub header_read_timeout: Duration,
+    /// hyper's read buffer, which bounds a request's headers (8 KiB is hyper's minimum).
+    pub max_header_bytes: usize,
+}
+
+impl ConnectionLimits {
+    /// The credentials endpoint: the pod's own processes, a handful of SDK clients.
+    pub const CREDENTIALS: Self = Self {
+        max_connections: 256,
+        header_read_timeout: Duration::from_secs(10),
+        max_header_bytes: 16 * 1024,
+    };
+    /// Health and metrics on the pod IP: the kubelet's probes and a scraper. Anyone on the pod
+    /// network can connect, so idle connections are dropped sooner.
+    pub const HEALTH: Self = Self {
+        max_connections: 64,
+        header_read_timeout: Duration::from_secs(5),
+        max_header_bytes: 8 * 1024,
+    };
+}
+
+/// The first and the longest pause after a failed accept (out of file descriptors, say), so a
+/// persistent failure is not a busy loop.
+const ACCEPT_BACKOFF: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(1));
+
+/// Serves `router` on `listener` within `limits` until `shutdown` resolves; connections still
+/// open then are dropped with the process.
+pub async fn serve(
+    listener: TcpListener,
+    router: axum::Router,
+    limits: ConnectionLimits,
+    shutdown: impl Future<Output = ()>,
+) {
+    let connections = Arc::new(Semaphore::new(limits.max_connections));
+    let accept_loop = async {
+        let mut backoff = ACCEPT_BACKOFF.0;
+        loop {
+            let Ok(permit) = connections.clone().acquire_owned().await else {
+                return;
+            };
+            let (stream, peer): (_, SocketAddr) = match listener.accept().await {
+                Ok(accepted) => {
+                    backoff = ACCEPT_BACKOFF.0;
+                    accepted
+                }
+                Err(error) => {
+                    tracing::warn!(%error, retry_in = ?backoff, "accept failed");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(ACCEPT_BACKOFF.1);
+                    continue;
+                }
+            };
+            let service = hyper_util::service::TowerToHyperService::new(router.clone());
+            tokio::spawn(async move {
+                let _permit = permit;
+                let served = hyper::server::conn::http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(limits.header_read_timeout)
+                    .max_buf_size(limits.max_header_bytes)
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+                if let Err(error) = served {
+                    tracing::debug!(%error, %peer, "connection ended with an error");
+                }
+            });
+        }
+    };
+    tokio::select! {
+        () = accept_loop => {}
+        () = shutdown => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    async fn start(limits: ConnectionLimits) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let router = axum::Router::new().route("/", axum::routing::get(|| async { "ok" }));
+        tokio::spawn(serve(
+            listener,
+            router,
+            limits,
+            std::future::pending::<()>(),
+        ));
+        address
+    }
+
+    async fn get(address: SocketAddr, headers: &str) -> String {
+        let mut stream = TcpStream::connect(address).await.unwrap();
+        let request = format!("GET / HTTP/1.1\r\nhost: x\r\n{headers}connection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer).await;
+        answer
+    }
+
+    #[tokio::test]
+    async fn idle_connections_are_dropped_and_the_cap_holds_the_rest_back() {
+        let limits = ConnectionLimits {
+            max_connections: 2,
+            header_read_timeout: Duration::from_millis(300),
+            max_header_bytes: 8 * 1024,
+        };
+        let address = start(limits).await;
+        // Two idle connections take both slots; a third request waits, then is served once the
+        // idle ones are dropped.
+        let mut idle: Vec<TcpStream> = Vec::new();
+        for _ in 0..2 {
+            idle.push(TcpStream::connect(address).await.unwrap());
+        }
+        let started = tokio::time::Instant::now();
+        let answer = get(address, "").await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(
+            started.elapsed() >= Duration::from_millis(250),
+            "served before an idle connection was dropped: the cap did not hold"
+        );
+        for mut stream in idle {
+            let mut buffer = [0u8; 64];
+            let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buffer))
+                .await
+                .expect("an idle connection was kept open");
+            assert!(
+                read.map(|n| n == 0 || buffer.starts_with(b"HTTP/1.1 408"))
+                    .unwrap_or(true)
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn oversized_headers_are_refused() {
+        let address = start(ConnectionLimits::HEALTH).await;
+        let huge = format!("x-padding: {}\r\n", "a".repeat(64 * 1024));
+        let answer = get(address, &huge).await;
+        assert!(
+            answer.is_empty() || answer.starts_with("HTTP/1.1 431"),
+            "{answer}"
+        );
+        assert!(get(address, "").await.starts_with("HTTP/1.1 200"));
+    }
+}
