@@ -50,8 +50,8 @@ enum Command {
         /// Watch only this namespace instead of the whole cluster.
         #[arg(long, env = "IAMRA_NAMESPACE")]
         namespace: Option<String>,
-        /// Reconciles of one kind running at once.
-        #[arg(long, default_value_t = 16)]
+        /// Reconciles of one kind running at once; one namespace gets at most a quarter of them.
+        #[arg(long, env = "IAMRA_CONCURRENCY", default_value_t = iamra::controller::DEFAULT_CONCURRENCY)]
         concurrency: u16,
         /// Address of the HTTP server: CRL distribution points (/crl/<namespace>/<issuer>.crl),
         /// Prometheus metrics (/metrics) and health (/healthz, /readyz).

@@ -6,9 +6,11 @@ use std::sync::Arc;
 use kube::Resource;
 use tokio::sync::OnceCell;
 
+use super::DEFAULT_CONCURRENCY;
 use super::backoff::Backoff;
 use super::crl::PublishedCrl;
 use super::events::EventPublisher;
+use super::fair_share::FairShare;
 use super::ledger::Ledger;
 use super::live_sessions::IamSessionRevoker;
 use super::platform::PlatformConfig;
@@ -45,6 +47,8 @@ pub struct Context {
     kms_keys: std::sync::Mutex<HashMap<KmsKeyLocation, Arc<OnceCell<Arc<KmsSigningKey>>>>>,
     /// Retry delays of failing objects, keyed by uid.
     pub backoff: Backoff,
+    /// How many reconciles of one kind one namespace may run at once.
+    pub fair_share: Arc<FairShare>,
     /// Keeps CRLs imported into Roles Anywhere.
     pub crl_importer: CrlImporter,
     /// The platform team's configuration: AWS endpoints, KMS key grants.
@@ -89,6 +93,7 @@ impl Context {
             kms_options: KmsSigningOptions::default(),
             kms_keys: Default::default(),
             backoff: Backoff::default(),
+            fair_share: Arc::new(FairShare::for_concurrency(DEFAULT_CONCURRENCY)),
             crl_importer: CrlImporter::new(aws.clone(), platform.rolesanywhere_endpoint.clone()),
             live_sessions: platform
                 .end_live_sessions

@@ -12,6 +12,7 @@ mod crl;
 mod crl_status;
 mod error;
 mod events;
+mod fair_share;
 mod http;
 mod identity_policy;
 mod issuance_policy;
@@ -64,11 +65,15 @@ use crate::api::{
     ClusterIssuer, Issuer, IssuerKind, Revocation, RolesAnywhereBinding, WorkloadCertificate,
 };
 use crate::webhook::{INJECTED_BY_ANNOTATION, INJECTED_LABEL, WebhookError, WebhookOptions};
+use fair_share::{FairShare, within_share};
 use leader::LeaderElector;
 use panic_safe::panic_safe;
 
 /// How long an Issuer waits after a trigger before building a CRL, so a burst of Revocations
 /// lands in one CRL and one import.
+/// Reconciles of one kind running at once (`--concurrency`).
+pub const DEFAULT_CONCURRENCY: u16 = 16;
+
 const CRL_COALESCE_WINDOW: Duration = Duration::from_millis(300);
 
 /// Where ClusterIssuers keep their Secrets when neither the flag nor `POD_NAMESPACE` says.
@@ -140,6 +145,7 @@ pub async fn run(
         ctx.crl_drift_check_interval = interval;
     }
     ctx.cluster_resource_namespace = options.cluster_resource_namespace.clone();
+    ctx.fair_share = Arc::new(FairShare::for_concurrency(options.concurrency));
     let ctx = Arc::new(ctx);
     let ready = Arc::new(std::sync::atomic::AtomicBool::new(
         options.webhook.is_none(),
@@ -247,7 +253,11 @@ async fn reconcile_all(client: kube::Client, options: &ControllerOptions, ctx: A
     )
     .shutdown_on_signal()
     .run(
-        panic_safe(issuer::reconcile),
+        within_share(
+            "issuer",
+            ctx.fair_share.clone(),
+            panic_safe(issuer::reconcile),
+        ),
         issuer::error_policy,
         ctx.clone(),
     )
@@ -350,7 +360,11 @@ async fn reconcile_all(client: kube::Client, options: &ControllerOptions, ctx: A
         )
         .shutdown_on_signal()
         .run(
-            panic_safe(workload_certificate::reconcile),
+            within_share(
+                "workloadcertificate",
+                ctx.fair_share.clone(),
+                panic_safe(workload_certificate::reconcile),
+            ),
             workload_certificate::error_policy,
             ctx.clone(),
         )
@@ -367,7 +381,11 @@ async fn reconcile_all(client: kube::Client, options: &ControllerOptions, ctx: A
     .with_config(config.clone())
     .shutdown_on_signal()
     .run(
-        panic_safe(revocation::reconcile),
+        within_share(
+            "revocation",
+            ctx.fair_share.clone(),
+            panic_safe(revocation::reconcile),
+        ),
         revocation::error_policy,
         ctx.clone(),
     )
@@ -418,7 +436,11 @@ async fn reconcile_all(client: kube::Client, options: &ControllerOptions, ctx: A
         )
         .shutdown_on_signal()
         .run(
-            panic_safe(binding::reconcile),
+            within_share(
+                "binding",
+                ctx.fair_share.clone(),
+                panic_safe(binding::reconcile),
+            ),
             binding::error_policy,
             ctx.clone(),
         )
