@@ -58,3 +58,25 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn a_delay_is_between_half_and_all_of_the_capped_doubling(
+            attempt in any::<u32>(),
+            initial_ms in 1u64..60_000,
+            extra_ms in 0u64..600_000,
+            jitter in 0.0f64..1.0,
+        ) {
+            let initial = Duration::from_millis(initial_ms);
+            let max = initial + Duration::from_millis(extra_ms);
+            let full = initial.saturating_mul(1u32 << attempt.min(20)).min(max);
+            let delay = backoff_delay(attempt, initial, max, jitter);
+            prop_assert!(delay <= full && delay >= full / 2, "{delay:?} of {full:?}");
+        }
+    }
+}

@@ -261,3 +261,123 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    const NOW: i64 = 1_000_000;
+
+    /// Small domains, so that serials, hashes and times often coincide.
+    fn serial() -> impl Strategy<Value = Option<String>> {
+        prop::option::of(prop::sample::select(vec![
+            "0a".to_string(),
+            "0b".to_string(),
+        ]))
+    }
+
+    fn secret_state() -> impl Strategy<Value = SecretState> {
+        (
+            serial(),
+            NOW - 2..NOW + 2,
+            any::<(bool, bool, bool)>(),
+            serial(),
+            prop::option::of(0i64..3),
+            prop::option::of(prop::sample::select(vec![
+                "hash".to_string(),
+                "old".to_string(),
+            ])),
+        )
+            .prop_map(
+                |(serial, not_after, (key, ca, algorithm), annotated, revision, hash)| {
+                    SecretState {
+                        certificate_serial: serial,
+                        not_after,
+                        key_matches_certificate: key,
+                        signed_by_current_ca: ca,
+                        key_algorithm_matches: algorithm,
+                        annotated_serial: annotated,
+                        annotated_revision: revision,
+                        annotated_spec_hash: hash,
+                    }
+                },
+            )
+    }
+
+    fn issuance_input() -> impl Strategy<Value = IssuanceInput> {
+        (
+            prop::option::of(secret_state()),
+            serial(),
+            0i64..3,
+            prop::option::of(NOW - 2..NOW + 2),
+            serial(),
+        )
+            .prop_map(
+                |(secret, status_serial, status_revision, renewal_time, reissue_serial)| {
+                    IssuanceInput {
+                        secret,
+                        status_serial,
+                        status_revision,
+                        spec_hash: "hash".into(),
+                        renewal_time,
+                        reissue_serial,
+                        now: NOW,
+                    }
+                },
+            )
+    }
+
+    /// Everything that must hold for the Secret's certificate to be kept.
+    fn keepable(input: &IssuanceInput, secret: &SecretState) -> bool {
+        secret.certificate_serial.is_some()
+            && secret.key_matches_certificate
+            && secret.key_algorithm_matches
+            && secret.signed_by_current_ca
+            && secret.annotated_serial == secret.certificate_serial
+            && secret.annotated_spec_hash.as_deref() == Some(input.spec_hash.as_str())
+            && secret.not_after > input.now
+            && input.renewal_time.is_none_or(|t| t > input.now)
+            && !(input.reissue_serial.is_some()
+                && input.reissue_serial == secret.certificate_serial)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2_000))]
+
+        #[test]
+        fn a_certificate_is_kept_only_when_everything_about_it_holds(input in issuance_input()) {
+            let verdict = decide(&input);
+            match (&input.secret, &verdict) {
+                (None, verdict) => prop_assert_eq!(verdict, &Verdict::Issue(IssuanceTrigger::SecretMissing)),
+                (Some(secret), Verdict::UpToDate) => {
+                    prop_assert!(keepable(&input, secret));
+                    prop_assert_eq!(&secret.certificate_serial, &input.status_serial);
+                }
+                (Some(secret), Verdict::Adopt) => {
+                    prop_assert!(keepable(&input, secret));
+                    prop_assert!(secret.annotated_revision.is_some_and(|r| r > input.status_revision));
+                }
+                (Some(secret), Verdict::Issue(_)) => {
+                    let adoptable = secret.annotated_revision.is_some_and(|r| r > input.status_revision);
+                    prop_assert!(
+                        !keepable(&input, secret)
+                            || (secret.certificate_serial != input.status_serial && !adoptable),
+                        "a good certificate was replaced: {:?}", input
+                    );
+                }
+            }
+        }
+
+        #[test]
+        fn a_revoked_serial_is_always_replaced(mut input in issuance_input()) {
+            if let Some(secret) = &input.secret {
+                input.reissue_serial = secret.certificate_serial.clone();
+            }
+            let revoked = input.secret.as_ref().is_some_and(|s| s.certificate_serial.is_some());
+            if revoked {
+                prop_assert_eq!(decide(&input), Verdict::Issue(IssuanceTrigger::Revoked));
+            }
+        }
+    }
+}

@@ -182,3 +182,40 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use crate::api::parse_duration;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn a_printed_duration_parses_back(seconds in 0u64..100_000_000) {
+            let duration = Duration::from_secs(seconds);
+            prop_assert_eq!(parse_duration(&format_duration(duration)), Ok(duration));
+        }
+
+        #[test]
+        fn any_text_parses_or_is_refused_without_a_panic(text in "\\PC{0,24}") {
+            if let Ok(duration) = parse_duration(&text) {
+                prop_assert!(text.chars().all(|c| c.is_ascii_digit() || "hms".contains(c)));
+                prop_assert_eq!(parse_duration(&format_duration(duration)), Ok(duration));
+            }
+        }
+
+        #[test]
+        fn a_certificate_passing_the_floors_renews_no_faster_than_the_floor(
+            duration in 0u64..200_000,
+            renew_before in 0u64..200_000,
+        ) {
+            let minimums = PlatformMinimums::default();
+            let (duration, renew_before) = (Duration::from_secs(duration), Duration::from_secs(renew_before));
+            if minimums.check_certificate(duration, renew_before).is_ok() {
+                prop_assert!(duration >= minimums.certificate_duration);
+                prop_assert!(renew_before >= minimums.renew_before);
+                prop_assert!(duration.saturating_sub(renew_before) >= minimums.renewal_interval);
+            }
+        }
+    }
+}

@@ -217,22 +217,22 @@ fn crl_carries_number_entries_reasons_and_the_ca_key_identifier() {
             this_update: now,
             next_update: now + Duration::hours(24),
             revoked: vec![
-                super::RevokedCertificate {
+                crate::pki::RevokedCertificate {
                     serial: parse_serial_hex("0b").unwrap(),
                     revoked_at: now,
                     reason: RevocationReason::Superseded,
                 },
-                super::RevokedCertificate {
+                crate::pki::RevokedCertificate {
                     serial: parse_serial_hex("4a00ff").unwrap(),
                     revoked_at: now,
                     reason: RevocationReason::KeyCompromise,
                 },
-                super::RevokedCertificate {
+                crate::pki::RevokedCertificate {
                     serial: parse_serial_hex("0b").unwrap(),
                     revoked_at: now,
                     reason: RevocationReason::Superseded,
                 },
-                super::RevokedCertificate {
+                crate::pki::RevokedCertificate {
                     serial: parse_serial_hex("77").unwrap(),
                     revoked_at: now,
                     reason: RevocationReason::Unspecified,
@@ -306,5 +306,102 @@ fn serial_hex_parsing() {
         " 1",
     ] {
         assert!(parse_serial_hex(bad).is_err(), "{bad}");
+    }
+}
+
+mod properties {
+    use super::*;
+    use crate::api::RevocationReason;
+    use proptest::prelude::*;
+
+    /// Serials as the controller makes them: positive, no leading zero octet, up to 20 octets.
+    fn serial() -> impl Strategy<Value = Vec<u8>> {
+        (1u8..=0x7f, prop::collection::vec(any::<u8>(), 0..20)).prop_map(|(first, rest)| {
+            let mut serial = vec![first];
+            serial.extend(rest);
+            serial
+        })
+    }
+
+    fn reason() -> impl Strategy<Value = RevocationReason> {
+        prop::sample::select(vec![
+            RevocationReason::Unspecified,
+            RevocationReason::KeyCompromise,
+            RevocationReason::Superseded,
+            RevocationReason::CessationOfOperation,
+        ])
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        #[test]
+        fn a_crl_lists_each_distinct_serial_once_in_the_shard_it_belongs_to(
+            entries in prop::collection::vec((serial(), reason()), 0..60),
+        ) {
+            let (ca_key, ca_pem) = ca(CaKeyAlgorithm::EcdsaP256);
+            let ca_parsed = parse_certificate_pem(&ca_pem).unwrap();
+            let issuer = Issuer::from_ca_cert_pem(&ca_pem, &ca_key).unwrap();
+            let now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
+            let revoked: Vec<crate::pki::RevokedCertificate> = entries
+                .iter()
+                .map(|(serial, reason)| crate::pki::RevokedCertificate {
+                    serial: serial.clone(),
+                    revoked_at: now,
+                    reason: *reason,
+                })
+                .collect();
+            let mut expected: Vec<Vec<u8>> = entries.iter().map(|(s, _)| s.clone()).collect();
+            expected.sort();
+            expected.dedup();
+            let shards = super::split_into_shards(&revoked);
+            prop_assert_eq!(shards.iter().map(Vec::len).sum::<usize>(), revoked.len());
+            for (index, shard) in std::iter::once(&revoked).chain(shards.iter()).enumerate() {
+                let spec = CrlSpec {
+                    number: 7,
+                    this_update: now,
+                    next_update: now + Duration::hours(1),
+                    revoked: shard.clone(),
+                    authority_key_identifier: ca_parsed.subject_key_identifier.clone().unwrap(),
+                };
+                let crl = build_crl(&spec, &issuer).unwrap();
+                let (_, parsed) = x509_parser::revocation_list::CertificateRevocationList::from_der(crl.der()).unwrap();
+                let listed: Vec<Vec<u8>> = parsed
+                    .iter_revoked_certificates()
+                    .map(|entry| entry.raw_serial().to_vec())
+                    .collect();
+                let wanted: Vec<Vec<u8>> = if index == 0 {
+                    expected.clone()
+                } else {
+                    expected.iter().filter(|s| super::crl_shard_of(s) == index - 1).cloned().collect()
+                };
+                prop_assert_eq!(listed, wanted);
+            }
+        }
+
+        #[test]
+        fn a_serial_round_trips_through_its_hex(serial in serial()) {
+            prop_assert_eq!(parse_serial_hex(&super::super::serial_hex(&serial)).unwrap(), serial);
+        }
+
+        #[test]
+        fn any_serial_text_parses_or_is_refused_without_a_panic(text in "\\PC{0,60}") {
+            if let Ok(bytes) = parse_serial_hex(&text) {
+                prop_assert!(!bytes.is_empty() && bytes.len() <= MAX_SERIAL_NUMBER_BYTES + 1);
+            }
+        }
+
+        #[test]
+        fn pem_round_trips_and_any_text_is_parsed_or_refused(
+            der in prop::collection::vec(any::<u8>(), 0..300),
+            noise in "\\PC{0,200}",
+        ) {
+            let text = super::super::pem::encode_pem("CERTIFICATE", &der);
+            let blocks = super::super::pem::parse_pem(&text).unwrap();
+            prop_assert_eq!(blocks.len(), 1);
+            prop_assert_eq!(&blocks[0].der, &der);
+            let _ = super::super::pem::parse_pem(&noise);
+            let _ = super::super::pem::parse_pem(&format!("{text}{noise}"));
+        }
     }
 }

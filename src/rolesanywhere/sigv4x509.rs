@@ -448,3 +448,40 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn a_written_authorization_header_reads_back(
+            rsa in any::<bool>(),
+            serial in "[1-9][0-9]{0,40}",
+            date in "20[0-9]{6}",
+            region in "[a-z]{2}-[a-z]{4,9}-[1-9]",
+            signature in prop::collection::vec(any::<u8>(), 0..128),
+        ) {
+            let algorithm = if rsa { SigningAlgorithm::RsaSha256 } else { SigningAlgorithm::EcdsaSha256 };
+            let scope = format!("{date}/{region}/rolesanywhere/aws4_request");
+            let header = authorization_header(algorithm, &serial, &scope, "content-type;host;x-amz-date", &signature);
+            let parsed = parse_authorization(&header).unwrap();
+            prop_assert_eq!(parsed.algorithm, algorithm);
+            prop_assert_eq!(parsed.serial_decimal, serial);
+            prop_assert_eq!(parsed.region, region);
+            prop_assert_eq!(parsed.scope_date, date);
+            prop_assert_eq!(parsed.signed_headers, ["content-type", "host", "x-amz-date"]);
+            prop_assert_eq!(parsed.signature, signature);
+        }
+
+        #[test]
+        fn any_authorization_header_or_date_is_read_or_refused_without_a_panic(
+            text in "(AWS4-X509-(ECDSA|RSA)-SHA256 )?\\PC{0,120}",
+        ) {
+            let _ = parse_authorization(&text);
+            let _ = parse_amz_date(&text);
+            let _ = unhex(&text);
+        }
+    }
+}

@@ -228,3 +228,18 @@ mod tests {
         assert_eq!(parse_imds_ttl(None), None);
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn an_imds_ttl_is_in_range_or_refused(text in "\\PC{0,12}|[0-9]{1,6}") {
+            if let Some(ttl) = parse_imds_ttl(Some(&text)) {
+                prop_assert!((1..=IMDS_MAX_TTL_SECONDS).contains(&ttl));
+            }
+        }
+    }
+}
