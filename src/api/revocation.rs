@@ -50,8 +50,10 @@ pub struct RevocationSpec {
     /// Why the certificate is revoked (RFC 5280 reason code). Default: `unspecified`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<RevocationReason>,
-    /// When the certificate is considered revoked. Default: when the Revocation was created.
+    /// When the certificate is considered revoked, as an RFC 3339 time
+    /// (`2026-12-01T09:30:00Z`). Default: when the Revocation was created.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "rfc3339_time_schema")]
     pub revocation_time: Option<Time>,
     /// Re-issue the referenced WorkloadCertificate with a new key right after revoking it, so the
     /// workload keeps working with a fresh certificate. Needs `certificateRef`. Default: false.
@@ -139,4 +141,15 @@ pub struct RevokedCertificateStatus {
     /// Another Revocation that had revoked it first, when there is one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_revoked_by: Option<String>,
+}
+
+/// An RFC 3339 time by pattern rather than `format: date-time`: the API server stores an empty
+/// array for a `date-time` field, which no client can then decode, and a single such
+/// Revocation would fail every LIST and watch of Revocations, every tenant's.
+fn rfc3339_time_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "string",
+        "nullable": true,
+        "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})$",
+    })
 }

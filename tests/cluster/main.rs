@@ -1,6 +1,7 @@
 //! Integration tests on a real etcd + kube-apiserver, started once for this test binary and
 //! stopped when the run ends. Every test gets its own namespace.
 
+mod bad_input;
 mod ca_rotation;
 mod chart;
 mod cluster;
@@ -61,6 +62,7 @@ fn main() -> ExitCode {
     trials.extend(live_sessions::trials(&cluster));
     trials.extend(tenancy::trials(&cluster));
     trials.extend(minimums::trials(&cluster));
+    trials.extend(bad_input::trials(&cluster));
     trials.extend(tls_providers::trials(&cluster));
     trials.extend(events::trials(&cluster));
     trials.extend(webhook::trials(&cluster));

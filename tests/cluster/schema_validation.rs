@@ -84,6 +84,20 @@ const CASES: &[RejectedCase] = &[
         expected: &["spec.subject is required with an Issuer"],
     },
     RejectedCase {
+        // With `format: date-time` the API server stored an empty array here, which no typed
+        // client could read back: every LIST of Revocations then failed.
+        name: "revocation_time_of_the_wrong_type",
+        sample: "revocation.yaml",
+        mutate: |o| set(o, "/spec/revocationTime", json!([])),
+        expected: &["spec.revocationTime"],
+    },
+    RejectedCase {
+        name: "revocation_time_not_rfc3339",
+        sample: "revocation.yaml",
+        mutate: |o| set(o, "/spec/revocationTime", json!("yesterday")),
+        expected: &["spec.revocationTime", "should match"],
+    },
+    RejectedCase {
         name: "workload_certificate_without_issuer_ref",
         sample: "workloadcertificate.yaml",
         mutate: |o| remove(o, "/spec/issuerRef"),
