@@ -1,5 +1,6 @@
 //! iamra: AWS access for Kubernetes workloads through IAM Roles Anywhere, without long-lived keys.
 
+pub mod accept;
 pub mod api;
 pub mod backoff;
 pub mod controller;

@@ -4,7 +4,6 @@
 //! body is never buffered.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,10 +36,6 @@ impl ConnectionLimits {
     };
 }
 
-/// The first and the longest pause after a failed accept (out of file descriptors, say), so a
-/// persistent failure is not a busy loop.
-const ACCEPT_BACKOFF: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(1));
-
 /// Serves `router` on `listener` within `limits` until `shutdown` resolves; connections still
 /// open then are dropped with the process.
 pub async fn serve(
@@ -51,23 +46,11 @@ pub async fn serve(
 ) {
     let connections = Arc::new(Semaphore::new(limits.max_connections));
     let accept_loop = async {
-        let mut backoff = ACCEPT_BACKOFF.0;
         loop {
             let Ok(permit) = connections.clone().acquire_owned().await else {
                 return;
             };
-            let (stream, peer): (_, SocketAddr) = match listener.accept().await {
-                Ok(accepted) => {
-                    backoff = ACCEPT_BACKOFF.0;
-                    accepted
-                }
-                Err(error) => {
-                    tracing::warn!(%error, retry_in = ?backoff, "accept failed");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(ACCEPT_BACKOFF.1);
-                    continue;
-                }
-            };
+            let (stream, peer) = crate::accept::accept_with_backoff(&listener, "sidecar").await;
             let service = hyper_util::service::TowerToHyperService::new(router.clone());
             tokio::spawn(async move {
                 let _permit = permit;
@@ -92,6 +75,7 @@ pub async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::SocketAddr;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpStream;
 

@@ -38,10 +38,6 @@ impl Default for ServeLimits {
     }
 }
 
-/// First and longest pause after a failed accept (out of file descriptors, say), so the loop
-/// waits for the condition to pass instead of spinning on it.
-const ACCEPT_BACKOFF: (Duration, Duration) = (Duration::from_millis(50), Duration::from_secs(1));
-
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     #[error("serving certificate PEM: {0}")]
@@ -126,23 +122,11 @@ pub async fn serve(
         .map_err(|source| TlsError::Bind { address, source })?;
     let connections = Arc::new(Semaphore::new(limits.max_connections));
     tokio::spawn(async move {
-        let mut backoff = ACCEPT_BACKOFF.0;
         loop {
             let Ok(permit) = connections.clone().acquire_owned().await else {
                 return;
             };
-            let (stream, peer) = match listener.accept().await {
-                Ok(accepted) => {
-                    backoff = ACCEPT_BACKOFF.0;
-                    accepted
-                }
-                Err(error) => {
-                    tracing::warn!(%error, retry_in = ?backoff, "webhook accept failed");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(ACCEPT_BACKOFF.1);
-                    continue;
-                }
-            };
+            let (stream, peer) = crate::accept::accept_with_backoff(&listener, "webhook").await;
             let acceptor = acceptor.clone();
             let router = router.clone();
             tokio::spawn(async move {
