@@ -69,11 +69,11 @@ use fair_share::{FairShare, within_share};
 use leader::LeaderElector;
 use panic_safe::panic_safe;
 
-/// How long an Issuer waits after a trigger before building a CRL, so a burst of Revocations
-/// lands in one CRL and one import.
 /// Reconciles of one kind running at once (`--concurrency`).
 pub const DEFAULT_CONCURRENCY: u16 = 16;
 
+/// How long an Issuer waits after a trigger before building a CRL, so a burst of Revocations
+/// lands in one CRL and one import.
 const CRL_COALESCE_WINDOW: Duration = Duration::from_millis(300);
 
 /// Where ClusterIssuers keep their Secrets when neither the flag nor `POD_NAMESPACE` says.
@@ -174,8 +174,9 @@ pub async fn run(
         () = crate::shutdown::signal() => return Ok(()),
     };
     metrics::set_leader(true);
-    // The reconcilers end on a shutdown signal, after their in-flight reconciles; the Lease is
-    // released only then, so the next leader never overlaps with this one.
+    // The reconcilers end on a shutdown signal, after their in-flight reconciles (within the
+    // grace period); the Lease is released only then, so the next leader never overlaps with
+    // this one.
     let stopped = tokio::select! {
         stopped = until_stopped(reconcile_all(client, &options, ctx)) => Ok(stopped),
         lost = elector.hold(acquired_at) => Err(lost),

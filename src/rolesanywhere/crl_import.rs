@@ -55,8 +55,8 @@ fn worth_retrying<E: ProvideErrorMetadata>(
             .is_some_and(|code| code.contains("Throttl") || code.contains("TooManyRequests"));
     match error {
         _ if throttled => true,
-        SdkError::DispatchFailure(_) => true,
-        SdkError::TimeoutError(_) | SdkError::ResponseError(_) => {
+        // A dispatch failure may still have reached the service (the SDK says so).
+        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_) => {
             idempotency == Idempotency::Idempotent
         }
         SdkError::ServiceError(_) => {
@@ -203,9 +203,10 @@ impl CrlImporter {
     }
 
     /// One CRL operation: every attempt waits its turn under the quota, and is counted. A
-    /// throttled call, or one that never reached the service, is tried again after a jittered
-    /// backoff; a timeout or a 5xx only when the operation is `Idempotent` (a repeated ImportCrl
-    /// that had succeeded would take the anchor's other CRL slot).
+    /// throttled call is tried again after a jittered backoff; a call that failed otherwise
+    /// without an answer (dispatch failure, timeout, 5xx) only when the operation is
+    /// `Idempotent`: an ImportCrl that had succeeded would take the anchor's other CRL slot, and
+    /// the next reconcile finds it by name instead.
     async fn paced<T, E, F, Fut>(
         &self,
         key: &str,
