@@ -49,15 +49,17 @@ pub use secret_layout::{
     REVISION_ANNOTATION, SERIAL_ANNOTATION, TLS_CERTIFICATE_KEY, TLS_PRIVATE_KEY_KEY,
 };
 
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::StreamExt;
-use std::time::Duration;
+use futures::future::BoxFuture;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use kube::ResourceExt;
 use kube::api::Api;
-use kube::runtime::controller::Controller;
+use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 
@@ -224,6 +226,21 @@ async fn until_stopped(reconcilers: impl std::future::Future<Output = ()>) -> St
     }
 }
 
+/// A reconcile of `kind` as every controller runs it: within its namespace's share of the
+/// slots, and with a panic turned into that object's error.
+fn guarded<K, F, Fut>(
+    kind: &'static str,
+    ctx: &Arc<Context>,
+    reconcile: F,
+) -> impl FnMut(Arc<K>, Arc<Context>) -> BoxFuture<'static, Result<Action, Error>>
+where
+    K: kube::Resource<DynamicType = ()> + Send + Sync + 'static,
+    F: Fn(Arc<K>, Arc<Context>) -> Fut,
+    Fut: Future<Output = Result<Action, Error>> + Send + 'static,
+{
+    within_share(kind, ctx.fair_share.clone(), panic_safe(reconcile))
+}
+
 /// The controllers, until a shutdown signal.
 async fn reconcile_all(client: kube::Client, options: &ControllerOptions, ctx: Arc<Context>) {
     let config = kube::runtime::controller::Config::default().concurrency(options.concurrency);
@@ -254,11 +271,7 @@ async fn reconcile_all(client: kube::Client, options: &ControllerOptions, ctx: A
     )
     .shutdown_on_signal()
     .run(
-        within_share(
-            "issuer",
-            ctx.fair_share.clone(),
-            panic_safe(issuer::reconcile),
-        ),
+        guarded("issuer", &ctx, issuer::reconcile),
         issuer::error_policy,
         ctx.clone(),
     )
@@ -361,11 +374,7 @@ async fn reconcile_all(client: kube::Client, options: &ControllerOptions, ctx: A
         )
         .shutdown_on_signal()
         .run(
-            within_share(
-                "workloadcertificate",
-                ctx.fair_share.clone(),
-                panic_safe(workload_certificate::reconcile),
-            ),
+            guarded("workloadcertificate", &ctx, workload_certificate::reconcile),
             workload_certificate::error_policy,
             ctx.clone(),
         )
@@ -382,11 +391,7 @@ async fn reconcile_all(client: kube::Client, options: &ControllerOptions, ctx: A
     .with_config(config.clone())
     .shutdown_on_signal()
     .run(
-        within_share(
-            "revocation",
-            ctx.fair_share.clone(),
-            panic_safe(revocation::reconcile),
-        ),
+        guarded("revocation", &ctx, revocation::reconcile),
         revocation::error_policy,
         ctx.clone(),
     )
@@ -437,11 +442,7 @@ async fn reconcile_all(client: kube::Client, options: &ControllerOptions, ctx: A
         )
         .shutdown_on_signal()
         .run(
-            within_share(
-                "binding",
-                ctx.fair_share.clone(),
-                panic_safe(binding::reconcile),
-            ),
+            guarded("binding", &ctx, binding::reconcile),
             binding::error_policy,
             ctx.clone(),
         )

@@ -683,15 +683,19 @@ async fn release_when_expired(
         .into_iter()
         .map(|record| record.spec.not_after.0)
         .max();
+    let still_valid = until.is_some_and(|until| until > now);
+    // Asked only when it decides anything: a Revocation with nothing valid left goes anyway.
     let namespace_terminating = match revocation.namespace() {
-        Some(namespace) => Api::<k8s_openapi::api::core::v1::Namespace>::all(ctx.client.clone())
-            .get_opt(&namespace)
-            .await?
-            .is_none_or(|n| n.metadata.deletion_timestamp.is_some()),
-        None => false,
+        Some(namespace) if still_valid => {
+            Api::<k8s_openapi::api::core::v1::Namespace>::all(ctx.client.clone())
+                .get_opt(&namespace)
+                .await?
+                .is_none_or(|n| n.metadata.deletion_timestamp.is_some())
+        }
+        _ => false,
     };
     match until {
-        Some(until) if until > now && !namespace_terminating => {
+        Some(until) if still_valid && !namespace_terminating => {
             let message = format!(
                 "A certificate this Revocation revoked is valid until {until}; the Revocation is kept until then. Its entries stay on the CRL until then whatever happens to this object"
             );
