@@ -173,6 +173,7 @@ async fn main() {
         region: "us-east-1".into(),
         state_file: None,
         enforce_crl_quota: false,
+        enforce_session_quota: false,
     })
     .await
     .unwrap_or_else(|e| panic!("emulator: {e}"));

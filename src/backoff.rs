@@ -16,6 +16,18 @@ pub fn jittered_delay(attempt: u32, initial: Duration, max: Duration) -> Duratio
     backoff_delay(attempt, initial, max, random_unit())
 }
 
+/// A uniform delay in `[0, window)`: where many clients start at once (a rollout), or were all
+/// refused at once (throttling), so their next calls do not arrive together.
+pub fn spread(window: Duration) -> Duration {
+    window.mul_f64(random_unit())
+}
+
+/// Delay before retry `attempt` after being throttled: uniform up to the doubling, capped delay
+/// ("full jitter"), which spreads a crowd of throttled clients far more than the usual policy.
+pub fn throttled_delay(attempt: u32, initial: Duration, max: Duration) -> Duration {
+    spread(backoff_delay(attempt, initial, max, 0.0))
+}
+
 /// A uniform value in `[0, 1)` for jitter; 0 if the random generator fails (no jitter is safe).
 pub fn random_unit() -> f64 {
     let mut bytes = [0u8; 8];
@@ -47,6 +59,21 @@ mod tests {
             let full = backoff_delay(attempt, initial, max, 0.0);
             let delay = jittered_delay(attempt, initial, max);
             assert!(delay <= full && delay >= full / 2, "{attempt}: {delay:?}");
+        }
+    }
+
+    #[test]
+    fn spread_and_throttled_delays_stay_within_their_windows() {
+        let window = Duration::from_secs(2);
+        let delays: Vec<Duration> = (0..1000).map(|_| spread(window)).collect();
+        assert!(delays.iter().all(|delay| *delay < window));
+        // Spread over the window, not bunched: both halves are used.
+        assert!(delays.iter().any(|delay| *delay < window / 4));
+        assert!(delays.iter().any(|delay| *delay > window * 3 / 4));
+        let (initial, max) = (Duration::from_secs(1), Duration::from_secs(120));
+        for attempt in 0..12 {
+            let delay = throttled_delay(attempt, initial, max);
+            assert!(delay < backoff_delay(attempt, initial, max, 0.0).max(Duration::from_nanos(1)));
         }
     }
 

@@ -3,7 +3,9 @@
 pub mod accept;
 pub mod api;
 pub mod backoff;
+pub mod connection_slots;
 pub mod controller;
+pub mod fence;
 #[cfg(feature = "dev-tools")]
 pub mod localenv;
 pub mod metrics;

@@ -355,8 +355,22 @@ fn main() -> anyhow::Result<()> {
             telemetry::init(cli.log_format, "info");
             let runtime = runtime()?;
             let result = runtime.block_on(async {
-                let client = kube::Client::try_default()
+                let mut config = kube::Config::infer()
                     .await
+                    .context("no usable kubeconfig or in-cluster configuration")?;
+                // Which replica made a request, in the API server's audit log.
+                config.headers.push((
+                    http::header::USER_AGENT,
+                    http::HeaderValue::from_str(&format!(
+                        "iamra/{} ({})",
+                        env!("CARGO_PKG_VERSION"),
+                        iamra::controller::default_identity()
+                    ))
+                    .context(
+                        "the replica's identity (POD_NAME or hostname) is not a header value",
+                    )?,
+                ));
+                let client = kube::Client::try_from(config)
                     .context("no usable kubeconfig or in-cluster configuration")?;
                 let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
                     .timeout_config(iamra::controller::aws_timeouts())

@@ -14,6 +14,7 @@ use super::fair_share::FairShare;
 use super::ledger::Ledger;
 use super::live_sessions::IamSessionRevoker;
 use super::platform::PlatformConfig;
+use crate::fence::LeadershipFence;
 use crate::rolesanywhere::crl_import::CrlImporter;
 use crate::signer::{KmsError, KmsSigningKey, KmsSigningOptions};
 
@@ -82,6 +83,7 @@ impl Context {
         aws: aws_config::SdkConfig,
         instance: String,
         platform: PlatformConfig,
+        fence: Arc<LeadershipFence>,
     ) -> Self {
         Self {
             events: EventPublisher::new(client.clone(), "iamra", &instance),
@@ -94,10 +96,11 @@ impl Context {
             kms_keys: Default::default(),
             backoff: Backoff::default(),
             fair_share: Arc::new(FairShare::for_concurrency(DEFAULT_CONCURRENCY)),
-            crl_importer: CrlImporter::new(aws.clone(), platform.rolesanywhere_endpoint.clone()),
+            crl_importer: CrlImporter::new(aws.clone(), platform.rolesanywhere_endpoint.clone())
+                .fenced(fence.clone()),
             live_sessions: platform
                 .end_live_sessions
-                .then(|| IamSessionRevoker::new(&aws, platform.iam_endpoint.as_deref())),
+                .then(|| IamSessionRevoker::new(&aws, platform.iam_endpoint.as_deref(), fence)),
             platform,
             published_crls: Default::default(),
             established_cas: Default::default(),

@@ -20,12 +20,15 @@
 //! on reconciling after another replica took over; and it clears an expired Lease with a patch
 //! that carries no resourceVersion, which can wipe a Lease another candidate has just acquired.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::api::{Api, ObjectMeta, PostParams};
 use tokio::time::Instant;
+
+use crate::fence::LeadershipFence;
 
 /// controller-runtime's defaults, which operators are used to tuning.
 pub const DEFAULT_LEASE_DURATION: Duration = Duration::from_secs(15);
@@ -144,6 +147,27 @@ fn verdict(
     }
 }
 
+/// A Lease deleted under a running leader: that leader goes on until its next renewal, so the
+/// record this candidate saw last counts as held, as if it were still there, until its duration
+/// has passed. A candidate that never saw a holder may create the Lease at once.
+fn verdict_without_lease(
+    observed: Option<&(Option<LeaseSpec>, Instant)>,
+    identity: &str,
+    now: Instant,
+    default_duration: Duration,
+) -> Verdict {
+    match observed {
+        Some((spec, unchanged_since)) => verdict(
+            spec.as_ref(),
+            identity,
+            *unchanged_since,
+            now,
+            default_duration,
+        ),
+        None => Verdict::Claimable,
+    }
+}
+
 /// The record that claims or renews the Lease for `identity`.
 fn claimed(
     previous: Option<&LeaseSpec>,
@@ -200,24 +224,36 @@ pub struct LeaderElector {
     config: LeaderElectionConfig,
     /// The Lease record last seen, and when it was first seen in that state.
     observed: Option<(Option<LeaseSpec>, Instant)>,
+    /// When the last successful acquire or renew started: the renew deadline counts from there.
+    renewed_at: Option<Instant>,
+    /// Opened until the renew deadline after each renewal, closed when leadership ends.
+    fence: Arc<LeadershipFence>,
 }
 
 impl LeaderElector {
     pub fn new(
         client: kube::Client,
         config: LeaderElectionConfig,
+        fence: Arc<LeadershipFence>,
     ) -> Result<Self, LeaderElectionError> {
         config.validate()?;
         Ok(Self {
             api: Api::namespaced(client, &config.namespace),
             config,
             observed: None,
+            renewed_at: None,
+            fence,
         })
     }
 
-    /// Waits until this replica holds the Lease; returns when the winning attempt started,
-    /// which is when the renew deadline starts counting.
-    pub async fn acquire(&mut self) -> Instant {
+    /// A successful acquire or renew whose attempt started at `started`.
+    fn renewed(&mut self, started: Instant) {
+        self.renewed_at = Some(started);
+        self.fence.lead_until(started + self.config.renew_deadline);
+    }
+
+    /// Waits until this replica holds the Lease; from then on the fence lets writes through.
+    pub async fn acquire(&mut self) {
         let mut last_holder: Option<String> = None;
         loop {
             let started = Instant::now();
@@ -229,7 +265,8 @@ impl LeaderElector {
                         identity = %self.config.identity,
                         "acquired the leader Lease; starting the reconcilers"
                     );
-                    return started;
+                    self.renewed(started);
+                    return;
                 }
                 Ok(Attempt::HeldBy(holder)) => {
                     if last_holder.as_ref() != Some(&holder) {
@@ -248,10 +285,18 @@ impl LeaderElector {
         }
     }
 
-    /// Renews the Lease until that fails; returns why leadership was lost. The caller must stop
-    /// reconciling at once.
-    pub async fn hold(&mut self, acquired_at: Instant) -> LeaderElectionError {
-        let mut renewed_at = acquired_at;
+    /// Renews the Lease until that fails; returns why leadership was lost, with the fence
+    /// already closed. The caller must stop reconciling at once.
+    pub async fn hold(&mut self) -> LeaderElectionError {
+        let lost = self.renew_until_lost().await;
+        self.fence.lapse();
+        lost
+    }
+
+    async fn renew_until_lost(&mut self) -> LeaderElectionError {
+        let Some(mut renewed_at) = self.renewed_at else {
+            return LeaderElectionError::RenewDeadlineExceeded(Duration::ZERO);
+        };
         loop {
             tokio::time::sleep(self.config.retry_period).await;
             loop {
@@ -266,6 +311,7 @@ impl LeaderElector {
                 match attempt {
                     Ok(Ok(Attempt::Holding)) => {
                         renewed_at = started;
+                        self.renewed(started);
                         break;
                     }
                     Ok(Ok(Attempt::HeldBy(holder))) => {
@@ -293,6 +339,7 @@ impl LeaderElector {
     /// Hands the Lease back if this replica still holds it, so a standby takes over at its
     /// next retry. Call only after the reconcilers have stopped.
     pub async fn release(&mut self) {
+        self.fence.lapse();
         let release = async {
             let Some(lease) = self.api.get_opt(&self.config.lease_name).await? else {
                 return Ok(false);
@@ -324,6 +371,16 @@ impl LeaderElector {
         let now = Instant::now();
         let identity = self.config.identity.clone();
         let Some(lease) = self.api.get_opt(&self.config.lease_name).await? else {
+            if !renewing
+                && let Verdict::HeldBy(holder) = verdict_without_lease(
+                    self.observed.as_ref(),
+                    &identity,
+                    now,
+                    self.config.lease_duration,
+                )
+            {
+                return Ok(Attempt::HeldBy(holder));
+            }
             let lease = Lease {
                 metadata: ObjectMeta {
                     name: Some(self.config.lease_name.clone()),
@@ -426,6 +483,36 @@ mod tests {
         };
         assert_eq!(
             verdict(Some(&empty), "me", now, now, DURATION),
+            Verdict::Claimable
+        );
+    }
+
+    #[test]
+    fn a_deleted_lease_stays_held_by_the_holder_last_seen_until_its_duration_has_passed() {
+        let seen = Instant::now();
+        let at = |seconds| seen + Duration::from_secs(seconds);
+        let other = (Some(held_by("other", 15)), seen);
+        assert_eq!(
+            verdict_without_lease(Some(&other), "me", at(14), DURATION),
+            Verdict::HeldBy("other".into())
+        );
+        assert_eq!(
+            verdict_without_lease(Some(&other), "me", at(15), DURATION),
+            Verdict::Claimable
+        );
+        // Never saw a holder, saw it released, or held it ourselves: create it at once.
+        assert_eq!(
+            verdict_without_lease(None, "me", seen, DURATION),
+            Verdict::Claimable
+        );
+        let released = (Some(LeaseSpec::default()), seen);
+        assert_eq!(
+            verdict_without_lease(Some(&released), "me", seen, DURATION),
+            Verdict::Claimable
+        );
+        let ours = (Some(held_by("me", 15)), seen);
+        assert_eq!(
+            verdict_without_lease(Some(&ours), "me", seen, DURATION),
             Verdict::Claimable
         );
     }

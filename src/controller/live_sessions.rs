@@ -13,8 +13,11 @@
 //! sessions.) Each statement is removed once no session of its certificate can be alive: the
 //! certificate's notAfter plus the longest session.
 
+use std::sync::Arc;
+
 use serde_json::{Value, json};
 
+use crate::fence::{LeadershipFence, LeadershipLapsed};
 use crate::metrics::aws_error_message;
 
 /// The inline policy on each bound role.
@@ -198,6 +201,8 @@ pub enum LiveSessionError {
     Policy(#[from] DenyPolicyError),
     #[error("{0:?} is not an IAM role ARN")]
     NotARole(String),
+    #[error(transparent)]
+    NotLeading(#[from] LeadershipLapsed),
     #[error("IAM {operation} on role {role} failed: {message}")]
     Iam {
         operation: &'static str,
@@ -213,13 +218,19 @@ pub struct IamSessionRevoker {
     /// write their statement over the other's.
     role_locks:
         std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<tokio::sync::Mutex<()>>>>,
+    /// The policy is written only while this replica leads.
+    fence: Arc<LeadershipFence>,
 }
 
 /// IAM is a global service, signed in us-east-1.
 const IAM_SIGNING_REGION: &str = "us-east-1";
 
 impl IamSessionRevoker {
-    pub fn new(sdk: &aws_config::SdkConfig, endpoint: Option<&str>) -> Self {
+    pub fn new(
+        sdk: &aws_config::SdkConfig,
+        endpoint: Option<&str>,
+        fence: Arc<LeadershipFence>,
+    ) -> Self {
         let mut config = aws_sdk_iam::config::Builder::from(sdk)
             .region(aws_sdk_iam::config::Region::new(IAM_SIGNING_REGION))
             .retry_config(aws_sdk_iam::config::retry::RetryConfig::standard().with_max_attempts(4));
@@ -229,6 +240,7 @@ impl IamSessionRevoker {
         Self {
             client: aws_sdk_iam::Client::from_conf(config.build()),
             role_locks: Default::default(),
+            fence,
         }
     }
 
@@ -276,6 +288,7 @@ impl IamSessionRevoker {
             Err(error) => return Err(iam_error("GetRolePolicy", aws_error_message(&error))),
         };
         let document = deny_policy(existing.as_deref(), add, now)?;
+        self.fence.check()?;
         self.client
             .put_role_policy()
             .role_name(role)

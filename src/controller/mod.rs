@@ -66,6 +66,7 @@ use kube::runtime::watcher;
 use crate::api::{
     ClusterIssuer, Issuer, IssuerKind, Revocation, RolesAnywhereBinding, WorkloadCertificate,
 };
+use crate::fence::{LeadershipFence, fenced_client};
 use crate::webhook::{INJECTED_BY_ANNOTATION, INJECTED_LABEL, WebhookError, WebhookOptions};
 use fair_share::{FairShare, within_share};
 use leader::LeaderElector;
@@ -142,7 +143,19 @@ pub async fn run(
             std::env::var("POD_NAME").unwrap_or_else(|_| format!("iamra-{}", std::process::id()))
         }
     };
-    let mut ctx = Context::new(client.clone(), aws, instance, options.platform.clone());
+    // Only the reconcilers' writes are fenced: the Lease and the webhook are every replica's.
+    let fence = Arc::new(match options.leader_election {
+        Some(_) => LeadershipFence::candidate(),
+        None => LeadershipFence::unfenced(),
+    });
+    let reconcilers_client = fenced_client(client.clone(), fence.clone());
+    let mut ctx = Context::new(
+        reconcilers_client.clone(),
+        aws,
+        instance,
+        options.platform.clone(),
+        fence.clone(),
+    );
     if let Some(interval) = options.crl_drift_check_interval {
         ctx.crl_drift_check_interval = interval;
     }
@@ -162,7 +175,9 @@ pub async fn run(
     }
     let Some(election) = options.leader_election.clone() else {
         metrics::set_leader(true);
-        if let Stopped::Abandoned = until_stopped(reconcile_all(client, &options, ctx)).await {
+        if let Stopped::Abandoned =
+            until_stopped(reconcile_all(reconcilers_client, &options, ctx)).await
+        {
             tracing::warn!(
                 grace = ?SHUTDOWN_GRACE,
                 "reconciles still in flight after the shutdown grace period; exiting anyway"
@@ -170,9 +185,9 @@ pub async fn run(
         }
         return Ok(());
     };
-    let mut elector = LeaderElector::new(client.clone(), election)?;
-    let acquired_at = tokio::select! {
-        acquired_at = elector.acquire() => acquired_at,
+    let mut elector = LeaderElector::new(client.clone(), election, fence.clone())?;
+    tokio::select! {
+        () = elector.acquire() => {},
         () = crate::shutdown::signal() => return Ok(()),
     };
     metrics::set_leader(true);
@@ -180,8 +195,8 @@ pub async fn run(
     // grace period); the Lease is released only then, so the next leader never overlaps with
     // this one.
     let stopped = tokio::select! {
-        stopped = until_stopped(reconcile_all(client, &options, ctx)) => Ok(stopped),
-        lost = elector.hold(acquired_at) => Err(lost),
+        stopped = until_stopped(reconcile_all(reconcilers_client, &options, ctx)) => Ok(stopped),
+        lost = elector.hold() => Err(lost),
     };
     metrics::set_leader(false);
     match stopped {

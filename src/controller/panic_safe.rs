@@ -90,6 +90,7 @@ mod tests {
             aws_config::SdkConfig::builder().build(),
             "test".into(),
             Default::default(),
+            Arc::new(crate::fence::LeadershipFence::unfenced()),
         ));
         let mut object = ConfigMap::default();
         object.metadata.name = Some("subject".into());

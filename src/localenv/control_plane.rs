@@ -27,6 +27,8 @@ const LOG_TAIL_LINES: usize = 40;
 
 /// The kubeconfig contexts of a local control plane.
 pub const ADMIN_CONTEXT: &str = "admin";
+/// The API server's audit log of writes (JSON lines, Metadata level), in the work directory.
+pub const AUDIT_LOG: &str = "audit.log";
 /// A user with no RBAC bindings at all: every request it makes is forbidden.
 pub const UNPRIVILEGED_CONTEXT: &str = "unprivileged";
 
@@ -223,6 +225,13 @@ impl ControlPlane {
             ),
         )?;
 
+        // Every write with who made it (user agent: the controller replica), for tests that
+        // check which replica wrote when.
+        let audit_policy_path = write(
+            "audit-policy.yaml",
+            "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n- level: Metadata\n  verbs: [create, update, patch, delete, deletecollection]\n- level: None\n",
+        )?;
+
         let etcd_client_port = free_loopback_port().map_err(io_error(&dir))?;
         let etcd_peer_port = free_loopback_port().map_err(io_error(&dir))?;
         let etcd_client_url = format!("http://127.0.0.1:{etcd_client_port}");
@@ -273,6 +282,14 @@ impl ControlPlane {
                 .arg("--allow-privileged=true")
                 // No controller-manager runs here to create default ServiceAccounts.
                 .arg("--disable-admission-plugins=ServiceAccount")
+                .arg(format!(
+                    "--audit-policy-file={}",
+                    audit_policy_path.display()
+                ))
+                .arg(format!(
+                    "--audit-log-path={}",
+                    dir.join(AUDIT_LOG).display()
+                ))
                 .arg("--v=1"),
             dir.join("kube-apiserver.log"),
         )?;
@@ -314,6 +331,11 @@ impl ControlPlane {
     /// The directory holding the servers' logs and data.
     pub fn workdir(&self) -> &Path {
         self.workdir.path()
+    }
+
+    /// The API server's audit log of writes (see [`AUDIT_LOG`]).
+    pub fn audit_log_path(&self) -> PathBuf {
+        self.workdir.path().join(AUDIT_LOG)
     }
 
     /// A client for one of the kubeconfig's contexts.

@@ -126,6 +126,7 @@ pub async fn run(binaries: BinariesSource) -> anyhow::Result<f64> {
         region: REGION.into(),
         state_file: None,
         enforce_crl_quota: true,
+        enforce_session_quota: true,
     })
     .await?;
 

@@ -3,6 +3,7 @@
 //! importing a duplicate (a trust anchor holds at most two CRLs).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_rolesanywhere::config::http::HttpResponse;
@@ -13,6 +14,7 @@ use tokio::time::Instant;
 
 use crate::api::RolesAnywhereCrlTarget;
 use crate::backoff::jittered_delay;
+use crate::fence::{LeadershipFence, LeadershipLapsed};
 use crate::metrics::{CounterVec, aws_error_message, aws_outcome};
 
 /// `ImportCrl`/`UpdateCrl` refuse a CRL larger than this (PEM bytes).
@@ -152,6 +154,8 @@ pub struct CrlImporter {
     /// The platform's endpoint override; None: the regional endpoint.
     endpoint: Option<String>,
     last_call: Mutex<HashMap<String, Instant>>,
+    /// Imports, updates and deletes go only while this replica leads.
+    fence: Arc<LeadershipFence>,
 }
 
 impl CrlImporter {
@@ -160,7 +164,13 @@ impl CrlImporter {
             sdk,
             endpoint,
             last_call: Mutex::new(HashMap::new()),
+            fence: Arc::new(LeadershipFence::unfenced()),
         }
+    }
+
+    /// Writes checked against `fence` (reads, such as the drift check, are not).
+    pub fn fenced(self, fence: Arc<LeadershipFence>) -> Self {
+        Self { fence, ..self }
     }
 
     fn client(
@@ -222,6 +232,11 @@ impl CrlImporter {
         let mut attempt = 1;
         loop {
             self.pace(key).await;
+            // Checked after the wait for our turn, which can be long.
+            let reads_only = operation.starts_with("List") || operation.starts_with("Get");
+            if !reads_only && self.fence.check().is_err() {
+                return Err(SdkError::construction_failure(LeadershipLapsed));
+            }
             let result = send().await;
             ROLES_ANYWHERE_REQUESTS.inc([operation, aws_outcome(&result)]);
             match &result {

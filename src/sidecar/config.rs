@@ -13,6 +13,9 @@ pub const DEFAULT_HEALTH_LISTEN: &str = "127.0.0.1:9912";
 /// Kubernetes Secret volumes are updated by a symlink swap about a minute after the Secret
 /// changes; a few seconds of polling adds nothing noticeable and survives every swap.
 pub const DEFAULT_FILE_POLL_SECONDS: u64 = 5;
+/// Two seconds: a start-up cost any pod can afford, and twenty pods started in the same
+/// instant then stay at the service's 10/s on average.
+pub const DEFAULT_STARTUP_SPREAD_MS: u64 = 2_000;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct SidecarArgs {
@@ -67,6 +70,11 @@ pub struct SidecarArgs {
     /// max(5 min, 1/4 of the lifetime)). For tests, which cannot wait for the default.
     #[arg(long, env = "IAMRA_REFRESH_BEFORE", hide = true)]
     pub refresh_before: Option<u64>,
+    /// The first CreateSession, and the one after the certificate files change, wait a random
+    /// time up to this many milliseconds, so that pods started or renewed together (a rollout,
+    /// a mass re-issue) spread their calls over the account's 10 CreateSession/s. 0: at once.
+    #[arg(long, env = "IAMRA_STARTUP_SPREAD_MS", default_value_t = DEFAULT_STARTUP_SPREAD_MS)]
+    pub startup_spread_ms: u64,
     /// How often the certificate and key files are checked for changes, in seconds.
     #[arg(long, env = "IAMRA_FILE_POLL_INTERVAL", hide = true, default_value_t = DEFAULT_FILE_POLL_SECONDS)]
     pub file_poll_interval: u64,
@@ -83,6 +91,10 @@ impl SidecarArgs {
 
     pub fn refresh_before(&self) -> Option<Duration> {
         self.refresh_before.map(Duration::from_secs)
+    }
+
+    pub fn startup_spread(&self) -> Duration {
+        Duration::from_millis(self.startup_spread_ms)
     }
 
     pub fn file_poll_interval(&self) -> Duration {

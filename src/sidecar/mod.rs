@@ -95,6 +95,7 @@ pub async fn run(args: SidecarArgs) -> Result<(), SidecarError> {
         files,
         request,
         args.refresh_before(),
+        args.startup_spread(),
         files_changed,
     ));
 

@@ -11,7 +11,7 @@ use super::cache::{CacheError, CachedCredentials};
 use super::files::{CertificateFiles, FilesError};
 use super::metrics::failure_reason;
 use super::state::{RefreshFailure, SidecarState};
-use crate::backoff::{jittered_delay, random_unit};
+use crate::backoff::{jittered_delay, random_unit, spread, throttled_delay};
 use crate::rolesanywhere::errors::CreateSessionError;
 use crate::rolesanywhere::session::{SessionRequest, create_session};
 
@@ -72,17 +72,27 @@ async fn refresh_once(
     ))
 }
 
-/// Runs forever; `files_changed` cuts any wait short (rotation refreshes at once).
+/// Runs forever; `files_changed` cuts any wait short (a rotation refreshes within
+/// `startup_spread`, as does the first call).
 pub async fn run(
     state: Arc<SidecarState>,
     files: CertificateFiles,
     request: SessionRequest,
     refresh_before: Option<Duration>,
+    startup_spread: Duration,
     files_changed: Arc<Notify>,
 ) {
     let mut failures: u32 = 0;
+    let mut wait = spread(startup_spread);
     loop {
-        let wait = match refresh_once(&files, &request).await {
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = files_changed.notified() => {
+                // Every pod of a re-issued certificate sees its files change within seconds.
+                tokio::time::sleep(spread(startup_spread)).await;
+            }
+        }
+        wait = match refresh_once(&files, &request).await {
             Ok((cached, serial)) => {
                 failures = 0;
                 let next = cached.refresh_at(refresh_before, random_unit());
@@ -98,7 +108,12 @@ pub async fn run(
                 Duration::try_from(next - OffsetDateTime::now_utc()).unwrap_or(Duration::ZERO)
             }
             Err(error) => {
-                let delay = jittered_delay(failures, INITIAL_BACKOFF, MAX_BACKOFF);
+                let delay = match &error {
+                    RefreshError::CreateSession(CreateSessionError::Throttled { .. }) => {
+                        throttled_delay(failures, INITIAL_BACKOFF, MAX_BACKOFF)
+                    }
+                    _ => jittered_delay(failures, INITIAL_BACKOFF, MAX_BACKOFF),
+                };
                 failures = failures.saturating_add(1);
                 let reason = error.reason();
                 let still_valid = state.current(OffsetDateTime::now_utc()).is_some();
@@ -127,10 +142,6 @@ pub async fn run(
                 delay
             }
         };
-        tokio::select! {
-            () = tokio::time::sleep(wait) => {}
-            () = files_changed.notified() => {}
-        }
     }
 }
 

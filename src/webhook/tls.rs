@@ -11,8 +11,9 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
+
+use crate::connection_slots::{ConnectionSlots, marking_busy};
 
 /// Bounds on the webhook's connections. The API server is its only client and keeps a few
 /// connections open; a peer that connects and stalls, or opens thousands, is someone else and
@@ -24,7 +25,8 @@ pub struct ServeLimits {
     /// To read a request's headers, from the connection's start or the previous response (an
     /// idle keep-alive connection is closed after it).
     pub header_read_timeout: Duration,
-    /// Connections served at once; further ones wait in the listen backlog.
+    /// Connections open at once; a further one takes the place of the one idle longest, and
+    /// waits only while every connection is answering a request.
     pub max_connections: usize,
 }
 
@@ -120,20 +122,20 @@ pub async fn serve(
     let bound = listener
         .local_addr()
         .map_err(|source| TlsError::Bind { address, source })?;
-    let connections = Arc::new(Semaphore::new(limits.max_connections));
+    let slots = ConnectionSlots::new(limits.max_connections);
     tokio::spawn(async move {
         loop {
-            let Ok(permit) = connections.clone().acquire_owned().await else {
-                return;
-            };
             let (stream, peer) = crate::accept::accept_with_backoff(&listener, "webhook").await;
+            let slot = Arc::new(slots.admit().await);
             let acceptor = acceptor.clone();
             let router = router.clone();
             tokio::spawn(async move {
-                let _permit = permit;
-                let stream =
-                    match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(stream))
-                        .await
+                let serve = async {
+                    let stream = match tokio::time::timeout(
+                        limits.handshake_timeout,
+                        acceptor.accept(stream),
+                    )
+                    .await
                     {
                         Ok(Ok(stream)) => stream,
                         Ok(Err(error)) => {
@@ -145,14 +147,23 @@ pub async fn serve(
                             return;
                         }
                     };
-                let service = hyper_util::service::TowerToHyperService::new(router);
-                if let Err(error) = hyper::server::conn::http1::Builder::new()
-                    .timer(hyper_util::rt::TokioTimer::new())
-                    .header_read_timeout(limits.header_read_timeout)
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                    .await
-                {
-                    tracing::debug!(%error, %peer, "webhook connection ended with an error");
+                    if let Err(error) = hyper::server::conn::http1::Builder::new()
+                        .timer(hyper_util::rt::TokioTimer::new())
+                        .header_read_timeout(limits.header_read_timeout)
+                        .serve_connection(
+                            hyper_util::rt::TokioIo::new(stream),
+                            marking_busy(slot.clone(), router),
+                        )
+                        .await
+                    {
+                        tracing::debug!(%error, %peer, "webhook connection ended with an error");
+                    }
+                };
+                tokio::select! {
+                    () = serve => {}
+                    () = slot.evicted() => {
+                        tracing::debug!(%peer, "idle webhook connection closed for a new one");
+                    }
                 }
             });
         }
@@ -165,10 +176,10 @@ mod tests {
     use super::*;
     use tokio::io::AsyncReadExt;
 
-    /// A peer that connects and never says hello is dropped after the handshake timeout, and
-    /// while connections are at the limit a further one is not served until one ends.
+    /// A peer that connects and never says hello is dropped after the handshake timeout, and at
+    /// the connection cap it gives way to a newer connection at once.
     #[tokio::test]
-    async fn stalled_peers_are_dropped_and_connections_are_capped() {
+    async fn stalled_peers_are_dropped_and_give_way_at_the_cap() {
         let key = rcgen::KeyPair::generate().expect("key");
         let certificate = rcgen::CertificateParams::new(vec!["webhook.test".to_string()])
             .expect("params")
@@ -178,7 +189,7 @@ mod tests {
             ReloadableCertificate::new(&certificate.pem(), &key.serialize_pem()).expect("tls"),
         );
         let limits = ServeLimits {
-            handshake_timeout: Duration::from_millis(300),
+            handshake_timeout: Duration::from_millis(1_500),
             header_read_timeout: Duration::from_secs(1),
             max_connections: 1,
         };
@@ -194,26 +205,26 @@ mod tests {
         let mut first = tokio::net::TcpStream::connect(bound)
             .await
             .expect("connect");
+        tokio::time::sleep(Duration::from_millis(50)).await;
         let mut second = tokio::net::TcpStream::connect(bound)
             .await
             .expect("connect");
-        // The first is closed by the server once its handshake time is up (read gives EOF).
+        // The first gives way to the second long before its handshake time is up.
         let mut buffer = [0u8; 16];
         let read = tokio::time::timeout(Duration::from_secs(5), first.read(&mut buffer))
             .await
             .expect("the stalled connection was never closed");
         assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
-        let first_closed = started.elapsed();
-        assert!(first_closed >= limits.handshake_timeout, "{first_closed:?}");
-        // The second waited for the only slot: its own timeout ran after the first's ended.
+        assert!(
+            started.elapsed() < limits.handshake_timeout,
+            "the first stalled peer held its place: {:?}",
+            started.elapsed()
+        );
+        // The second, stalled too, is closed when its own handshake time is up.
         let read = tokio::time::timeout(Duration::from_secs(5), second.read(&mut buffer))
             .await
             .expect("the second connection was never closed");
         assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
-        assert!(
-            started.elapsed() >= limits.handshake_timeout * 2,
-            "the second connection was served beside the first: {:?}",
-            started.elapsed()
-        );
+        assert!(started.elapsed() >= limits.handshake_timeout);
     }
 }

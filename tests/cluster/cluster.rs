@@ -86,6 +86,11 @@ impl TestCluster {
         Ok(self.control_plane()?.client_for(context).await?)
     }
 
+    /// The API server's audit log of writes (JSON lines).
+    pub fn audit_log_path(&self) -> anyhow::Result<PathBuf> {
+        Ok(self.control_plane()?.audit_log_path())
+    }
+
     /// The API server URL.
     pub fn url(&self) -> anyhow::Result<String> {
         Ok(self.control_plane()?.url().to_string())

@@ -103,7 +103,7 @@ pub async fn create_key(
         .to_string())
 }
 
-fn kms_issuer(key_id: &str) -> Issuer {
+pub fn kms_issuer(key_id: &str) -> Issuer {
     Issuer::new(
         "kms-ca",
         IssuerSpec {

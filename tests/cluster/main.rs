@@ -10,11 +10,14 @@ mod crl_split;
 mod events;
 mod issuance;
 // Shared with tests/chart.rs, which uses parts this binary does not.
+mod fault_proxy;
+mod faults;
 #[allow(dead_code)]
 #[path = "../support/helm.rs"]
 mod helm;
 mod kms;
 mod leader_election;
+mod leader_fencing;
 mod ledger;
 mod ledger_model;
 mod live_sessions;
@@ -66,7 +69,9 @@ fn main() -> ExitCode {
     trials.extend(tls_providers::trials(&cluster));
     trials.extend(events::trials(&cluster));
     trials.extend(webhook::trials(&cluster));
+    trials.extend(faults::trials(&cluster));
     trials.extend(leader_election::trials(&cluster));
+    trials.extend(leader_fencing::trials(&cluster));
     trials.extend(chart::trials(&cluster));
     let conclusion = libtest_mimic::run(&arguments, trials);
     drop(cluster);

@@ -49,11 +49,22 @@ impl TestProcess {
 
     /// Asks the process to stop (SIGTERM, what the kubelet sends) and waits for its exit code.
     pub fn terminate(mut self, timeout: Duration) -> anyhow::Result<Option<i32>> {
+        self.signal(libc::SIGTERM)?;
+        self.wait_exit(timeout)
+    }
+
+    /// Sends `signal` (SIGSTOP and SIGCONT pause and resume it, like a frozen node).
+    pub fn signal(&self, signal: libc::c_int) -> anyhow::Result<()> {
         let pid = libc::pid_t::try_from(self.child.id())?;
         // SAFETY: kill(2) with a pid this struct owns and has not yet reaped.
-        if unsafe { libc::kill(pid, libc::SIGTERM) } != 0 {
-            anyhow::bail!("kill -TERM {pid}: {}", std::io::Error::last_os_error());
+        if unsafe { libc::kill(pid, signal) } != 0 {
+            anyhow::bail!("kill -{signal} {pid}: {}", std::io::Error::last_os_error());
         }
+        Ok(())
+    }
+
+    /// Waits for the process to exit by itself; its exit code (None: killed by a signal).
+    pub fn wait_exit(&mut self, timeout: Duration) -> anyhow::Result<Option<i32>> {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.child.try_wait()? {
@@ -61,7 +72,8 @@ impl TestProcess {
             }
             anyhow::ensure!(
                 Instant::now() < deadline,
-                "process {pid} did not exit within {timeout:?} of SIGTERM"
+                "process {} did not exit within {timeout:?}",
+                self.child.id()
             );
             std::thread::sleep(Duration::from_millis(50));
         }

@@ -90,6 +90,7 @@ pub async fn start_emulator(
         state_file,
         // The controller paces its CRL calls; a throttled call would show it does not.
         enforce_crl_quota: true,
+        enforce_session_quota: true,
     })
     .await?)
 }

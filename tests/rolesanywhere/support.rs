@@ -37,6 +37,7 @@ pub async fn start_env(alg: Alg) -> TestEnv {
         region: REGION.to_owned(),
         state_file: None,
         enforce_crl_quota: false,
+        enforce_session_quota: false,
     })
     .await
     .unwrap();

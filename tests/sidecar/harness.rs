@@ -39,6 +39,8 @@ pub struct Env {
     pub ca: Ca,
     pub trust_anchor_arn: String,
     pub profile_arn: String,
+    /// The emulator's state, and its CreateSession quota log.
+    pub shared: Shared,
     server: tokio::task::JoinHandle<()>,
 }
 
@@ -115,8 +117,14 @@ async fn record(State(sessions): State<Sessions>, request: Request, next: Next) 
 
 /// An emulator seeded with a fresh ECDSA CA and [`ROLE_ARN`], recording every CreateSession.
 pub async fn start_env() -> Env {
+    start_env_with_quota(false).await
+}
+
+/// [`start_env`], refusing CreateSession beyond the account's 10/s when `enforce_quota`.
+pub async fn start_env_with_quota(enforce_quota: bool) -> Env {
     let ca = fixtures::ca("iamra sidecar test CA", Alg::EcdsaP256);
-    let shared = Shared::new(EmulatorState::new(REGION), None);
+    let mut shared = Shared::new(EmulatorState::new(REGION), None);
+    shared.session_quota = emulator::session_quota::SessionQuota::new(enforce_quota);
     let seeded = emulator::seed(&shared, &ca.pem, &[ROLE_ARN.to_owned()]).unwrap();
     let sessions: Sessions = Arc::default();
     let app = emulator::router(shared.clone()).layer(axum::middleware::from_fn_with_state(
@@ -135,6 +143,7 @@ pub async fn start_env() -> Env {
         ca,
         trust_anchor_arn: seeded.trust_anchor_arn,
         profile_arn: seeded.profile_arn,
+        shared,
         server,
     }
 }
@@ -152,12 +161,22 @@ pub fn install_leaf(dir: &Path, leaf: &Leaf) -> (PathBuf, PathBuf) {
     (cert, key)
 }
 
+/// A loopback port free now and never handed out before in this process: the kernel may give
+/// a just-released port again, and tests starting sidecars in parallel would then collide.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut given = GIVEN.lock().unwrap();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 pub struct Sidecar {

@@ -8,5 +8,6 @@
 #[allow(dead_code)]
 mod fixtures;
 mod harness;
+mod rollout;
 mod scenarios;
 mod sdk;

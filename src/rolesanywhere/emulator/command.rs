@@ -28,6 +28,9 @@ pub struct EmulatorArgs {
     /// Refuse CRL calls beyond one per second (ThrottlingException), as the service does.
     #[arg(long)]
     pub enforce_crl_quota: bool,
+    /// Refuse CreateSession beyond 10 per second (ThrottlingException), as the service does.
+    #[arg(long)]
+    pub enforce_session_quota: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +69,7 @@ pub async fn run(args: &EmulatorArgs) -> Result<(), EmulatorCommandError> {
         region: args.region.clone(),
         state_file: args.state_file.clone(),
         enforce_crl_quota: args.enforce_crl_quota,
+        enforce_session_quota: args.enforce_session_quota,
     })
     .await?;
     let mut ready = serde_json::json!({

@@ -46,6 +46,9 @@ async fn create_session(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    if let Err(throttled) = shared.session_quota.admit() {
+        return throttled.into_response();
+    }
     match handle_create_session(&shared, &uri, &headers, &body, OffsetDateTime::now_utc()) {
         Ok(reply) => (StatusCode::CREATED, axum::Json(reply)).into_response(),
         Err(error) => {

@@ -11,6 +11,7 @@ pub mod control_plane;
 pub mod crl_quota;
 pub mod data_plane;
 pub mod role_trust;
+pub mod session_quota;
 pub mod state;
 pub mod trust_policy;
 pub mod verify;
@@ -23,6 +24,7 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use crl_quota::CrlQuota;
 pub use role_trust::{TRUST_POLICY_PATH, remove_role_trust_policy, set_role_trust_policy};
+use session_quota::SessionQuota;
 use state::{EmulatorState, StateError};
 
 /// The service tolerates this much difference between `X-Amz-Date` and its clock.
@@ -35,6 +37,8 @@ pub struct EmulatorConfig {
     pub state_file: Option<PathBuf>,
     /// Refuse CRL calls beyond the account's one per second, as the service does.
     pub enforce_crl_quota: bool,
+    /// Refuse CreateSession beyond the account's 10 per second, as the service does.
+    pub enforce_session_quota: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -113,6 +117,8 @@ pub struct Shared {
     state_file: Option<PathBuf>,
     /// The CRL API's quota, and the log of CRL calls.
     pub crl_quota: CrlQuota,
+    /// The CreateSession quota, and the log of CreateSession requests.
+    pub session_quota: SessionQuota,
 }
 
 impl Shared {
@@ -121,6 +127,7 @@ impl Shared {
             state: Arc::new(Mutex::new(state)),
             state_file,
             crl_quota: CrlQuota::default(),
+            session_quota: SessionQuota::default(),
         }
     }
 
@@ -257,6 +264,7 @@ pub async fn start(config: EmulatorConfig) -> Result<RunningEmulator, EmulatorEr
     let state = EmulatorState::load_or_new(config.state_file.as_deref(), &config.region)?;
     let mut shared = Shared::new(state, config.state_file.clone());
     shared.crl_quota = CrlQuota::new(config.enforce_crl_quota);
+    shared.session_quota = SessionQuota::new(config.enforce_session_quota);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| EmulatorError::Bind {
