@@ -138,13 +138,12 @@ fn valid(pod: &Pod) -> bool {
         })
 }
 
-fn env_names(pod: &Pod) -> BTreeMap<String, usize> {
+/// How often each variable name occurs in each app container (by position: names may repeat).
+fn env_names(pod: &Pod) -> BTreeMap<(usize, String), usize> {
     let mut counts = BTreeMap::new();
-    for container in pod.spec.iter().flat_map(|s| &s.containers) {
+    for (index, container) in pod.spec.iter().flat_map(|s| &s.containers).enumerate() {
         for env in container.env.iter().flatten() {
-            *counts
-                .entry(format!("{}/{}", container.name, env.name))
-                .or_default() += 1;
+            *counts.entry((index, env.name.clone())).or_default() += 1;
         }
     }
     counts

@@ -23,10 +23,12 @@ fuzz_target!(|input: (u16, u8, &[u8])| {
                 (200..300).contains(&status),
                 "credentials from HTTP {status}"
             );
-            // Logging the credentials never shows the secret parts.
+            // Logging the credentials never shows the secret parts (unless a secret happens to
+            // be part of a field that is shown).
             let shown = format!("{credentials:?}");
+            let public = [&credentials.access_key_id, &credentials.expiration];
             for secret in [&credentials.secret_access_key, &credentials.session_token] {
-                if secret.len() >= 4 {
+                if secret.len() >= 4 && !public.iter().any(|p| p.contains(secret.as_str())) {
                     assert!(!shown.contains(secret.as_str()), "{shown}");
                 }
             }

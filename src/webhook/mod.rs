@@ -23,7 +23,7 @@ pub use serving_certificate::{
 pub use target::{
     INJECT_ANNOTATION, Refusal, choose_binding, injection_target, pod_service_account,
 };
-pub use tls::TlsError;
+pub use tls::{ReloadableCertificate, TlsError};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -134,25 +134,30 @@ pub async fn start(
         image: options.sidecar_image.clone(),
         sidecar_endpoint: options.sidecar_endpoint.clone(),
     });
-    let router = axum::Router::new()
-        .route(
-            MUTATE_PODS_PATH,
-            axum::routing::post(admission::mutate_pods),
-        )
-        .with_state(state);
-    let bound = tls::serve(
-        options.address,
-        certificate.clone(),
-        router,
-        tls::ServeLimits::default(),
-    )
-    .await?;
+    let bound = serve_admissions(options.address, certificate.clone(), state).await?;
     configuration::apply(&client, &options, &serving.ca_pem)
         .await
         .map_err(WebhookError::Configuration)?;
     tracing::info!(address = %bound, configuration = options.configuration_name, "webhook serving");
     tokio::spawn(keep_current(client, options, names, certificate, serving));
     Ok(bound)
+}
+
+/// Serves `POST /mutate-pods` for `state` over TLS on `address` in the background, within the
+/// default [`tls::ServeLimits`]; returns the bound address. What [`start`] runs once its
+/// certificate and caches are ready (the benches call it directly).
+pub async fn serve_admissions(
+    address: SocketAddr,
+    certificate: Arc<ReloadableCertificate>,
+    state: Arc<AdmissionState>,
+) -> Result<SocketAddr, TlsError> {
+    let router = axum::Router::new()
+        .route(
+            MUTATE_PODS_PATH,
+            axum::routing::post(admission::mutate_pods),
+        )
+        .with_state(state);
+    tls::serve(address, certificate, router, tls::ServeLimits::default()).await
 }
 
 /// Whether the configuration in the cluster is the one this controller applies (its caBundle
