@@ -13,52 +13,26 @@
 #[path = "../tests/rolesanywhere/fixtures.rs"]
 #[allow(dead_code)]
 mod fixtures;
+mod support;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
-use iamra::rolesanywhere::emulator::{self, EmulatorConfig};
 use iamra::webhook::{AdmissionState, ReloadableCertificate, SidecarImage, serve_admissions};
+use support::{Credentials, HELPER, free_port, official_helper, vm_hwm_kib};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
-
-const ROLE_ARN: &str = "arn:aws:iam::123456789012:role/iamra-bench";
-const HELPER: &str =
-    ".cache/iamra-test-bins/rolesanywhere-credential-helper-v1.4.0/aws_signing_helper";
 
 fn env_count(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(0)
-}
-
-fn vm_hwm_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))?
-                .split_whitespace()
-                .next()?
-                .parse()
-                .ok()
-        })
-        .unwrap_or(0)
 }
 
 /// The peer: `n` connections that never send anything, each reopened 100 ms after the server
@@ -102,8 +76,7 @@ impl IdlePeer {
         }
         // Until every connection was opened once.
         let deadline = Instant::now() + Duration::from_secs(60);
-        while (open.load(Ordering::Relaxed) + closed_by_server.load(Ordering::Relaxed))
-            < n as u64
+        while (open.load(Ordering::Relaxed) + closed_by_server.load(Ordering::Relaxed)) < n as u64
             && Instant::now() < deadline
         {
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -210,12 +183,6 @@ fn get(url: &str, headers: &[(&str, &str)]) -> http::Request<Full<Bytes>> {
 }
 
 async fn imds_token(address: SocketAddr) -> Option<String> {
-    let stream = TcpStream::connect(address).await.ok()?;
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .ok()?;
-    tokio::spawn(connection);
     let request = http::Request::builder()
         .method("PUT")
         .uri("/latest/api/token")
@@ -223,12 +190,7 @@ async fn imds_token(address: SocketAddr) -> Option<String> {
         .header("x-aws-ec2-metadata-token-ttl-seconds", "21600")
         .body(Full::new(Bytes::new()))
         .ok()?;
-    let response = sender.send_request(request).await.ok()?;
-    if !response.status().is_success() {
-        return None;
-    }
-    let body = response.into_body().collect().await.ok()?.to_bytes();
-    Some(String::from_utf8_lossy(&body).into_owned())
+    body_of(address, request).await
 }
 
 /// A credentials server under test: its IMDSv2 credentials URL path and token.
@@ -240,15 +202,15 @@ struct CredentialServer {
     token: String,
 }
 
-/// The body of a GET on a new connection, when it is a 2xx.
-async fn get_body(address: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Option<String> {
+/// The body of `request`'s answer on a new connection, when it is a 2xx.
+async fn body_of(address: SocketAddr, request: http::Request<Full<Bytes>>) -> Option<String> {
     let stream = TcpStream::connect(address).await.ok()?;
     let (mut sender, connection) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
             .await
             .ok()?;
     tokio::spawn(connection);
-    let response = sender.send_request(get(path, headers)).await.ok()?;
+    let response = sender.send_request(request).await.ok()?;
     if !response.status().is_success() {
         return None;
     }
@@ -268,7 +230,7 @@ async fn start_credential_server(
         if let Some(token) = imds_token(address).await {
             let headers = [("x-aws-ec2-metadata-token", token.as_str())];
             // The role name as the server lists it.
-            if let Some(role) = get_body(address, listing, &headers).await {
+            if let Some(role) = body_of(address, get(listing, &headers)).await {
                 let path = format!("{listing}{}", role.trim());
                 if plain_request(address, get(&path, &headers)).await {
                     break (token, path);
@@ -329,9 +291,13 @@ async fn webhook(idle: usize, n: usize) {
         },
         sidecar_endpoint: None,
     });
-    let address = serve_admissions("127.0.0.1:0".parse().unwrap_or_else(|_| unreachable!()), reloadable, state)
-        .await
-        .unwrap_or_else(|e| panic!("webhook: {e}"));
+    let address = serve_admissions(
+        "127.0.0.1:0".parse().unwrap_or_else(|_| unreachable!()),
+        reloadable,
+        state,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("webhook: {e}"));
     let mut roots = rustls::RootCertStore::empty();
     roots
         .add(certificate.der().clone())
@@ -388,7 +354,10 @@ async fn webhook(idle: usize, n: usize) {
     let peer = IdlePeer::start(address, idle).await;
     let loaded = latency(n, request).await;
     let (open, closed) = peer.stop().await;
-    println!("{:<24} undisturbed        {calm}", "webhook (TLS, admission)");
+    println!(
+        "{:<24} undisturbed        {calm}",
+        "webhook (TLS, admission)"
+    );
     println!(
         "{:<24} {idle} idle peers   {loaded}   (peer connections open at the end {open}, closed by the server {closed})",
         "webhook (TLS, admission)"
@@ -407,40 +376,8 @@ async fn main() {
     println!("{n} requests, each on a new connection, undisturbed and beside {idle} idle peers\n");
     webhook(idle, n).await;
 
-    let running = emulator::start(EmulatorConfig {
-        listen: "127.0.0.1:0".parse().unwrap_or_else(|_| unreachable!()),
-        region: "us-east-1".into(),
-        state_file: None,
-        enforce_crl_quota: false,
-        enforce_session_quota: false,
-    })
-    .await
-    .unwrap_or_else(|e| panic!("emulator: {e}"));
-    let ca = fixtures::ca("iamra bench CA", fixtures::Alg::EcdsaP256);
-    let seeded = emulator::seed(&running.shared, &ca.pem, &[ROLE_ARN.to_owned()])
-        .unwrap_or_else(|e| panic!("seed: {e}"));
-    let leaf = fixtures::leaf(&ca, fixtures::Alg::EcdsaP256);
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-    let (cert, key) = fixtures::write_leaf(dir.path(), "bench", &leaf);
-    let command = |program: &Path, subcommand: &str| {
-        let mut command = tokio::process::Command::new(program);
-        command
-            .arg(subcommand)
-            .arg("--certificate")
-            .arg(&cert)
-            .arg("--private-key")
-            .arg(&key)
-            .args(["--trust-anchor-arn", &seeded.trust_anchor_arn])
-            .args(["--profile-arn", &seeded.profile_arn])
-            .args(["--role-arn", ROLE_ARN])
-            .args(["--endpoint", &running.endpoint()])
-            .args(["--region", "us-east-1"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true);
-        command
-    };
-
+    let setup = Credentials::start().await;
+    let command = |program: &Path, subcommand: &str| setup.command(program, subcommand);
     let port = free_port();
     let mut sidecar = command(Path::new(env!("CARGO_BIN_EXE_iamra")), "sidecar");
     sidecar
@@ -448,7 +385,7 @@ async fn main() {
         .args(["--health-listen", &format!("127.0.0.1:{}", free_port())])
         .args(["--startup-spread-ms", "0"])
         .arg("--token-file")
-        .arg(dir.path().join("token"));
+        .arg(setup.dir.path().join("token"));
     let address: SocketAddr = format!("127.0.0.1:{port}")
         .parse()
         .unwrap_or_else(|_| unreachable!());
@@ -456,8 +393,7 @@ async fn main() {
     measure_credential_server(&ours, idle, n).await;
     drop(ours);
 
-    let helper = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(HELPER));
-    let Some(helper) = helper.filter(|h| h.is_file()) else {
+    let Some(helper) = official_helper() else {
         println!("\nofficial helper not found at ~/{HELPER}: no comparison");
         return;
     };

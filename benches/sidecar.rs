@@ -10,30 +10,19 @@
 #[path = "../tests/rolesanywhere/fixtures.rs"]
 #[allow(dead_code)]
 mod fixtures;
+mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
-use iamra::rolesanywhere::emulator::{self, EmulatorConfig};
+use support::{Credentials, HELPER, free_port, official_helper, vm_hwm_kib};
 
 type Client = hyper_util::client::legacy::Client<
     hyper_util::client::legacy::connect::HttpConnector,
     Empty<Bytes>,
 >;
-
-const ROLE_ARN: &str = "arn:aws:iam::123456789012:role/iamra-bench";
-const HELPER: &str =
-    ".cache/iamra-test-bins/rolesanywhere-credential-helper-v1.4.0/aws_signing_helper";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(0)
-}
 
 async fn call(client: &Client, method: &str, url: &str, headers: &[(&str, &str)]) -> (u16, String) {
     let mut builder = http::Request::builder().method(method).uri(url);
@@ -56,17 +45,6 @@ async fn call(client: &Client, method: &str, url: &str, headers: &[(&str, &str)]
         }
         Err(_) => (0, String::new()),
     }
-}
-
-fn vm_hwm_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
 }
 
 struct Stats {
@@ -168,40 +146,9 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(2000);
-    let running = emulator::start(EmulatorConfig {
-        listen: "127.0.0.1:0".parse().unwrap_or_else(|_| unreachable!()),
-        region: "us-east-1".into(),
-        state_file: None,
-        enforce_crl_quota: false,
-        enforce_session_quota: false,
-    })
-    .await
-    .unwrap_or_else(|e| panic!("emulator: {e}"));
-    let ca = fixtures::ca("iamra bench CA", fixtures::Alg::EcdsaP256);
-    let seeded = emulator::seed(&running.shared, &ca.pem, &[ROLE_ARN.to_owned()])
-        .unwrap_or_else(|e| panic!("seed: {e}"));
-    let leaf = fixtures::leaf(&ca, fixtures::Alg::EcdsaP256);
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-    let (cert, key) = fixtures::write_leaf(dir.path(), "bench", &leaf);
-    // The flags both programs share, after the subcommand.
-    let command = |program: &Path, subcommand: &str| {
-        let mut command = tokio::process::Command::new(program);
-        command
-            .arg(subcommand)
-            .arg("--certificate")
-            .arg(&cert)
-            .arg("--private-key")
-            .arg(&key)
-            .args(["--trust-anchor-arn", &seeded.trust_anchor_arn])
-            .args(["--profile-arn", &seeded.profile_arn])
-            .args(["--role-arn", ROLE_ARN])
-            .args(["--endpoint", &running.endpoint()])
-            .args(["--region", "us-east-1"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true);
-        command
-    };
+    let setup = Credentials::start().await;
+    let command = |program: &Path, subcommand: &str| setup.command(program, subcommand);
+    let dir = &setup.dir;
     let client: Client =
         hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
             .build_http();
@@ -232,7 +179,7 @@ async fn main() {
     let imds_headers = [("x-aws-ec2-metadata-token", imds.as_str())];
     let ours = Measured {
         imds: measure(&client, &imds_url, &imds_headers, n).await,
-        rss_kib: vm_hwm_kib(sidecar.id().unwrap_or(0)).unwrap_or(0),
+        rss_kib: vm_hwm_kib(sidecar.id().unwrap_or(0)),
     };
     drop(sidecar);
     let runs: usize = std::env::var("IAMRA_BENCH_SESSIONS")
@@ -258,8 +205,7 @@ async fn main() {
     );
 
     // The official helper, when built (bash tests/install-deps.sh).
-    let helper = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(HELPER));
-    let Some(helper) = helper.filter(|h| h.is_file()) else {
+    let Some(helper) = official_helper() else {
         println!("\nofficial helper not found at ~/{HELPER}: no comparison");
         return;
     };
@@ -298,7 +244,7 @@ async fn main() {
     wait_for(&client, &url, &headers).await;
     let theirs = Measured {
         imds: measure(&client, &url, &headers, n).await,
-        rss_kib: vm_hwm_kib(official.id().unwrap_or(0)).unwrap_or(0),
+        rss_kib: vm_hwm_kib(official.id().unwrap_or(0)),
     };
     drop(official);
     let (their_cpu_ms, their_wall_ms) =

@@ -1,17 +1,44 @@
-//! A bounded set of open connections in which idle ones give way. A cap alone (a semaphore, with
+//! Bounded sets of open connections in which idle ones give way. A cap alone (a semaphore, with
 //! further connections left in the listen backlog) lets anyone who opens more idle connections
 //! than the cap starve the real client: the webhook's API server, the sidecar's application,
-//! each waiting behind thousands of stalled peers, one header timeout after another. Here a new
-//! connection at the cap takes the place of the connection that has been idle longest (in its
-//! TLS handshake, or between requests); it waits only when every connection is in the middle of
-//! a request. A real client's connection then lives unless the peer opens a cap's worth of
-//! connections while it is being answered.
+//! each waiting behind thousands of stalled peers, one header timeout after another.
+//!
+//! So a connection first waits, silent, until it has bytes to read ([`first_bytes`]): that costs
+//! a socket and a small task, no buffer, and up to [`MAX_SILENT_CONNECTIONS`] may wait at once
+//! (then the one silent longest is closed). Only then does it take a place among the connections
+//! being served (a few hundred, with hyper's and rustls's buffers): a free place, or the place of
+//! the connection idle longest (a stalled header, or keep-alive between requests); it waits only
+//! while every connection is in the middle of a request. Closing idle peers early would only make
+//! them reconnect at once, which costs more than letting them wait out their timeout.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::time::Instant;
+
+/// Connections that have sent nothing yet, per listener. Each costs a socket and a few hundred
+/// bytes of task, so ten thousand idle peers stay within a few MiB.
+pub const MAX_SILENT_CONNECTIONS: usize = 16_384;
+
+/// Waits, holding a place in `silent`, until `stream` has bytes to read (or was closed), at most
+/// `timeout`. False: it stayed silent, was closed, or a newer silent connection took its place.
+pub async fn first_bytes(
+    silent: &Arc<ConnectionSlots>,
+    stream: &TcpStream,
+    timeout: std::time::Duration,
+) -> bool {
+    let place = silent.admit().await;
+    // A peek of one byte, not `readable()`: readiness may be reported before any byte arrived.
+    let mut first = [0u8; 1];
+    tokio::select! {
+        peeked = tokio::time::timeout(timeout, stream.peek(&mut first)) => {
+            matches!(peeked, Ok(Ok(read)) if read > 0)
+        }
+        () = place.evicted() => false,
+    }
+}
 
 /// The open connections of one listener.
 pub struct ConnectionSlots {

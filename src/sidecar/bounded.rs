@@ -1,6 +1,7 @@
-//! Plain HTTP/1.1 serving within limits: a connection cap in which idle connections give way to
-//! new ones ([`ConnectionSlots`]), a deadline for a request's headers (an idle or trickling
-//! client is dropped), and a bound on the header buffer. No route reads a request body, so a
+//! Plain HTTP/1.1 serving within limits: silent connections wait for their first bytes without
+//! buffers, a cap on the connections served in which idle ones give way to new ones
+//! ([`crate::connection_slots`]), a deadline for a request's headers (an idle or trickling client
+//! is dropped), and a bound on the header buffer. No route reads a request body, so a
 //! body is never buffered.
 
 use std::future::Future;
@@ -9,12 +10,13 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
-use crate::connection_slots::{ConnectionSlots, marking_busy};
+use crate::connection_slots::{ConnectionSlots, MAX_SILENT_CONNECTIONS, first_bytes, marking_busy};
 
 /// Limits of one listener.
 #[derive(Clone, Copy, Debug)]
 pub struct ConnectionLimits {
-    /// Connections open at once; a further one takes the place of the one idle longest.
+    /// Connections served at once (silent ones are not counted); a further one takes the place
+    /// of the one idle longest.
     pub max_connections: usize,
     /// How long a connection may take to send a request's headers (the first or the next).
     pub header_read_timeout: Duration,
@@ -47,12 +49,19 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     let slots = ConnectionSlots::new(limits.max_connections);
+    let silent = ConnectionSlots::new(MAX_SILENT_CONNECTIONS);
     let accept_loop = async {
         loop {
             let (stream, peer) = crate::accept::accept_with_backoff(&listener, "sidecar").await;
-            let slot = Arc::new(slots.admit().await);
-            let service = marking_busy(slot.clone(), router.clone());
+            let router = router.clone();
+            let (slots, silent) = (slots.clone(), silent.clone());
             tokio::spawn(async move {
+                if !first_bytes(&silent, &stream, limits.header_read_timeout).await {
+                    tracing::debug!(%peer, "connection closed before it sent anything");
+                    return;
+                }
+                let slot = Arc::new(slots.admit().await);
+                let service = marking_busy(slot.clone(), router);
                 let served = hyper::server::conn::http1::Builder::new()
                     .timer(hyper_util::rt::TokioTimer::new())
                     .header_read_timeout(limits.header_read_timeout)
@@ -107,29 +116,42 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn idle_connections_at_the_cap_give_way_to_a_new_request() {
+    async fn silent_and_stalled_connections_at_the_cap_give_way_to_a_new_request() {
         let limits = ConnectionLimits {
             max_connections: 2,
             header_read_timeout: Duration::from_secs(30),
             max_header_bytes: 8 * 1024,
         };
         let address = start(limits).await;
-        // Two idle connections fill the cap; a request on a third is answered at once (not after
-        // the 30 s header timeout), and the connection idle longest was closed for it.
-        let mut idle: Vec<TcpStream> = Vec::new();
+        // Silent connections take no place at all: with two of them open, a request is
+        // answered at once (not after the 30 s header timeout).
+        let silent: Vec<TcpStream> = futures::future::join_all(
+            (0..2).map(|_| async { TcpStream::connect(address).await.unwrap() }),
+        )
+        .await;
+        let answer = tokio::time::timeout(Duration::from_secs(5), get(address, ""))
+            .await
+            .expect("a request waited behind silent connections");
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        // Two connections stalled in their headers fill the cap; a request on a third is
+        // answered at once, and the connection stalled longest was closed for it.
+        let mut stalled: Vec<TcpStream> = Vec::new();
         for _ in 0..2 {
-            idle.push(TcpStream::connect(address).await.unwrap());
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            let mut stream = TcpStream::connect(address).await.unwrap();
+            stream.write_all(b"GET / HT").await.unwrap();
+            stalled.push(stream);
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let answer = tokio::time::timeout(Duration::from_secs(5), get(address, ""))
             .await
-            .expect("the request waited behind idle connections");
+            .expect("the request waited behind stalled connections");
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
         let mut buffer = [0u8; 64];
-        let read = tokio::time::timeout(Duration::from_secs(5), idle[0].read(&mut buffer))
+        let read = tokio::time::timeout(Duration::from_secs(5), stalled[0].read(&mut buffer))
             .await
-            .expect("the oldest idle connection was kept open");
+            .expect("the connection stalled longest was kept open");
         assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+        drop(silent);
     }
 
     #[tokio::test]

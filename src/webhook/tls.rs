@@ -13,7 +13,7 @@ use rustls::sign::CertifiedKey;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
-use crate::connection_slots::{ConnectionSlots, marking_busy};
+use crate::connection_slots::{ConnectionSlots, MAX_SILENT_CONNECTIONS, first_bytes, marking_busy};
 
 /// Bounds on the webhook's connections. The API server is its only client and keeps a few
 /// connections open; a peer that connects and stalls, or opens thousands, is someone else and
@@ -25,8 +25,9 @@ pub struct ServeLimits {
     /// To read a request's headers, from the connection's start or the previous response (an
     /// idle keep-alive connection is closed after it).
     pub header_read_timeout: Duration,
-    /// Connections open at once; a further one takes the place of the one idle longest, and
-    /// waits only while every connection is answering a request.
+    /// Connections served at once (those that have sent nothing yet are not counted); a
+    /// further one takes the place of the one idle longest, and waits only while every
+    /// connection is answering a request.
     pub max_connections: usize,
 }
 
@@ -123,13 +124,19 @@ pub async fn serve(
         .local_addr()
         .map_err(|source| TlsError::Bind { address, source })?;
     let slots = ConnectionSlots::new(limits.max_connections);
+    let silent = ConnectionSlots::new(MAX_SILENT_CONNECTIONS);
     tokio::spawn(async move {
         loop {
             let (stream, peer) = crate::accept::accept_with_backoff(&listener, "webhook").await;
-            let slot = Arc::new(slots.admit().await);
             let acceptor = acceptor.clone();
             let router = router.clone();
+            let (slots, silent) = (slots.clone(), silent.clone());
             tokio::spawn(async move {
+                if !first_bytes(&silent, &stream, limits.handshake_timeout).await {
+                    tracing::debug!(%peer, "webhook connection closed before its handshake began");
+                    return;
+                }
+                let slot = Arc::new(slots.admit().await);
                 let serve = async {
                     let stream = match tokio::time::timeout(
                         limits.handshake_timeout,
@@ -176,10 +183,11 @@ mod tests {
     use super::*;
     use tokio::io::AsyncReadExt;
 
-    /// A peer that connects and never says hello is dropped after the handshake timeout, and at
-    /// the connection cap it gives way to a newer connection at once.
+    /// Peers that connect and never say hello take no place among the served connections: a
+    /// real client's handshake completes at once beside them, at a cap of one. They are closed
+    /// when the handshake time is up.
     #[tokio::test]
-    async fn stalled_peers_are_dropped_and_give_way_at_the_cap() {
+    async fn silent_peers_are_closed_after_the_handshake_timeout_and_take_no_place() {
         let key = rcgen::KeyPair::generate().expect("key");
         let certificate = rcgen::CertificateParams::new(vec!["webhook.test".to_string()])
             .expect("params")
@@ -202,29 +210,38 @@ mod tests {
         .await
         .expect("serve");
         let started = tokio::time::Instant::now();
-        let mut first = tokio::net::TcpStream::connect(bound)
+        let mut silent = Vec::new();
+        for _ in 0..3 {
+            silent.push(
+                tokio::net::TcpStream::connect(bound)
+                    .await
+                    .expect("connect"),
+            );
+        }
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(certificate.der().clone()).expect("root");
+        let config =
+            rustls::ClientConfig::builder_with_provider(Arc::new(aws_lc_rs::default_provider()))
+                .with_safe_default_protocol_versions()
+                .expect("versions")
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        let stream = tokio::net::TcpStream::connect(bound)
             .await
             .expect("connect");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        let mut second = tokio::net::TcpStream::connect(bound)
+        let name = rustls::pki_types::ServerName::try_from("webhook.test").expect("name");
+        tokio::time::timeout(Duration::from_secs(1), connector.connect(name, stream))
             .await
-            .expect("connect");
-        // The first gives way to the second long before its handshake time is up.
+            .expect("the handshake waited behind silent peers")
+            .expect("handshake");
         let mut buffer = [0u8; 16];
-        let read = tokio::time::timeout(Duration::from_secs(5), first.read(&mut buffer))
-            .await
-            .expect("the stalled connection was never closed");
-        assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
-        assert!(
-            started.elapsed() < limits.handshake_timeout,
-            "the first stalled peer held its place: {:?}",
-            started.elapsed()
-        );
-        // The second, stalled too, is closed when its own handshake time is up.
-        let read = tokio::time::timeout(Duration::from_secs(5), second.read(&mut buffer))
-            .await
-            .expect("the second connection was never closed");
-        assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+        for mut peer in silent {
+            let read = tokio::time::timeout(Duration::from_secs(5), peer.read(&mut buffer))
+                .await
+                .expect("a silent peer was never closed");
+            assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+        }
         assert!(started.elapsed() >= limits.handshake_timeout);
     }
 }

@@ -17,9 +17,9 @@ use crate::issuance::{
 use crate::metrics::{sample, scrape as metrics};
 use crate::processes::TestProcess;
 
-const LEASE_NAME: &str = "iamra-controller";
+pub const LEASE_NAME: &str = "iamra-controller";
 /// Short timings so a takeover happens within seconds; the defaults are 15 s / 10 s / 2 s.
-const SHORT_LEASE: &[&str] = &[
+pub const SHORT_LEASE: &[&str] = &[
     "--leader-election-lease-duration=4s",
     "--leader-election-renew-deadline=3s",
     "--leader-election-retry-period=1s",
@@ -37,7 +37,7 @@ fn replica(cluster: &TestCluster, namespace: &str, name: &str) -> anyhow::Result
     cluster.start_controller_with(namespace, SHORT_LEASE, &[("POD_NAME", name)])
 }
 
-async fn holder(leases: &Api<Lease>) -> anyhow::Result<Option<String>> {
+pub async fn holder(leases: &Api<Lease>) -> anyhow::Result<Option<String>> {
     Ok(leases
         .get_opt(LEASE_NAME)
         .await?
@@ -46,7 +46,7 @@ async fn holder(leases: &Api<Lease>) -> anyhow::Result<Option<String>> {
         .filter(|holder| !holder.is_empty()))
 }
 
-async fn wait_holder(leases: &Api<Lease>, expected: &str) -> anyhow::Result<()> {
+pub async fn wait_holder(leases: &Api<Lease>, expected: &str) -> anyhow::Result<()> {
     wait_for(&format!("Lease held by {expected}"), SETTLE, || async {
         Ok((holder(leases).await?.as_deref() == Some(expected)).then_some(()))
     })

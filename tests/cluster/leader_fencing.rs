@@ -28,14 +28,10 @@ use crate::issuance::{
     SETTLE, apply, local_issuer, wait_certificate_ready, wait_issuer_ready, workload_certificate,
 };
 use crate::kms::{create_key, kms_issuer};
+use crate::leader_election::{LEASE_NAME, SHORT_LEASE, holder, wait_holder};
 use crate::processes::TestProcess;
 
-const LEASE_NAME: &str = "iamra-controller";
-const SHORT_LEASE: &[&str] = &[
-    "--leader-election-lease-duration=4s",
-    "--leader-election-renew-deadline=3s",
-    "--leader-election-retry-period=1s",
-];
+/// [`SHORT_LEASE`]'s lease duration.
 const LEASE_DURATION: Duration = Duration::from_secs(4);
 
 pub fn trials(cluster: &TestCluster) -> Vec<Trial> {
@@ -66,22 +62,6 @@ fn replica(
 struct Kms {
     key_id: String,
     endpoint: String,
-}
-
-async fn holder(leases: &Api<Lease>) -> anyhow::Result<Option<String>> {
-    Ok(leases
-        .get_opt(LEASE_NAME)
-        .await?
-        .and_then(|lease| lease.spec)
-        .and_then(|spec| spec.holder_identity)
-        .filter(|holder| !holder.is_empty()))
-}
-
-async fn wait_holder(leases: &Api<Lease>, expected: &str) -> anyhow::Result<()> {
-    wait_for(&format!("Lease held by {expected}"), SETTLE, || async {
-        Ok((holder(leases).await?.as_deref() == Some(expected)).then_some(()))
-    })
-    .await
 }
 
 /// One write in the audit log.
@@ -182,7 +162,11 @@ async fn a_frozen_leader_writes_nothing_once_the_standby_leads_and_a_deleted_lea
             let mut crl_numbers = Vec::new();
             while !stop.load(Ordering::Acquire) {
                 let name = format!("load-{created}");
-                let issuer = if created.is_multiple_of(2) { "kms-ca" } else { "ca" };
+                let issuer = if created.is_multiple_of(2) {
+                    "kms-ca"
+                } else {
+                    "ca"
+                };
                 apply(
                     &certificates,
                     &workload_certificate(&name, issuer, WorkloadKeyAlgorithm::EcdsaP256),
