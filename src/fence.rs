@@ -7,16 +7,16 @@
 //! renewal has not passed. The standby waits the longer lease duration, on its own clock, before
 //! it takes over, so a write that passes the check was sent before the other replica could lead.
 //!
-//! What is left: a write that passed the check and was then paused before its bytes left the
-//! process lands late. Kubernetes has no fencing token to refuse it; its resourceVersion
-//! precondition still refuses it when the new leader has changed the object since.
+//! What is left: a write that passed the check and was frozen in the microseconds before its
+//! bytes left the process lands late; Kubernetes has no fencing token that would refuse it.
 
-use http::{Method, Request, Response};
-use kube::client::Body;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Mutex;
 use std::task::{Context, Poll};
+
+use http::{Method, Request, Response};
+use kube::client::Body;
 use tokio::time::Instant;
 
 /// Why a write was not sent.
