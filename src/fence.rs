@@ -7,8 +7,9 @@
 //! renewal has not passed. The standby waits the longer lease duration, on its own clock, before
 //! it takes over, so a write that passes the check was sent before the other replica could lead.
 //!
-//! What is left: a write that passed the check and was frozen in the microseconds before its
-//! bytes left the process lands late; Kubernetes has no fencing token that would refuse it.
+//! What is left: a write that passed the check and was frozen before its bytes left the process
+//! (opening a connection can take milliseconds on a loaded node) lands late; Kubernetes has no
+//! fencing token that would refuse it.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -114,7 +115,12 @@ impl tower::Service<Request<Body>> for FencedService {
 
     fn call(&mut self, request: Request<Body>) -> Self::Future {
         let client = self.client.clone();
-        let allowed = is_read(request.method()) || self.fence.check().is_ok();
+        let read = is_read(request.method());
+        let allowed = read || self.fence.check().is_ok();
+        if allowed && !read {
+            // When each write was let through, for tests of a paused leader.
+            tracing::trace!(method = %request.method(), path = request.uri().path(), "write passed the leadership fence");
+        }
         Box::pin(async move {
             if !allowed {
                 return Err(kube::Error::Service(Box::new(LeadershipLapsed)));
