@@ -294,12 +294,12 @@ impl LeaderElector {
     }
 
     async fn renew_until_lost(&mut self) -> LeaderElectionError {
-        let Some(mut renewed_at) = self.renewed_at else {
-            return LeaderElectionError::RenewDeadlineExceeded(Duration::ZERO);
-        };
         loop {
             tokio::time::sleep(self.config.retry_period).await;
             loop {
+                let Some(renewed_at) = self.renewed_at else {
+                    return LeaderElectionError::RenewDeadlineExceeded(Duration::ZERO);
+                };
                 let deadline = renewed_at + self.config.renew_deadline;
                 let started = Instant::now();
                 if started >= deadline {
@@ -310,7 +310,6 @@ impl LeaderElector {
                     tokio::time::timeout(deadline - started, self.try_acquire_or_renew(true)).await;
                 match attempt {
                     Ok(Ok(Attempt::Holding)) => {
-                        renewed_at = started;
                         self.renewed(started);
                         break;
                     }

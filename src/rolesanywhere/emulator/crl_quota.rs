@@ -37,16 +37,21 @@ impl CrlCallLog {
 
     /// The most admitted calls that arrived within any one-second window.
     pub fn most_in_one_second(&self) -> usize {
-        let mut most = 0;
-        let mut start = 0;
-        for (end, at) in self.admitted.iter().enumerate() {
-            while at.saturating_duration_since(self.admitted[start]) >= CRL_API_INTERVAL {
-                start += 1;
-            }
-            most = most.max(end - start + 1);
-        }
-        most
+        most_within(&self.admitted, CRL_API_INTERVAL)
     }
+}
+
+/// The most of `arrivals` (in order) that fall within any `window`.
+pub fn most_within(arrivals: &[Instant], window: Duration) -> usize {
+    let mut most = 0;
+    let mut start = 0;
+    for (end, at) in arrivals.iter().enumerate() {
+        while at.saturating_duration_since(arrivals[start]) >= window {
+            start += 1;
+        }
+        most = most.max(end - start + 1);
+    }
+    most
 }
 
 #[derive(Clone, Default)]

@@ -4,11 +4,13 @@
 //! Every request is counted either way, so a test or bench can see how a crowd of clients spread.
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::http::StatusCode;
 use tokio::time::Instant;
 
 use super::ServiceError;
+use super::crl_quota::most_within;
 
 /// Requests per second the account may make.
 pub const CREATE_SESSION_PER_SECOND: f64 = 10.0;
@@ -32,15 +34,7 @@ impl SessionCallLog {
             .copied()
             .collect();
         all.sort();
-        let mut most = 0;
-        let mut start = 0;
-        for (end, at) in all.iter().enumerate() {
-            while at.saturating_duration_since(all[start]).as_secs_f64() >= 1.0 {
-                start += 1;
-            }
-            most = most.max(end - start + 1);
-        }
-        most
+        most_within(&all, Duration::from_secs(1))
     }
 }
 
@@ -107,7 +101,6 @@ impl SessionQuota {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[tokio::test(start_paused = true)]
     async fn a_burst_gets_ten_then_one_every_tenth_of_a_second() {
