@@ -1,11 +1,11 @@
 //! The sidecar's cost, side by side with AWS's official helper (`aws_signing_helper serve`)
 //! against the same in-process Roles Anywhere emulator: peak RSS (VmHWM) and the latency of a
 //! credential request answered from cache over loopback (IMDSv2 for both, plus the sidecar's
-//! container endpoint), and the CPU one CreateSession costs (a `credential-process` run: one
-//! CreateSession, process start included). Not run in CI; one run on a shared machine is
+//! container endpoint), and what one `credential-process` run costs (one CreateSession, process
+//! start included): CPU, wall time and peak RSS, medians of 15 runs of each, alternated. Not run in CI; one run on a shared machine is
 //! noisy, so compare ratios.
 //!
-//!     cargo bench --bench sidecar            (IAMRA_BENCH_REQUESTS=N to change the count)
+//!     cargo bench --bench sidecar     (IAMRA_BENCH_REQUESTS=N requests, IAMRA_BENCH_SESSIONS=N runs)
 
 #[path = "../tests/rolesanywhere/fixtures.rs"]
 #[allow(dead_code)]
@@ -103,41 +103,87 @@ fn print(name: &str, stats: &Stats) {
     );
 }
 
-/// CPU seconds (user + system) of this process's reaped children: `cutime` + `cstime` of
-/// /proc/self/stat, in USER_HZ (100 per second on Linux, whatever the kernel's HZ).
-fn children_cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command name; the first of them is field 3 (state).
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    let ticks = |index: usize| {
-        fields
-            .get(index)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (ticks(13) + ticks(14)) / 100.0
+/// One `credential-process` run, as the kernel accounted it.
+#[derive(Clone, Copy, Debug)]
+struct Run {
+    cpu_ms: f64,
+    wall_ms: f64,
+    peak_rss_kib: u64,
 }
 
-/// Mean CPU and wall milliseconds of one `credential-process` run, over `runs` runs.
-async fn cpu_per_create_session(
-    mut command: impl FnMut() -> tokio::process::Command,
-    runs: usize,
-) -> (f64, f64) {
-    let cpu_before = children_cpu_seconds();
+/// Runs `command` to its end and reads its own CPU time and peak RSS from `wait4`.
+fn run_once(mut command: std::process::Command) -> Run {
     let started = Instant::now();
-    for _ in 0..runs {
-        let status = command()
-            .status()
-            .await
-            .unwrap_or_else(|e| panic!("credential-process: {e}"));
-        assert!(status.success(), "credential-process failed: {status}");
+    let child = command
+        .spawn()
+        .unwrap_or_else(|e| panic!("credential-process: {e}"));
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: rusage is plain data that wait4 fills; `pid` is our own child, not yet reaped
+    // (the `Child` is forgotten so that nothing else reaps it).
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    std::mem::forget(child);
+    let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let wall_ms = started.elapsed().as_secs_f64() * 1000.0;
+    assert_eq!(reaped, pid, "wait4: {}", std::io::Error::last_os_error());
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "credential-process failed: status {status}"
+    );
+    let ms = |t: libc::timeval| t.tv_sec as f64 * 1000.0 + t.tv_usec as f64 / 1000.0;
+    Run {
+        cpu_ms: ms(usage.ru_utime) + ms(usage.ru_stime),
+        wall_ms,
+        peak_rss_kib: usage.ru_maxrss as u64,
     }
-    let wall = started.elapsed().as_secs_f64();
-    let cpu = children_cpu_seconds() - cpu_before;
-    (cpu * 1000.0 / runs as f64, wall * 1000.0 / runs as f64)
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// Medians of CPU, wall time and peak RSS over `runs`.
+fn medians(runs: &[Run]) -> Run {
+    Run {
+        cpu_ms: median(runs.iter().map(|r| r.cpu_ms).collect()),
+        wall_ms: median(runs.iter().map(|r| r.wall_ms).collect()),
+        peak_rss_kib: median(runs.iter().map(|r| r.peak_rss_kib as f64).collect()) as u64,
+    }
+}
+
+/// `runs` credential-process runs of each program, alternating so that both see the same
+/// machine; the emulator answers on this runtime's other threads meanwhile.
+async fn credential_process_runs(
+    mut ours: impl FnMut() -> tokio::process::Command,
+    mut theirs: Option<impl FnMut() -> tokio::process::Command>,
+    runs: usize,
+) -> (Vec<Run>, Vec<Run>) {
+    let (mut our_runs, mut their_runs) = (Vec::new(), Vec::new());
+    for _ in 0..runs {
+        let command = ours().into_std();
+        our_runs.push(
+            tokio::task::spawn_blocking(move || run_once(command))
+                .await
+                .unwrap_or_else(|e| panic!("run: {e}")),
+        );
+        if let Some(theirs) = theirs.as_mut() {
+            let command = theirs().into_std();
+            their_runs.push(
+                tokio::task::spawn_blocking(move || run_once(command))
+                    .await
+                    .unwrap_or_else(|e| panic!("run: {e}")),
+            );
+        }
+    }
+    (our_runs, their_runs)
+}
+
+fn print_process(name: &str, run: &Run, runs: usize) {
+    println!(
+        "{name:<34} median of {runs}: {:.1} ms CPU, {:.1} ms wall, {} KiB peak RSS",
+        run.cpu_ms, run.wall_ms, run.peak_rss_kib
+    );
 }
 
 #[tokio::main]
@@ -185,12 +231,17 @@ async fn main() {
     let runs: usize = std::env::var("IAMRA_BENCH_SESSIONS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(50);
-    let (our_cpu_ms, our_wall_ms) = cpu_per_create_session(
+        .unwrap_or(15);
+    let helper = official_helper();
+    let (our_runs, their_runs) = credential_process_runs(
         || command(Path::new(env!("CARGO_BIN_EXE_iamra")), "credential-process"),
+        helper
+            .as_ref()
+            .map(|helper| move || command(helper, "credential-process")),
         runs,
     )
     .await;
+    let our_process = medians(&our_runs);
 
     println!("{n} sequential credential requests from cache over loopback (keep-alive)\n");
     print("iamra sidecar /credentials", &container);
@@ -199,13 +250,10 @@ async fn main() {
         "{:<34} {} KiB",
         "iamra sidecar peak RSS (VmHWM)", ours.rss_kib
     );
-    println!(
-        "{:<34} {our_cpu_ms:.1} ms CPU, {our_wall_ms:.1} ms wall (mean of {runs} credential-process runs)",
-        "iamra per CreateSession"
-    );
+    print_process("iamra credential-process", &our_process, runs);
 
     // The official helper, when built (bash tests/install-deps.sh).
-    let Some(helper) = official_helper() else {
+    let Some(helper) = helper else {
         println!("\nofficial helper not found at ~/{HELPER}: no comparison");
         return;
     };
@@ -247,22 +295,23 @@ async fn main() {
         rss_kib: vm_hwm_kib(official.id().unwrap_or(0)),
     };
     drop(official);
-    let (their_cpu_ms, their_wall_ms) =
-        cpu_per_create_session(|| command(&helper, "credential-process"), runs).await;
+    let their_process = medians(&their_runs);
     print("official helper serve IMDSv2", &theirs.imds);
     println!(
         "{:<34} {} KiB",
         "official helper peak RSS (VmHWM)", theirs.rss_kib
     );
+    print_process("official credential-process", &their_process, runs);
     println!(
-        "{:<34} {their_cpu_ms:.1} ms CPU, {their_wall_ms:.1} ms wall (mean of {runs} credential-process runs)",
-        "official helper per CreateSession"
-    );
-    println!(
-        "\nratios iamra / official: RSS {:.2}, IMDS mean latency {:.2}, p99 {:.2}, CPU per CreateSession {:.2}",
+        "\nratios iamra / official: sidecar RSS {:.2}, IMDS mean latency {:.2}, p99 {:.2}",
         ours.rss_kib as f64 / theirs.rss_kib.max(1) as f64,
         ours.imds.mean_us / theirs.imds.mean_us,
         ours.imds.p99_us / theirs.imds.p99_us,
-        our_cpu_ms / their_cpu_ms.max(f64::EPSILON),
+    );
+    println!(
+        "ratios iamra / official credential-process (medians): CPU {:.2}, wall {:.2}, peak RSS {:.2}",
+        our_process.cpu_ms / their_process.cpu_ms.max(f64::EPSILON),
+        our_process.wall_ms / their_process.wall_ms.max(f64::EPSILON),
+        our_process.peak_rss_kib as f64 / their_process.peak_rss_kib.max(1) as f64,
     );
 }

@@ -218,8 +218,16 @@ fn dockerignore_keeps_what_cargo_needs() -> anyhow::Result<()> {
         ignored.iter().any(|line| line == "target"),
         ".dockerignore does not leave out target/"
     );
-    // cargo reads every target the manifest declares, so tests/ and benches/ must reach the build.
-    for needed in ["Cargo.toml", "Cargo.lock", "src", "tests", "benches"] {
+    // cargo reads every target the manifest declares, so tests/ and benches/ must reach the
+    // build; .cargo/config.toml sets how aws-lc-sys is built.
+    for needed in [
+        "Cargo.toml",
+        "Cargo.lock",
+        "src",
+        "tests",
+        "benches",
+        ".cargo",
+    ] {
         anyhow::ensure!(
             !ignored.iter().any(|line| line.trim_matches('/') == needed),
             ".dockerignore leaves out {needed}, which the build needs"

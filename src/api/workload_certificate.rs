@@ -131,7 +131,8 @@ pub struct SecretTemplate {
 #[serde(rename_all = "camelCase")]
 pub struct WorkloadCertificateStatus {
     /// `Ready` is True while the Secret holds a valid certificate matching the spec; `Issuing`
-    /// is True while a new one is being issued, with the reason why.
+    /// gives the outcome of the last issuance and its reason (the status is written once per
+    /// issuance, when it is done).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// The `metadata.generation` this status describes.

@@ -79,6 +79,15 @@ impl CaIssuer {
     }
 
     /// `Issuer <namespace>/<name>` or `ClusterIssuer <name>`, for messages.
+    /// The Secret its CA certificate (and, for a local CA, its key) is kept in.
+    pub fn ca_secret_name(&self) -> Option<&str> {
+        match (&self.spec.local, &self.spec.kms) {
+            (Some(local), _) => Some(&local.secret_name),
+            (None, Some(kms)) => Some(&kms.certificate_secret_name),
+            (None, None) => None,
+        }
+    }
+
     pub fn display(&self) -> String {
         match self.kind {
             IssuerKind::Issuer => format!("Issuer {}/{}", self.resource_namespace, self.name),

@@ -8,6 +8,7 @@ use tokio::sync::OnceCell;
 
 use super::DEFAULT_CONCURRENCY;
 use super::backoff::Backoff;
+use super::cached_reads::{CacheWriters, CachedReads, cached_reads};
 use super::crl::PublishedCrl;
 use super::events::EventPublisher;
 use super::fair_share::FairShare;
@@ -68,6 +69,10 @@ pub struct Context {
     /// (ledger namespace, issuer, authority) found to be a CA the Issuer established: an Issuer
     /// stays listed on its CA's ledger record, so the check need not be made again.
     established_cas: std::sync::Mutex<std::collections::HashSet<(String, String, String)>>,
+    /// Stores the reconcilers read instead of the API server.
+    pub reads: CachedReads,
+    /// Their writers, until the reconcilers' watches take them.
+    cache_writers: std::sync::Mutex<Option<CacheWriters>>,
 }
 
 /// Identifies one KMS key as an Issuer names it.
@@ -85,7 +90,10 @@ impl Context {
         platform: PlatformConfig,
         fence: Arc<LeadershipFence>,
     ) -> Self {
+        let (reads, cache_writers) = cached_reads();
         Self {
+            reads,
+            cache_writers: std::sync::Mutex::new(Some(cache_writers)),
             events: EventPublisher::new(client.clone(), "iamra", &instance),
             ledger: Ledger::new(client.clone()),
             crl_drift_check_interval: super::crl_status::DRIFT_CHECK_INTERVAL,
@@ -105,6 +113,14 @@ impl Context {
             published_crls: Default::default(),
             established_cas: Default::default(),
         }
+    }
+
+    /// The writers of [`Context::reads`], once: the watches that fill the stores take them.
+    pub fn take_cache_writers(&self) -> Option<CacheWriters> {
+        self.cache_writers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
     }
 
     /// Publishes an event about `object`. Failing to record an event never fails a reconcile.

@@ -47,7 +47,29 @@ pub struct EventPublisher {
     client: kube::Client,
     controller: String,
     instance: String,
-    written: Mutex<HashMap<EventKey, Written>>,
+    written: Mutex<WrittenEvents>,
+}
+
+/// The Events written within the series window.
+#[derive(Default)]
+struct WrittenEvents {
+    by_key: HashMap<EventKey, Written>,
+    /// When entries past the window were last dropped: a sweep visits every entry, so it runs
+    /// once per window fraction rather than on every publish (10,000 issuances in a minute
+    /// would otherwise cost 10,000 sweeps of up to 10,000 entries).
+    swept_at: Option<Instant>,
+}
+
+impl WrittenEvents {
+    fn sweep(&mut self) {
+        let due = self
+            .swept_at
+            .is_none_or(|at| at.elapsed() >= SERIES_WINDOW / 6);
+        if due {
+            self.by_key.retain(|_, w| w.at.elapsed() < SERIES_WINDOW);
+            self.swept_at = Some(Instant::now());
+        }
+    }
 }
 
 impl EventPublisher {
@@ -56,7 +78,7 @@ impl EventPublisher {
             client,
             controller: controller.to_string(),
             instance: instance.to_string(),
-            written: Mutex::new(HashMap::new()),
+            written: Mutex::new(WrittenEvents::default()),
         }
     }
 
@@ -84,9 +106,11 @@ impl EventPublisher {
         // The map is locked only around lookups, never across a call to the API server.
         let previous = {
             let mut written = self.written.lock().await;
-            written.retain(|_, w| w.at.elapsed() < SERIES_WINDOW);
+            written.sweep();
             written
+                .by_key
                 .get(&key)
+                .filter(|w| w.at.elapsed() < SERIES_WINDOW)
                 .map(|w| (w.namespace.clone(), w.name.clone(), w.count + 1))
         };
         let now = MicroTime(jiff::Timestamp::now());
@@ -98,7 +122,7 @@ impl EventPublisher {
                 .await
             {
                 Ok(_) => {
-                    if let Some(entry) = self.written.lock().await.get_mut(&key) {
+                    if let Some(entry) = self.written.lock().await.by_key.get_mut(&key) {
                         entry.count = entry.count.max(count);
                         entry.at = Instant::now();
                     }
@@ -143,7 +167,7 @@ impl EventPublisher {
         };
         let events: Api<Event> = Api::namespaced(self.client.clone(), &namespace);
         let created = events.create(&PostParams::default(), &event).await?;
-        self.written.lock().await.insert(
+        self.written.lock().await.by_key.insert(
             key,
             Written {
                 namespace,

@@ -6,6 +6,7 @@ mod binding;
 mod ca;
 mod ca_continuity;
 mod ca_issuer;
+mod cached_reads;
 mod conditions;
 mod context;
 mod crl;
@@ -26,6 +27,7 @@ mod panic_safe;
 mod platform;
 mod revocation;
 mod secret_layout;
+mod triggers;
 mod workload_certificate;
 
 pub use aws_timeouts::aws_timeouts;
@@ -56,12 +58,13 @@ use std::time::Duration;
 use futures::StreamExt;
 use futures::future::BoxFuture;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret};
 use kube::ResourceExt;
 use kube::api::Api;
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 
 use crate::api::{
     ClusterIssuer, Issuer, IssuerKind, Revocation, RolesAnywhereBinding, WorkloadCertificate,
@@ -342,20 +345,54 @@ async fn reconcile_all(client: kube::Client, options: &ControllerOptions, ctx: A
         }
     };
 
+    let Some(writers) = ctx.take_cache_writers() else {
+        tracing::error!("the reconcilers were started twice in one process; not starting again");
+        return;
+    };
     let certificates = Controller::new(
         api::<WorkloadCertificate>(&client, &options.namespace),
         watcher::Config::default(),
     );
     let certificate_store = certificates.store();
     metrics::watch_certificates(certificate_store.clone());
+    // Every stream below fills a store the reconciler reads instead of the API server; the
+    // Secrets' and namespaces' bodies are not needed, only their metadata.
+    let managed_secrets = watcher::watcher(
+        api::<PartialObjectMeta<Secret>>(&client, &options.namespace),
+        managed.clone(),
+    )
+    .default_backoff()
+    .modify(|secret| secret.metadata.managed_fields = None)
+    .reflect(writers.managed_secrets)
+    .touched_objects();
+    let issuer_events = watcher::watcher(
+        api::<Issuer>(&client, &options.namespace),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .reflect(writers.issuers);
+    let cluster_issuer_events = watcher::watcher(
+        Api::<ClusterIssuer>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .reflect(writers.cluster_issuers);
+    let namespace_events = watcher::watcher(
+        Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .modify(|namespace| namespace.metadata.managed_fields = None)
+    .reflect(writers.namespaces);
     let issuer_store = certificate_store.clone();
+    let namespace_store = certificate_store.clone();
     let certificates = certificates
         .with_config(config.clone())
-        .owns(api::<Secret>(&client, &options.namespace), managed)
-        // A change of an Issuer (it became Ready, its CA changed) revisits its certificates.
-        .watches(
-            api::<Issuer>(&client, &options.namespace),
-            watcher::Config::default(),
+        .owns_stream(managed_secrets)
+        // A change of an Issuer that its certificates read (it became Ready, its CA changed)
+        // revisits them; a CRL published changes only its status, and revisits none.
+        .watches_stream(
+            triggers::on_relevant_change(issuer_events, triggers::issuer_relevant_to_certificates),
             move |issuer| {
                 let namespace = issuer.namespace();
                 let name = issuer.name_any();
@@ -371,9 +408,11 @@ async fn reconcile_all(client: kube::Client, options: &ControllerOptions, ctx: A
                     .collect::<Vec<_>>()
             },
         )
-        .watches(
-            Api::<ClusterIssuer>::all(client.clone()),
-            watcher::Config::default(),
+        .watches_stream(
+            triggers::on_relevant_change(
+                cluster_issuer_events,
+                triggers::cluster_issuer_relevant_to_certificates,
+            ),
             move |issuer| {
                 let name = issuer.name_any();
                 certificate_store
@@ -382,6 +421,22 @@ async fn reconcile_all(client: kube::Client, options: &ControllerOptions, ctx: A
                     .filter(|certificate| {
                         certificate.spec.issuer_ref.kind() == IssuerKind::ClusterIssuer
                             && certificate.spec.issuer_ref.name == name
+                    })
+                    .map(|certificate| ObjectRef::from_obj(certificate.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        )
+        // A namespace's labels decide whether a ClusterIssuer's selector admits it.
+        .watches_stream(
+            triggers::on_relevant_change(namespace_events, triggers::namespace_labels),
+            move |namespace| {
+                let name = namespace.name_any();
+                namespace_store
+                    .state()
+                    .into_iter()
+                    .filter(|certificate| {
+                        certificate.namespace().as_deref() == Some(name.as_str())
+                            && certificate.spec.issuer_ref.kind() == IssuerKind::ClusterIssuer
                     })
                     .map(|certificate| ObjectRef::from_obj(certificate.as_ref()))
                     .collect::<Vec<_>>()

@@ -16,8 +16,9 @@ use serde_json::json;
 use time::OffsetDateTime;
 use tracing::instrument;
 
-use super::ca::{LoadedCa, load_ca};
+use super::ca::{CaProblem, LoadedCa, load_ca};
 use super::ca_issuer::CaIssuer;
+use super::cached_reads::{IssuerKey, KnownSecret, SecretFacts};
 use super::conditions::{condition, is_true, status_changed};
 use super::context::{Context, FIELD_MANAGER};
 use super::error::Error;
@@ -29,9 +30,8 @@ use super::minimums::BelowMinimum;
 use super::revocation::REISSUE_ANNOTATION;
 use super::secret_layout::*;
 use crate::api::{
-    CONDITION_READY, ClusterIssuer, IssuedCertificate, Issuer, IssuerKind,
-    PrivateKeyRotationPolicy, WorkloadCertificate, WorkloadCertificateSpec,
-    WorkloadCertificateStatus, WorkloadKeyAlgorithm, parse_duration,
+    CONDITION_READY, IssuedCertificate, IssuerKind, PrivateKeyRotationPolicy, WorkloadCertificate,
+    WorkloadCertificateSpec, WorkloadCertificateStatus, WorkloadKeyAlgorithm, parse_duration,
 };
 use crate::pki::{
     LeafCertificateSpec, NOT_BEFORE_BACKDATE, authority_id, distinguished_name,
@@ -114,6 +114,13 @@ struct Issuance<'a> {
     spec_hash: String,
 }
 
+/// The workload Secret as one reconcile sees it.
+struct CurrentSecret {
+    facts: SecretFacts,
+    /// The Secret itself, when this reconcile read it (the cache keeps no keys).
+    body: Option<Secret>,
+}
+
 /// A problem to report on the WorkloadCertificate before retrying.
 struct Problem {
     reason: &'static str,
@@ -132,7 +139,6 @@ pub async fn reconcile(
     let reconciler = Reconciler {
         api: Api::namespaced(ctx.client.clone(), &namespace),
         secrets: Api::namespaced(ctx.client.clone(), &namespace),
-        issuers: Api::namespaced(ctx.client.clone(), &namespace),
         certificate,
         ctx,
     };
@@ -161,7 +167,6 @@ impl<E: Into<Error>> From<E> for ProblemOrError {
 struct Reconciler {
     api: Api<WorkloadCertificate>,
     secrets: Api<Secret>,
-    issuers: Api<Issuer>,
     certificate: Arc<WorkloadCertificate>,
     ctx: Arc<Context>,
 }
@@ -192,10 +197,11 @@ impl Reconciler {
                     retry: None,
                 })
             })?;
+        self.ctx.reads.wait_until_ready().await;
         let (ca, crl_distribution_point, identity) = self.issuer_ca().await?;
-        let secret = self.secrets.get_opt(&spec.secret_name).await?;
+        let secret = self.current_secret(&ca, settings.key_algorithm).await?;
         if let Some(secret) = &secret
-            && !self.owns(secret)
+            && !secret.facts.owned
         {
             return Err(ProblemOrError::Problem(Problem {
                 reason: "SecretInUse",
@@ -206,9 +212,7 @@ impl Reconciler {
                 retry: Some(CONFIGURATION_RETRY),
             }));
         }
-        let state = secret
-            .as_ref()
-            .map(|s| inspect_secret(s, &ca, settings.key_algorithm));
+        let state = secret.as_ref().map(|s| s.facts.state.clone());
         let hash = spec_hash(spec, &settings, &identity);
         let previous = self.previous_status();
         let renewal_time = state
@@ -229,10 +233,10 @@ impl Reconciler {
         };
         match decide(&input) {
             Verdict::UpToDate | Verdict::Adopt => {
-                let (Some(secret), Some(state)) = (secret, state) else {
+                let Some(secret) = secret else {
                     return Err(ProblemOrError::Error(Error::MissingObjectKey("secret")));
                 };
-                self.record_current(&secret, &state, &settings).await
+                self.record_current(&secret.facts, &settings).await
             }
             Verdict::Issue(trigger) => {
                 let issuance = Issuance {
@@ -248,9 +252,80 @@ impl Reconciler {
         }
     }
 
+    /// The workload Secret: what this controller learned of it when the watch shows the same
+    /// version, otherwise read. With neither a watched nor a known Secret, there is none.
+    async fn current_secret(
+        &self,
+        ca: &LoadedCa,
+        algorithm: WorkloadKeyAlgorithm,
+    ) -> Result<Option<CurrentSecret>, Error> {
+        let namespace = self.certificate.namespace().unwrap_or_default();
+        let name = &self.certificate.spec.secret_name;
+        let authority = authority_id(&ca.certificate.public_key_info);
+        let watched = self.ctx.reads.managed_secret_version(&namespace, name);
+        match (&watched, self.ctx.reads.secret(&namespace, name)) {
+            (Some(version), Some(KnownSecret::Read(facts)))
+                if *version == facts.resource_version
+                    && facts.authority == authority
+                    && facts.key_algorithm == algorithm =>
+            {
+                return Ok(Some(CurrentSecret { facts, body: None }));
+            }
+            (None, None) => return Ok(None),
+            _ => {}
+        }
+        let Some(secret) = self.secrets.get_opt(name).await? else {
+            self.ctx.reads.forget_secret(&namespace, name);
+            return Ok(None);
+        };
+        let facts = inspect_secret(&secret, &self.certificate.name_any(), ca, algorithm);
+        self.ctx
+            .reads
+            .remember_secret(&namespace, name, KnownSecret::Read(facts.clone()));
+        Ok(Some(CurrentSecret {
+            facts,
+            body: Some(secret),
+        }))
+    }
+
+    /// The issuer's CA, loaded once and used while the issuer and its CA Secret stay as they
+    /// were (see [`CachedReads::ca`]).
+    async fn cached_ca(&self, issuer: &CaIssuer) -> Result<Arc<LoadedCa>, CaProblem> {
+        let key = IssuerKey {
+            kind: issuer.kind,
+            namespace: issuer.ledger_namespace().to_string(),
+            name: issuer.name.clone(),
+        };
+        let secret_version = issuer.ca_secret_name().and_then(|name| {
+            self.ctx
+                .reads
+                .managed_secret_version(&issuer.resource_namespace, name)
+        });
+        let now = std::time::Instant::now();
+        if let Some(ca) = self.ctx.reads.ca(
+            &key,
+            &issuer.uid,
+            issuer.generation,
+            secret_version.as_deref(),
+            now,
+        ) {
+            return Ok(ca);
+        }
+        let ca = Arc::new(load_ca(&self.ctx, issuer, false).await?);
+        self.ctx.reads.remember_ca(
+            key,
+            issuer.uid.clone(),
+            issuer.generation,
+            secret_version,
+            ca.clone(),
+            now,
+        );
+        Ok(ca)
+    }
+
     /// The issuer's CA, CRL distribution point and the identity the certificate gets, or the
     /// problem that keeps this certificate waiting (or refused).
-    async fn issuer_ca(&self) -> Result<(LoadedCa, Option<String>, Identity), ProblemOrError> {
+    async fn issuer_ca(&self) -> Result<(Arc<LoadedCa>, Option<String>, Identity), ProblemOrError> {
         let reference = &self.certificate.spec.issuer_ref;
         let waiting = |reason: &'static str, message: String| {
             ProblemOrError::Problem(Problem {
@@ -259,18 +334,21 @@ impl Reconciler {
                 retry: Some(CONFIGURATION_RETRY),
             })
         };
+        let namespace = self.certificate.namespace().unwrap_or_default();
         let issuer = match reference.kind() {
             IssuerKind::Issuer => self
-                .issuers
-                .get_opt(&reference.name)
-                .await?
+                .ctx
+                .reads
+                .issuer(&namespace, &reference.name)
                 .map(|issuer| CaIssuer::from_issuer(&issuer)),
-            IssuerKind::ClusterIssuer => Api::<ClusterIssuer>::all(self.ctx.client.clone())
-                .get_opt(&reference.name)
-                .await?
-                .map(|issuer| {
-                    CaIssuer::from_cluster_issuer(&issuer, &self.ctx.cluster_resource_namespace)
-                }),
+            IssuerKind::ClusterIssuer => {
+                self.ctx
+                    .reads
+                    .cluster_issuer(&reference.name)
+                    .map(|issuer| {
+                        CaIssuer::from_cluster_issuer(&issuer, &self.ctx.cluster_resource_namespace)
+                    })
+            }
         };
         let Some(issuer) = issuer else {
             return Err(waiting(
@@ -290,14 +368,12 @@ impl Reconciler {
                 format!("{} is not Ready", issuer.display()),
             ));
         }
-        let ca = load_ca(&self.ctx, &issuer, false)
-            .await
-            .map_err(|problem| {
-                waiting(
-                    "IssuerNotReady",
-                    format!("{}: {}", issuer.display(), problem.message),
-                )
-            })?;
+        let ca = self.cached_ca(&issuer).await.map_err(|problem| {
+            waiting(
+                "IssuerNotReady",
+                format!("{}: {}", issuer.display(), problem.message),
+            )
+        })?;
         let crl_distribution_point = issuer
             .spec
             .crl
@@ -332,12 +408,15 @@ impl Reconciler {
             });
         };
         let namespace = self.certificate.namespace().unwrap_or_default();
-        let namespaces: Api<Namespace> = Api::all(self.ctx.client.clone());
-        let labels = namespaces
-            .get_opt(&namespace)
-            .await?
-            .map(|ns| ns.labels().clone())
-            .unwrap_or_default();
+        let labels = match self.ctx.reads.namespace_labels(&namespace) {
+            Some(labels) => labels,
+            // Not seen yet by the watch (just created): asked once.
+            None => Api::<Namespace>::all(self.ctx.client.clone())
+                .get_opt(&namespace)
+                .await?
+                .map(|ns| ns.labels().clone())
+                .unwrap_or_default(),
+        };
         use kube::core::SelectorExt;
         let selected = kube::core::Selector::try_from(tenancy.namespace_selector.clone())
             .map(|selector| selector.matches(&labels))
@@ -372,28 +451,24 @@ impl Reconciler {
         Ok(identity)
     }
 
-    /// A Secret this certificate may overwrite: it carries our label, or does not exist.
-    fn owns(&self, secret: &Secret) -> bool {
-        secret.labels().get(CERTIFICATE_NAME_LABEL) == Some(&self.certificate.name_any())
-    }
-
     /// Writes the status for the certificate already in the Secret (up to date, or adopted
     /// after a restart lost the status write).
     async fn record_current(
         &self,
-        secret: &Secret,
-        state: &SecretState,
+        facts: &SecretFacts,
         settings: &CertificateSettings,
     ) -> Result<Action, ProblemOrError> {
         let previous = self.previous_status();
+        let state = &facts.state;
         let revision = state
             .annotated_revision
             .unwrap_or(0)
             .max(previous.revision.unwrap_or(0));
-        let certificate = secret_text(secret, TLS_CERTIFICATE_KEY)
-            .and_then(|pem| parse_certificate_pem(&pem).ok())
+        let serial_hex = state
+            .certificate_serial
+            .clone()
             .ok_or(Error::MissingObjectKey("tls.crt"))?;
-        let renewal = certificate.not_after - settings.renew_before.as_secs() as i64;
+        let renewal = state.not_after - settings.renew_before.as_secs() as i64;
         let generation = self.certificate.metadata.generation;
         let status = WorkloadCertificateStatus {
             conditions: vec![
@@ -402,10 +477,7 @@ impl Reconciler {
                     CONDITION_READY,
                     true,
                     "Issued",
-                    format!(
-                        "Certificate {} is valid and up to date",
-                        certificate.serial_hex
-                    ),
+                    format!("Certificate {serial_hex} is valid and up to date"),
                     generation,
                 ),
                 condition(
@@ -418,15 +490,15 @@ impl Reconciler {
                 ),
             ],
             observed_generation: generation,
-            serial_number: Some(certificate.serial_hex.clone()),
-            not_before: timestamp(certificate.not_before),
-            not_after: timestamp(certificate.not_after),
+            serial_number: Some(serial_hex.clone()),
+            not_before: timestamp(facts.not_before),
+            not_after: timestamp(state.not_after),
             renewal_time: timestamp(renewal),
             revision: Some(revision),
         };
         if status_changed(&previous, &status) {
-            if previous.serial_number.as_deref() != Some(certificate.serial_hex.as_str()) {
-                tracing::info!(serial = %certificate.serial_hex, revision, "adopted the certificate already in the Secret");
+            if previous.serial_number.as_deref() != Some(serial_hex.as_str()) {
+                tracing::info!(serial = %serial_hex, revision, "adopted the certificate already in the Secret");
             }
             self.patch_status(&status).await?;
         }
@@ -436,7 +508,7 @@ impl Reconciler {
     async fn issue(
         &self,
         issuance: Issuance<'_>,
-        secret: Option<Secret>,
+        secret: Option<CurrentSecret>,
     ) -> Result<Action, ProblemOrError> {
         let Issuance {
             trigger,
@@ -450,34 +522,9 @@ impl Reconciler {
         let spec = &self.certificate.spec;
         let previous = self.previous_status();
         let generation = self.certificate.metadata.generation;
+        // No status write before signing: the status is written once, with the outcome (an
+        // issued certificate, or the problem), which is one write fewer per certificate.
         tracing::info!(reason = trigger.reason(), "issuing certificate");
-        let mut issuing = previous.clone();
-        issuing.conditions = vec![
-            previous
-                .conditions
-                .iter()
-                .find(|c| c.type_ == CONDITION_READY)
-                .cloned()
-                .unwrap_or_else(|| {
-                    condition(
-                        &[],
-                        CONDITION_READY,
-                        false,
-                        "Issuing",
-                        "The first certificate is being issued",
-                        generation,
-                    )
-                }),
-            condition(
-                &previous.conditions,
-                CONDITION_ISSUING,
-                true,
-                trigger.reason(),
-                trigger.message(),
-                generation,
-            ),
-        ];
-        self.patch_status(&issuing).await?;
 
         let now = OffsetDateTime::now_utc();
         let not_after = now + settings.duration;
@@ -493,10 +540,16 @@ impl Reconciler {
         }
         // A revoked certificate's key is never reused.
         let reusable_key = match (settings.rotation, &secret) {
-            (PrivateKeyRotationPolicy::Never, Some(secret))
+            (PrivateKeyRotationPolicy::Never, Some(current))
                 if trigger != IssuanceTrigger::Revoked =>
             {
-                secret_text(secret, TLS_PRIVATE_KEY_KEY)
+                // The cache keeps no keys: the one to reuse is read.
+                let body = match &current.body {
+                    Some(body) => Some(body.clone()),
+                    None => self.secrets.get_opt(&spec.secret_name).await?,
+                };
+                body.as_ref()
+                    .and_then(|body| secret_text(body, TLS_PRIVATE_KEY_KEY))
                     .and_then(|pem| KeyPair::from_pem(&pem).ok())
                     .filter(|key| key_matches_algorithm(key, settings.key_algorithm))
                     .map(|key| key.serialize_pem())
@@ -562,8 +615,7 @@ impl Reconciler {
         let revision = previous.revision.unwrap_or(0).max(
             secret
                 .as_ref()
-                .and_then(|s| secret_annotation(s, REVISION_ANNOTATION))
-                .and_then(|r| r.parse().ok())
+                .and_then(|s| s.facts.state.annotated_revision)
                 .unwrap_or(0),
         ) + 1;
         let chain = if ca.self_signed {
@@ -572,7 +624,9 @@ impl Reconciler {
             format!("{leaf_pem}{}", ca.certificate_pem)
         };
         self.write_secret(
-            secret,
+            secret.map(|s| s.facts.resource_version),
+            ca,
+            settings.key_algorithm,
             chain,
             key_pem,
             ca.certificate_pem.clone(),
@@ -649,11 +703,14 @@ impl Reconciler {
     }
 
     /// Writes certificate, key and annotations in one request, so the Secret is never
-    /// half-written; replacing guards on the resourceVersion read before issuing.
+    /// half-written; replacing guards on the resourceVersion read before issuing. What was
+    /// written is remembered, so the next reconcile need not read it back.
     #[allow(clippy::too_many_arguments)]
     async fn write_secret(
         &self,
-        existing: Option<Secret>,
+        existing_version: Option<String>,
+        ca: &LoadedCa,
+        key_algorithm: WorkloadKeyAlgorithm,
         chain: String,
         key_pem: String,
         ca_pem: String,
@@ -694,24 +751,47 @@ impl Reconciler {
                 labels: Some(labels),
                 annotations: Some(annotations),
                 owner_references: Some(vec![owner]),
-                resource_version: existing
-                    .as_ref()
-                    .and_then(|s| s.metadata.resource_version.clone()),
+                resource_version: existing_version.clone(),
                 ..Default::default()
             },
             type_: Some("kubernetes.io/tls".into()),
             data: Some(data),
             ..Default::default()
         };
-        match existing {
-            None => self.secrets.create(&PostParams::default(), &secret).await?,
+        let namespace = self.certificate.namespace().unwrap_or_default();
+        let written = match existing_version {
+            None => self.secrets.create(&PostParams::default(), &secret).await,
             Some(_) => {
                 self.secrets
                     .replace(&spec.secret_name, &PostParams::default(), &secret)
-                    .await?
+                    .await
             }
         };
-        Ok(())
+        match written {
+            Ok(written) => {
+                let facts =
+                    inspect_secret(&written, &self.certificate.name_any(), ca, key_algorithm);
+                self.ctx.reads.remember_secret(
+                    &namespace,
+                    &spec.secret_name,
+                    KnownSecret::Read(facts),
+                );
+                Ok(())
+            }
+            Err(error) => {
+                // Someone else's Secret of that name (which no watch of ours shows), or ours
+                // changed meanwhile: the next reconcile reads it instead of trusting the cache.
+                self.ctx.reads.forget_secret(&namespace, &spec.secret_name);
+                if matches!(&error, kube::Error::Api(status) if status.code == 409) {
+                    self.ctx.reads.remember_secret(
+                        &namespace,
+                        &spec.secret_name,
+                        KnownSecret::Unread,
+                    );
+                }
+                Err(error.into())
+            }
+        }
     }
 
     async fn patch_status(&self, status: &WorkloadCertificateStatus) -> Result<(), Error> {
@@ -802,13 +882,19 @@ fn sign_leaf(
     Ok((certificate.pem(), key.serialize_pem()))
 }
 
-/// What the Secret holds, checked against the CA and the requested key algorithm.
-fn inspect_secret(secret: &Secret, ca: &LoadedCa, algorithm: WorkloadKeyAlgorithm) -> SecretState {
+/// What the Secret holds, checked against the CA and the requested key algorithm, and whether
+/// the certificate named `certificate_name` may overwrite it.
+fn inspect_secret(
+    secret: &Secret,
+    certificate_name: &str,
+    ca: &LoadedCa,
+    algorithm: WorkloadKeyAlgorithm,
+) -> SecretFacts {
     let certificate =
         secret_text(secret, TLS_CERTIFICATE_KEY).and_then(|pem| parse_certificate_pem(&pem).ok());
     let key = secret_text(secret, TLS_PRIVATE_KEY_KEY).and_then(|pem| KeyPair::from_pem(&pem).ok());
     let annotation = |name| secret_annotation(secret, name).map(str::to_string);
-    SecretState {
+    let state = SecretState {
         certificate_serial: certificate.as_ref().map(|c| c.serial_hex.clone()),
         not_after: certificate
             .as_ref()
@@ -829,6 +915,21 @@ fn inspect_secret(secret: &Secret, ca: &LoadedCa, algorithm: WorkloadKeyAlgorith
         annotated_serial: annotation(SERIAL_ANNOTATION),
         annotated_revision: annotation(REVISION_ANNOTATION).and_then(|r| r.parse().ok()),
         annotated_spec_hash: annotation(SPEC_HASH_ANNOTATION),
+    };
+    SecretFacts {
+        resource_version: secret.metadata.resource_version.clone().unwrap_or_default(),
+        authority: authority_id(&ca.certificate.public_key_info),
+        key_algorithm: algorithm,
+        state,
+        not_before: certificate
+            .as_ref()
+            .map(|c| c.not_before)
+            .unwrap_or_default(),
+        owned: secret
+            .labels()
+            .get(CERTIFICATE_NAME_LABEL)
+            .map(String::as_str)
+            == Some(certificate_name),
     }
 }
 

@@ -405,6 +405,8 @@ fn needed() -> Vec<Access> {
         )
         .named(RELEASE_NAMED),
         access("get", "", "namespaces").named(OTHER_NAMESPACE),
+        access("list", "", "namespaces"),
+        access("watch", "", "namespaces"),
         // Its own ClusterRole's uid, to own the webhook configuration by it.
         access("get", "rbac.authorization.k8s.io", "clusterroles").named(RELEASE_NAMED),
     ]
@@ -475,7 +477,6 @@ fn refused() -> Vec<Access> {
         access("get", "", "nodes"),
         access("delete", "", "namespaces").named(OTHER_NAMESPACE),
         access("patch", "", "namespaces").named(OTHER_NAMESPACE),
-        access("watch", "", "namespaces"),
     ]
 }
 

@@ -1,0 +1,215 @@
+//! What the WorkloadCertificate reconciler reads without asking the API server: reflector
+//! stores that the controller's own watches keep current, and what it learned of the Secrets it
+//! wrote. A reconcile with nothing to do then makes no request at all; a GET is left only where
+//! the caches disagree (just after a write, before its watch event arrives) or know nothing (the
+//! first look after a restart).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::core::PartialObjectMeta;
+use kube::runtime::reflector::{self, ObjectRef, Store, store::Writer};
+
+use super::ca::LoadedCa;
+use super::issuance_policy::SecretState;
+use crate::api::{ClusterIssuer, Issuer, IssuerKind, WorkloadKeyAlgorithm};
+
+/// How long a CA loaded from a Secret that no watch covers (one the platform team supplied,
+/// without the controller's label) is used before it is read again.
+pub const UNWATCHED_CA_TTL: Duration = Duration::from_secs(30);
+
+/// The stores, filled by the watches [`CacheWriters`] feed.
+pub struct CachedReads {
+    pub issuers: Store<Issuer>,
+    pub cluster_issuers: Store<ClusterIssuer>,
+    /// Namespaces' metadata: a ClusterIssuer's namespace selector is matched against it.
+    pub namespaces: Store<PartialObjectMeta<Namespace>>,
+    /// Metadata of the Secrets the controller manages (its label): workload Secrets and the CA
+    /// Secrets it created. Bodies are not kept: 10,000 of them would be most of the memory.
+    pub managed_secrets: Store<PartialObjectMeta<Secret>>,
+    secrets: Mutex<HashMap<(String, String), KnownSecret>>,
+    cas: Mutex<HashMap<IssuerKey, CachedCa>>,
+}
+
+/// The writing halves, consumed by the watches of the reconcilers.
+pub struct CacheWriters {
+    pub issuers: Writer<Issuer>,
+    pub cluster_issuers: Writer<ClusterIssuer>,
+    pub namespaces: Writer<PartialObjectMeta<Namespace>>,
+    pub managed_secrets: Writer<PartialObjectMeta<Secret>>,
+}
+
+/// Empty stores and the writers that fill them.
+pub fn cached_reads() -> (CachedReads, CacheWriters) {
+    let (issuers, issuers_writer) = reflector::store();
+    let (cluster_issuers, cluster_issuers_writer) = reflector::store();
+    let (namespaces, namespaces_writer) = reflector::store();
+    let (managed_secrets, managed_secrets_writer) = reflector::store();
+    (
+        CachedReads {
+            issuers,
+            cluster_issuers,
+            namespaces,
+            managed_secrets,
+            secrets: Mutex::default(),
+            cas: Mutex::default(),
+        },
+        CacheWriters {
+            issuers: issuers_writer,
+            cluster_issuers: cluster_issuers_writer,
+            namespaces: namespaces_writer,
+            managed_secrets: managed_secrets_writer,
+        },
+    )
+}
+
+/// What the controller knows of a workload Secret.
+#[derive(Clone, Debug)]
+pub enum KnownSecret {
+    /// Its content at one version.
+    Read(SecretFacts),
+    /// It exists (a create was refused), but its content is not known: it must be read.
+    Unread,
+}
+
+/// What a workload Secret held at one resourceVersion, judged against one CA and key algorithm.
+#[derive(Clone, Debug)]
+pub struct SecretFacts {
+    pub resource_version: String,
+    /// The CA (authority id) the certificate was checked against.
+    pub authority: String,
+    pub key_algorithm: WorkloadKeyAlgorithm,
+    pub state: SecretState,
+    /// notBefore of `tls.crt`, Unix seconds (its notAfter is in `state`).
+    pub not_before: i64,
+    /// Whether the Secret carries this certificate's label: one it may overwrite.
+    pub owned: bool,
+}
+
+/// An issuer as the CA cache names it.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+pub struct IssuerKey {
+    pub kind: IssuerKind,
+    pub namespace: String,
+    pub name: String,
+}
+
+/// A loaded CA and what it was loaded from.
+struct CachedCa {
+    ca: std::sync::Arc<LoadedCa>,
+    issuer_uid: String,
+    issuer_generation: Option<i64>,
+    /// The CA Secret's resourceVersion, when a watch covers the Secret.
+    secret_version: Option<String>,
+    loaded_at: Instant,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl CachedReads {
+    /// Resolves once every store has its first full list, so that an absent object means absent.
+    pub async fn wait_until_ready(&self) {
+        // A store whose writer is gone never fills; the reconcilers then stop with the
+        // controller, so the error needs no handling here.
+        let _ = futures::join!(
+            self.issuers.wait_until_ready(),
+            self.cluster_issuers.wait_until_ready(),
+            self.namespaces.wait_until_ready(),
+            self.managed_secrets.wait_until_ready(),
+        );
+    }
+
+    pub fn issuer(&self, namespace: &str, name: &str) -> Option<std::sync::Arc<Issuer>> {
+        self.issuers.get(&ObjectRef::new(name).within(namespace))
+    }
+
+    pub fn cluster_issuer(&self, name: &str) -> Option<std::sync::Arc<ClusterIssuer>> {
+        self.cluster_issuers.get(&ObjectRef::new(name))
+    }
+
+    /// The labels of a namespace; None when the store has not seen it.
+    pub fn namespace_labels(
+        &self,
+        name: &str,
+    ) -> Option<std::collections::BTreeMap<String, String>> {
+        self.namespaces
+            .get(&ObjectRef::new(name))
+            .map(|ns| ns.metadata.labels.clone().unwrap_or_default())
+    }
+
+    /// The resourceVersion of a managed Secret as the watch last saw it.
+    pub fn managed_secret_version(&self, namespace: &str, name: &str) -> Option<String> {
+        self.managed_secrets
+            .get(&ObjectRef::new(name).within(namespace))
+            .and_then(|secret| secret.metadata.resource_version.clone())
+    }
+
+    /// What this controller knows of a Secret, whatever its version.
+    pub fn secret(&self, namespace: &str, name: &str) -> Option<KnownSecret> {
+        lock(&self.secrets)
+            .get(&(namespace.to_string(), name.to_string()))
+            .cloned()
+    }
+
+    pub fn remember_secret(&self, namespace: &str, name: &str, known: KnownSecret) {
+        lock(&self.secrets).insert((namespace.to_string(), name.to_string()), known);
+    }
+
+    pub fn forget_secret(&self, namespace: &str, name: &str) {
+        lock(&self.secrets).remove(&(namespace.to_string(), name.to_string()));
+    }
+
+    /// A CA loaded earlier for this issuer, while it is still what the issuer and its Secret
+    /// say: same issuer object and generation, and the same CA Secret version (or, for a Secret
+    /// no watch covers, loaded within [`UNWATCHED_CA_TTL`]).
+    pub fn ca(
+        &self,
+        key: &IssuerKey,
+        issuer_uid: &str,
+        issuer_generation: Option<i64>,
+        secret_version: Option<&str>,
+        now: Instant,
+    ) -> Option<std::sync::Arc<LoadedCa>> {
+        let cas = lock(&self.cas);
+        let cached = cas.get(key)?;
+        let current = cached.issuer_uid == issuer_uid
+            && cached.issuer_generation == issuer_generation
+            && match (secret_version, &cached.secret_version) {
+                (Some(now_seen), Some(loaded_from)) => now_seen == loaded_from,
+                (None, None) => now.duration_since(cached.loaded_at) < UNWATCHED_CA_TTL,
+                _ => false,
+            };
+        current.then(|| cached.ca.clone())
+    }
+
+    pub fn remember_ca(
+        &self,
+        key: IssuerKey,
+        issuer_uid: String,
+        issuer_generation: Option<i64>,
+        secret_version: Option<String>,
+        ca: std::sync::Arc<LoadedCa>,
+        now: Instant,
+    ) {
+        lock(&self.cas).insert(
+            key,
+            CachedCa {
+                ca,
+                issuer_uid,
+                issuer_generation,
+                secret_version,
+                loaded_at: now,
+            },
+        );
+    }
+
+    pub fn forget_ca(&self, key: &IssuerKey) {
+        lock(&self.cas).remove(key);
+    }
+}
