@@ -31,6 +31,8 @@ pub struct CachedReads {
     pub managed_secrets: Store<PartialObjectMeta<Secret>>,
     secrets: Mutex<HashMap<(String, String), KnownSecret>>,
     cas: Mutex<HashMap<IssuerKey, CachedCa>>,
+    /// True once every store has had its first full list.
+    filled: tokio::sync::watch::Sender<bool>,
 }
 
 /// The writing halves, consumed by the watches of the reconcilers.
@@ -55,6 +57,7 @@ pub fn cached_reads() -> (CachedReads, CacheWriters) {
             managed_secrets,
             secrets: Mutex::default(),
             cas: Mutex::default(),
+            filled: tokio::sync::watch::Sender::new(false),
         },
         CacheWriters {
             issuers: issuers_writer,
@@ -113,16 +116,23 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl CachedReads {
-    /// Resolves once every store has its first full list, so that an absent object means absent.
-    pub async fn wait_until_ready(&self) {
+    /// Waits for every store's first full list, then lets [`CachedReads::wait_until_filled`]
+    /// through. Run once, by one task: a store's own readiness wakes only its latest waiter,
+    /// so reconciles waiting on it side by side could wait forever.
+    pub async fn mark_filled_when_listed(&self) {
         // A store whose writer is gone never fills; the reconcilers then stop with the
         // controller, so the error needs no handling here.
-        let _ = futures::join!(
-            self.issuers.wait_until_ready(),
-            self.cluster_issuers.wait_until_ready(),
-            self.namespaces.wait_until_ready(),
-            self.managed_secrets.wait_until_ready(),
-        );
+        let _ = self.issuers.wait_until_ready().await;
+        let _ = self.cluster_issuers.wait_until_ready().await;
+        let _ = self.namespaces.wait_until_ready().await;
+        let _ = self.managed_secrets.wait_until_ready().await;
+        self.filled.send_replace(true);
+    }
+
+    /// Resolves once every store has its first full list, so that an absent object means absent.
+    pub async fn wait_until_filled(&self) {
+        let mut filled = self.filled.subscribe();
+        let _ = filled.wait_for(|filled| *filled).await;
     }
 
     pub fn issuer(&self, namespace: &str, name: &str) -> Option<std::sync::Arc<Issuer>> {
@@ -211,5 +221,51 @@ impl CachedReads {
 
     pub fn forget_ca(&self, key: &IssuerKey) {
         lock(&self.cas).remove(key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::runtime::watcher::Event;
+    use std::sync::Arc;
+
+    #[tokio::test]
+    async fn every_reconcile_waiting_for_the_stores_is_let_through_once_they_are_listed() {
+        let (reads, mut writers) = cached_reads();
+        let reads = Arc::new(reads);
+        let marker = tokio::spawn({
+            let reads = reads.clone();
+            async move { reads.mark_filled_when_listed().await }
+        });
+        // Many reconciles wait at once, as they do when a new leader starts.
+        let waiters: Vec<_> = (0..32)
+            .map(|_| {
+                let reads = reads.clone();
+                tokio::spawn(async move { reads.wait_until_filled().await })
+            })
+            .collect();
+        tokio::task::yield_now().await;
+        assert!(
+            waiters.iter().all(|w| !w.is_finished()),
+            "let through before any list"
+        );
+        writers.issuers.apply_watcher_event(&Event::InitDone);
+        writers
+            .cluster_issuers
+            .apply_watcher_event(&Event::InitDone);
+        writers.namespaces.apply_watcher_event(&Event::InitDone);
+        writers
+            .managed_secrets
+            .apply_watcher_event(&Event::InitDone);
+        let all = async {
+            for waiter in waiters {
+                let _ = waiter.await;
+            }
+            let _ = marker.await;
+        };
+        tokio::time::timeout(Duration::from_secs(5), all)
+            .await
+            .expect("a waiter was never woken");
     }
 }

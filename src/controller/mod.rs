@@ -349,6 +349,10 @@ async fn reconcile_all(client: kube::Client, options: &ControllerOptions, ctx: A
         tracing::error!("the reconcilers were started twice in one process; not starting again");
         return;
     };
+    let filled = {
+        let ctx = ctx.clone();
+        async move { ctx.reads.mark_filled_when_listed().await }
+    };
     let certificates = Controller::new(
         api::<WorkloadCertificate>(&client, &options.namespace),
         watcher::Config::default(),
@@ -527,6 +531,7 @@ async fn reconcile_all(client: kube::Client, options: &ControllerOptions, ctx: A
         cluster_issuers,
         certificates,
         revocations,
-        bindings
+        bindings,
+        filled
     );
 }

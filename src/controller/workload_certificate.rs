@@ -197,7 +197,7 @@ impl Reconciler {
                     retry: None,
                 })
             })?;
-        self.ctx.reads.wait_until_ready().await;
+        self.ctx.reads.wait_until_filled().await;
         let (ca, crl_distribution_point, identity) = self.issuer_ca().await?;
         let secret = self.current_secret(&ca, settings.key_algorithm).await?;
         if let Some(secret) = &secret

@@ -113,7 +113,11 @@ pub fn start_controller(
         .arg(format!("--http-address=127.0.0.1:{port}"))
         .args(extra_args)
         .env("KUBECONFIG", kubeconfig)
-        .env("RUST_LOG", "info,iamra=debug")
+        // IAMRA_TEST_CONTROLLER_LOG overrides the controllers' log filter, for debugging a test.
+        .env(
+            "RUST_LOG",
+            std::env::var("IAMRA_TEST_CONTROLLER_LOG").unwrap_or("info,iamra=debug".into()),
+        )
         .envs(AWS_TEST_ENV.iter().copied())
         .envs(extra_env.iter().copied());
     let log = log_dir.join(format!("controller-{namespace}-{}.log", unique_suffix()));
