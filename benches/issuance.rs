@@ -25,7 +25,7 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
 use support::api_requests::{RequestCounts, request_counts};
-use support::vm_hwm_kib;
+use support::{cpu_seconds, vm_hwm_kib};
 
 const NAMESPACE: &str = "bench";
 /// Requests in flight from the bench, in both phases.
@@ -98,6 +98,8 @@ struct Phase {
     /// Requests during the steady-state window after the last Ready.
     steady: Option<(Duration, RequestCounts)>,
     peak_rss_kib: Option<u64>,
+    /// The controller's CPU seconds from the first apply to the last Ready.
+    controller_cpu_seconds: Option<f64>,
 }
 
 async fn bare_secrets(binaries: &ControlPlaneBinaries, count: usize) -> anyhow::Result<Phase> {
@@ -125,6 +127,7 @@ async fn bare_secrets(binaries: &ControlPlaneBinaries, count: usize) -> anyhow::
         requests,
         steady: None,
         peak_rss_kib: None,
+        controller_cpu_seconds: None,
     })
 }
 
@@ -196,6 +199,7 @@ async fn iamra(
     let certificates: Api<WorkloadCertificate> = Api::namespaced(client.clone(), NAMESPACE);
 
     let before = request_counts(&client).await?;
+    let cpu_before = cpu_seconds(controller.id());
     let started = Instant::now();
     futures::stream::iter(0..count)
         .map(|index| {
@@ -224,6 +228,7 @@ async fn iamra(
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let seconds = started.elapsed().as_secs_f64();
+    let controller_cpu_seconds = Some(cpu_seconds(controller.id()) - cpu_before);
     let after = request_counts(&client).await?;
     let mut requests = after.since(&before);
     requests.subtract("APPLY", count as f64);
@@ -238,6 +243,7 @@ async fn iamra(
         requests,
         steady: Some((steady_for, steady)),
         peak_rss_kib: Some(peak_rss_kib),
+        controller_cpu_seconds,
     })
 }
 
@@ -245,13 +251,17 @@ fn print_phase(name: &str, phase: &Phase, count: usize, limit: f64) {
     let rate = count as f64 / phase.seconds;
     let per = |total: f64| total / count as f64;
     println!(
-        "| {name} | {:.1} s | {:.0}/s | {:.2}× | {} | {:.1} ({}) |",
+        "| {name} | {:.1} s | {:.0}/s | {:.2}× | {} | {} | {:.1} ({}) |",
         phase.seconds,
         rate,
         rate / limit,
         phase
             .peak_rss_kib
             .map(|kib| format!("{:.1} MiB", kib as f64 / 1024.0))
+            .unwrap_or_else(|| "–".into()),
+        phase
+            .controller_cpu_seconds
+            .map(|cpu| format!("{:.2} ms", cpu * 1000.0 / count as f64))
             .unwrap_or_else(|| "–".into()),
         per(phase.requests.total()),
         phase.requests.per_verb(count),
@@ -282,9 +292,9 @@ async fn main() -> anyhow::Result<()> {
     );
     println!();
     println!(
-        "| phase | first apply to last Ready | per second | × bare Secrets | controller peak RSS | API requests per certificate (by verb) |"
+        "| phase | first apply to last Ready | per second | × bare Secrets | controller peak RSS | controller CPU per certificate | API requests per certificate (by verb) |"
     );
-    println!("|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|");
     print_phase("bare Secret creates", &bare, count, limit);
     print_phase("iamra", &iamra, count, limit);
     if let Some((window, steady)) = &iamra.steady {
@@ -293,7 +303,7 @@ async fn main() -> anyhow::Result<()> {
         println!(
             "steady state, {:.0} s with all Ready: {:.3} API requests per certificate per minute ({})",
             window.as_secs_f64(),
-            steady.total() / count as f64 / minutes,
+            (steady.total() / count as f64 / minutes).max(0.0),
             steady.per_verb(count),
         );
     }

@@ -5,6 +5,7 @@
 //! first look after a restart).
 
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -14,7 +15,9 @@ use kube::runtime::reflector::{self, ObjectRef, Store, store::Writer};
 
 use super::ca::LoadedCa;
 use super::issuance_policy::SecretState;
-use crate::api::{ClusterIssuer, Issuer, IssuerKind, WorkloadKeyAlgorithm};
+use crate::api::{
+    ClusterIssuer, Issuer, IssuerKind, WorkloadCertificateStatus, WorkloadKeyAlgorithm,
+};
 
 /// How long a CA loaded from a Secret that no watch covers (one the platform team supplied,
 /// without the controller's label) is used before it is read again.
@@ -31,6 +34,9 @@ pub struct CachedReads {
     pub managed_secrets: Store<PartialObjectMeta<Secret>>,
     secrets: Mutex<HashMap<(String, String), KnownSecret>>,
     cas: Mutex<HashMap<IssuerKey, CachedCa>>,
+    /// The last status written to each WorkloadCertificate (by uid), until a reconcile has seen
+    /// past it.
+    status_writes: Mutex<HashMap<String, StatusWrite>>,
     /// True once every store has had its first full list.
     filled: tokio::sync::watch::Sender<bool>,
 }
@@ -57,6 +63,7 @@ pub fn cached_reads() -> (CachedReads, CacheWriters) {
             managed_secrets,
             secrets: Mutex::default(),
             cas: Mutex::default(),
+            status_writes: Mutex::default(),
             filled: tokio::sync::watch::Sender::new(false),
         },
         CacheWriters {
@@ -89,6 +96,22 @@ pub struct SecretFacts {
     pub not_before: i64,
     /// Whether the Secret carries this certificate's label: one it may overwrite.
     pub owned: bool,
+}
+
+/// A status write: what it replaced (a hash of it) and which certificate it reported.
+struct StatusWrite {
+    replaced: u64,
+    serial: Option<String>,
+    generation: Option<i64>,
+    revision: Option<i64>,
+}
+
+fn status_hash(status: &WorkloadCertificateStatus) -> u64 {
+    let mut hasher = std::hash::DefaultHasher::new();
+    serde_json::to_string(status)
+        .unwrap_or_default()
+        .hash(&mut hasher);
+    hasher.finish()
 }
 
 /// An issuer as the CA cache names it.
@@ -221,6 +244,44 @@ impl CachedReads {
 
     pub fn forget_ca(&self, key: &IssuerKey) {
         lock(&self.cas).remove(key);
+    }
+
+    /// Remembers that `written` replaced `replaced` on the certificate `uid`.
+    pub fn remember_status_write(
+        &self,
+        uid: &str,
+        replaced: &WorkloadCertificateStatus,
+        written: &WorkloadCertificateStatus,
+    ) {
+        lock(&self.status_writes).insert(
+            uid.to_string(),
+            StatusWrite {
+                replaced: status_hash(replaced),
+                serial: written.serial_number.clone(),
+                generation: written.observed_generation,
+                revision: written.revision,
+            },
+        );
+    }
+
+    /// Whether a reconcile that sees `shown` is looking at the object from before our last
+    /// status write, and would write the same certificate's status again (`computed`). Answers
+    /// yes once only: if the object still shows the replaced status on a later look, someone
+    /// wrote it back, and it is written again.
+    pub fn is_own_status_write_not_yet_seen(
+        &self,
+        uid: &str,
+        shown: &WorkloadCertificateStatus,
+        computed: &WorkloadCertificateStatus,
+    ) -> bool {
+        let mut writes = lock(&self.status_writes);
+        let Some(write) = writes.remove(uid) else {
+            return false;
+        };
+        write.replaced == status_hash(shown)
+            && write.serial == computed.serial_number
+            && write.generation == computed.observed_generation
+            && write.revision == computed.revision
     }
 }
 

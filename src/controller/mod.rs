@@ -75,8 +75,10 @@ use fair_share::{FairShare, within_share};
 use leader::LeaderElector;
 use panic_safe::panic_safe;
 
-/// Reconciles of one kind running at once (`--concurrency`).
-pub const DEFAULT_CONCURRENCY: u16 = 16;
+/// Reconciles of one kind running at once (`--concurrency`). A reconcile mostly waits on the
+/// API server; 64 keep it busy, and one namespace's quarter (16) is enough to issue at the API
+/// server's pace.
+pub const DEFAULT_CONCURRENCY: u16 = 64;
 
 /// How long an Issuer waits after a trigger before building a CRL, so a burst of Revocations
 /// lands in one CRL and one import.
@@ -250,10 +252,10 @@ fn guarded<K, F, Fut>(
     kind: &'static str,
     ctx: &Arc<Context>,
     reconcile: F,
-) -> impl FnMut(Arc<K>, Arc<Context>) -> BoxFuture<'static, Result<Action, Error>>
+) -> impl Fn(Arc<K>, Arc<Context>) -> BoxFuture<'static, Result<Action, Error>> + Send + Sync + 'static
 where
     K: kube::Resource<DynamicType = ()> + Send + Sync + 'static,
-    F: Fn(Arc<K>, Arc<Context>) -> Fut,
+    F: Fn(Arc<K>, Arc<Context>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<Action, Error>> + Send + 'static,
 {
     within_share(kind, ctx.fair_share.clone(), panic_safe(reconcile))
@@ -261,6 +263,9 @@ where
 
 /// The controllers, until a shutdown signal.
 async fn reconcile_all(client: kube::Client, options: &ControllerOptions, ctx: Arc<Context>) {
+    // The reconciles that run `guarded` wait in the fair share's queues, which bound them to
+    // `--concurrency` per kind; kube-runtime hands them over at once (no limit of its own).
+    let queued = kube::runtime::controller::Config::default();
     let config = kube::runtime::controller::Config::default().concurrency(options.concurrency);
     let managed =
         watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"));
@@ -271,7 +276,7 @@ async fn reconcile_all(client: kube::Client, options: &ControllerOptions, ctx: A
         api::<Issuer>(&client, &options.namespace),
         watcher::Config::default(),
     )
-    .with_config(config.clone().debounce(CRL_COALESCE_WINDOW))
+    .with_config(queued.clone().debounce(CRL_COALESCE_WINDOW))
     .owns(
         api::<ConfigMap>(&client, &options.namespace),
         managed.clone(),
@@ -353,6 +358,13 @@ async fn reconcile_all(client: kube::Client, options: &ControllerOptions, ctx: A
         let ctx = ctx.clone();
         async move { ctx.reads.mark_filled_when_listed().await }
     };
+    let stop_queues = {
+        let ctx = ctx.clone();
+        async move {
+            crate::shutdown::signal().await;
+            ctx.fair_share.stop();
+        }
+    };
     let certificates = Controller::new(
         api::<WorkloadCertificate>(&client, &options.namespace),
         watcher::Config::default(),
@@ -391,7 +403,7 @@ async fn reconcile_all(client: kube::Client, options: &ControllerOptions, ctx: A
     let issuer_store = certificate_store.clone();
     let namespace_store = certificate_store.clone();
     let certificates = certificates
-        .with_config(config.clone())
+        .with_config(queued.clone())
         .owns_stream(managed_secrets)
         // A change of an Issuer that its certificates read (it became Ready, its CA changed)
         // revisits them; a CRL published changes only its status, and revisits none.
@@ -462,7 +474,7 @@ async fn reconcile_all(client: kube::Client, options: &ControllerOptions, ctx: A
         api::<Revocation>(&client, &options.namespace),
         watcher::Config::default(),
     )
-    .with_config(config.clone())
+    .with_config(queued.clone())
     .shutdown_on_signal()
     .run(
         guarded("revocation", &ctx, revocation::reconcile),
@@ -481,7 +493,7 @@ async fn reconcile_all(client: kube::Client, options: &ControllerOptions, ctx: A
     );
     let binding_store = bindings.store();
     let bindings = bindings
-        .with_config(config.clone())
+        .with_config(queued)
         .owns(
             api::<WorkloadCertificate>(&client, &options.namespace),
             watcher::Config::default(),
@@ -532,6 +544,7 @@ async fn reconcile_all(client: kube::Client, options: &ControllerOptions, ctx: A
         certificates,
         revocations,
         bindings,
-        filled
+        filled,
+        stop_queues
     );
 }

@@ -29,10 +29,10 @@ fn panic_message(payload: &(dyn Any + Send)) -> String {
 /// `reconcile`, with a panic turned into [`Error::Panicked`] for the object it was reconciling.
 pub fn panic_safe<K, F, Fut>(
     reconcile: F,
-) -> impl FnMut(Arc<K>, Arc<Context>) -> BoxFuture<'static, Result<Action, Error>>
+) -> impl Fn(Arc<K>, Arc<Context>) -> BoxFuture<'static, Result<Action, Error>> + Send + Sync + 'static
 where
     K: Resource<DynamicType = ()> + Send + Sync + 'static,
-    F: Fn(Arc<K>, Arc<Context>) -> Fut,
+    F: Fn(Arc<K>, Arc<Context>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<Action, Error>> + Send + 'static,
 {
     move |object, ctx| {
@@ -97,14 +97,14 @@ mod tests {
         object.metadata.namespace = Some("default".into());
         let object = Arc::new(object);
 
-        let mut failing = panic_safe(explodes);
+        let failing = panic_safe(explodes);
         match failing(object.clone(), ctx.clone()).await {
             Err(Error::Panicked(message)) => {
                 assert!(message.contains("index out of bounds"), "{message}")
             }
             other => panic!("the panic was not caught as the object's error: {other:?}"),
         }
-        let mut fine = panic_safe(works);
+        let fine = panic_safe(works);
         assert!(fine(object, ctx).await.is_ok());
     }
 }

@@ -470,8 +470,24 @@ impl Reconciler {
             .ok_or(Error::MissingObjectKey("tls.crt"))?;
         let renewal = state.not_after - settings.renew_before.as_secs() as i64;
         let generation = self.certificate.metadata.generation;
-        let status = WorkloadCertificateStatus {
-            conditions: vec![
+        // The conditions the issuance wrote for this very certificate stay as they are (their
+        // message names the trigger); otherwise, or when they say anything else, they are set.
+        let already_reported = previous.serial_number.as_deref() == Some(serial_hex.as_str())
+            && previous.revision == Some(revision)
+            && previous.observed_generation == generation
+            && previous.conditions.len() == 2
+            && previous.conditions.iter().all(|c| {
+                c.observed_generation == generation
+                    && match c.type_.as_str() {
+                        CONDITION_READY => c.status == "True",
+                        CONDITION_ISSUING => c.status == "False",
+                        _ => false,
+                    }
+            });
+        let conditions = if already_reported {
+            previous.conditions.clone()
+        } else {
+            vec![
                 condition(
                     &previous.conditions,
                     CONDITION_READY,
@@ -488,7 +504,10 @@ impl Reconciler {
                     "No issuance needed",
                     generation,
                 ),
-            ],
+            ]
+        };
+        let status = WorkloadCertificateStatus {
+            conditions,
             observed_generation: generation,
             serial_number: Some(serial_hex.clone()),
             not_before: timestamp(facts.not_before),
@@ -496,11 +515,11 @@ impl Reconciler {
             renewal_time: timestamp(renewal),
             revision: Some(revision),
         };
-        if status_changed(&previous, &status) {
+        if self.status_needs_writing(&previous, &status) {
             if previous.serial_number.as_deref() != Some(serial_hex.as_str()) {
                 tracing::info!(serial = %serial_hex, revision, "adopted the certificate already in the Secret");
             }
-            self.patch_status(&status).await?;
+            self.patch_status(&previous, &status).await?;
         }
         Ok(requeue_at(renewal))
     }
@@ -667,7 +686,7 @@ impl Reconciler {
             renewal_time: timestamp(renewal),
             revision: Some(revision),
         };
-        self.patch_status(&status).await?;
+        self.patch_status(&previous, &status).await?;
         self.ctx
             .publish_event(
                 self.certificate.as_ref(),
@@ -794,7 +813,28 @@ impl Reconciler {
         }
     }
 
-    async fn patch_status(&self, status: &WorkloadCertificateStatus) -> Result<(), Error> {
+    /// Whether `status` differs from what the object shows, and is not a write of ours that the
+    /// watch has not delivered yet (a reconcile triggered by our own Secret write sees the
+    /// object from before our status write; writing again would double the status writes).
+    fn status_needs_writing(
+        &self,
+        shown: &WorkloadCertificateStatus,
+        status: &WorkloadCertificateStatus,
+    ) -> bool {
+        let uid = self.certificate.uid().unwrap_or_default();
+        status_changed(shown, status)
+            && !self
+                .ctx
+                .reads
+                .is_own_status_write_not_yet_seen(&uid, shown, status)
+    }
+
+    /// Writes `status` over `previous` (what the object showed), and remembers the write.
+    async fn patch_status(
+        &self,
+        previous: &WorkloadCertificateStatus,
+        status: &WorkloadCertificateStatus,
+    ) -> Result<(), Error> {
         let patch = json!({
             "apiVersion": "iamra.dev/v1alpha1",
             "kind": "WorkloadCertificate",
@@ -807,6 +847,11 @@ impl Reconciler {
                 &Patch::Apply(&patch),
             )
             .await?;
+        self.ctx.reads.remember_status_write(
+            &self.certificate.uid().unwrap_or_default(),
+            previous,
+            status,
+        );
         Ok(())
     }
 
@@ -834,8 +879,8 @@ impl Reconciler {
                 generation,
             ),
         ];
-        if status_changed(&previous, &status) {
-            self.patch_status(&status).await?;
+        if self.status_needs_writing(&previous, &status) {
+            self.patch_status(&previous, &status).await?;
             self.ctx
                 .publish_event(
                     self.certificate.as_ref(),
