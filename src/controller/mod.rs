@@ -365,11 +365,20 @@ async fn reconcile_all(client: kube::Client, options: &ControllerOptions, ctx: A
             ctx.fair_share.stop();
         }
     };
-    let certificates = Controller::new(
-        api::<WorkloadCertificate>(&client, &options.namespace),
-        watcher::Config::default(),
+    // The certificates' store holds every WorkloadCertificate; their managedFields (a few KB
+    // each, read by nothing here) are dropped on the way in.
+    let (certificate_store, certificate_writer) = kube::runtime::reflector::store();
+    let certificates = Controller::for_stream(
+        watcher::watcher(
+            api::<WorkloadCertificate>(&client, &options.namespace),
+            watcher::Config::default(),
+        )
+        .default_backoff()
+        .modify(|certificate| certificate.metadata.managed_fields = None)
+        .reflect(certificate_writer)
+        .applied_objects(),
+        certificate_store.clone(),
     );
-    let certificate_store = certificates.store();
     metrics::watch_certificates(certificate_store.clone());
     // Every stream below fills a store the reconciler reads instead of the API server; the
     // Secrets' and namespaces' bodies are not needed, only their metadata.
