@@ -242,10 +242,6 @@ impl CachedReads {
         );
     }
 
-    pub fn forget_ca(&self, key: &IssuerKey) {
-        lock(&self.cas).remove(key);
-    }
-
     /// Remembers that `written` replaced `replaced` on the certificate `uid`.
     pub fn remember_status_write(
         &self,
