@@ -242,6 +242,13 @@ impl CachedReads {
         );
     }
 
+    /// Forgets what was remembered for a deleted WorkloadCertificate: its Secret's facts and its
+    /// last status write.
+    pub fn forget_certificate(&self, namespace: &str, secret_name: &str, uid: &str) {
+        self.forget_secret(namespace, secret_name);
+        lock(&self.status_writes).remove(uid);
+    }
+
     /// Remembers that `written` replaced `replaced` on the certificate `uid`.
     pub fn remember_status_write(
         &self,
@@ -324,5 +331,17 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(5), all)
             .await
             .expect("a waiter was never woken");
+    }
+
+    #[test]
+    fn a_deleted_certificate_leaves_nothing_remembered() {
+        let (reads, _writers) = cached_reads();
+        let status = WorkloadCertificateStatus::default();
+        reads.remember_secret("team", "app-tls", KnownSecret::Unread);
+        reads.remember_status_write("uid-1", &status, &status);
+        reads.forget_certificate("team", "app-tls", "uid-1");
+        assert!(reads.secret("team", "app-tls").is_none());
+        assert!(!reads.is_own_status_write_not_yet_seen("uid-1", &status, &status));
+        assert!(lock(&reads.status_writes).is_empty());
     }
 }

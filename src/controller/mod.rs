@@ -376,6 +376,19 @@ async fn reconcile_all(client: kube::Client, options: &ControllerOptions, ctx: A
         .default_backoff()
         .modify(|certificate| certificate.metadata.managed_fields = None)
         .reflect(certificate_writer)
+        .inspect({
+            // What was remembered of a deleted certificate goes with it.
+            let ctx = ctx.clone();
+            move |event| {
+                if let Ok(watcher::Event::Delete(certificate)) = event {
+                    ctx.reads.forget_certificate(
+                        &certificate.namespace().unwrap_or_default(),
+                        &certificate.spec.secret_name,
+                        &certificate.uid().unwrap_or_default(),
+                    );
+                }
+            }
+        })
         .applied_objects(),
         certificate_store.clone(),
     );
