@@ -9,6 +9,7 @@ pub mod fence;
 #[cfg(feature = "dev-tools")]
 pub mod localenv;
 pub mod metrics;
+pub mod operator;
 pub mod pki;
 pub mod rolesanywhere;
 pub mod shutdown;

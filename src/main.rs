@@ -9,11 +9,12 @@ use clap::{Parser, Subcommand};
 use iamra::api::parse_duration;
 use iamra::api::{crd_file_name, crd_yaml, custom_resource_definitions};
 use iamra::controller::{
-    ControllerOptions, KmsKeyGrant, LeaderElectionConfig, PlatformConfig, PlatformMinimums,
-    RunError, TrustAnchorGrant, default_identity,
+    KmsKeyGrant, LeaderElectionConfig, PlatformConfig, PlatformMinimums, TrustAnchorGrant,
+    default_identity,
 };
 #[cfg(feature = "dev-tools")]
 use iamra::localenv::demo;
+use iamra::operator::{OperatorOptions, RunError};
 use iamra::rolesanywhere::credential_process::{self, CredentialProcessArgs};
 #[cfg(feature = "dev-tools")]
 use iamra::rolesanywhere::emulator::command::{self as emulator, EmulatorArgs};
@@ -388,7 +389,7 @@ fn main() -> anyhow::Result<()> {
                     .unwrap_or_else(|| {
                         iamra::controller::DEFAULT_CLUSTER_RESOURCE_NAMESPACE.to_string()
                     });
-                let options = ControllerOptions {
+                let options = OperatorOptions {
                     reconcile_cluster_issuers: reconcile_cluster_issuers
                         .unwrap_or(namespace.is_none()),
                     cluster_resource_namespace,
@@ -400,7 +401,7 @@ fn main() -> anyhow::Result<()> {
                     crl_drift_check_interval: Some(crl_drift_check_interval),
                     platform,
                 };
-                match iamra::controller::run(client, aws, options).await {
+                match iamra::operator::run(client, aws, options).await {
                     Ok(()) => {
                         tracing::info!("controller stopped");
                         Ok(())

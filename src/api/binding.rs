@@ -1,7 +1,11 @@
 //! `RolesAnywhereBinding`: which pods get AWS credentials, for which role, from which certificate.
 
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
-use kube::{CustomResource, KubeSchema};
+use kube::core::{Selector, SelectorExt};
+use kube::{CustomResource, KubeSchema, ResourceExt};
 use serde::{Deserialize, Serialize};
 
 use super::shared::{
@@ -100,7 +104,31 @@ impl RolesAnywhereBinding {
     pub fn certificate_name(&self) -> String {
         match &self.spec.certificate_ref {
             Some(reference) => reference.name.clone(),
-            None => kube::ResourceExt::name_any(self),
+            None => self.name_any(),
         }
+    }
+
+    /// Whether the binding selects `pod`: its label selector and its service account, each when set.
+    pub fn selects(&self, pod: &Pod) -> bool {
+        let labels: BTreeMap<String, String> = pod.labels().clone();
+        let by_labels = match &self.spec.selector {
+            Some(selector) => match Selector::try_from(selector.clone()) {
+                Ok(selector) => selector.matches(&labels),
+                // An unparseable selector selects nothing rather than everything.
+                Err(_) => false,
+            },
+            None => true,
+        };
+        let service_account = pod
+            .spec
+            .as_ref()
+            .and_then(|spec| spec.service_account_name.clone())
+            .unwrap_or_else(|| "default".into());
+        let by_account = self
+            .spec
+            .service_account_name
+            .as_ref()
+            .is_none_or(|name| *name == service_account);
+        by_labels && by_account
     }
 }

@@ -13,6 +13,7 @@ mod duration;
 mod issuer;
 mod revocation;
 mod shared;
+pub mod well_known;
 mod workload_certificate;
 
 pub use authority_record::*;
@@ -30,3 +31,14 @@ pub use workload_certificate::*;
 pub const API_GROUP: &str = "iamra.dev";
 /// The one served and stored version.
 pub const API_VERSION: &str = "v1alpha1";
+
+/// The API of `K` in one namespace, or in all.
+pub fn scoped_api<K>(client: &kube::Client, namespace: &Option<String>) -> kube::Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    match namespace {
+        Some(namespace) => kube::Api::namespaced(client.clone(), namespace),
+        None => kube::Api::all(client.clone()),
+    }
+}

@@ -6,21 +6,20 @@ use std::sync::Arc;
 use kube::Resource;
 use tokio::sync::OnceCell;
 
-use super::DEFAULT_CONCURRENCY;
-use super::backoff::Backoff;
-use super::cached_reads::{CacheWriters, CachedReads, cached_reads};
-use super::crl::PublishedCrl;
-use super::events::EventPublisher;
-use super::fair_share::FairShare;
-use super::ledger::Ledger;
-use super::live_sessions::IamSessionRevoker;
-use super::platform::PlatformConfig;
+use crate::controller::DEFAULT_CONCURRENCY;
+use crate::controller::certificate::{CacheWriters, CachedReads, cached_reads};
+use crate::controller::crl::PublishedCrl;
+use crate::controller::ledger::Ledger;
+use crate::controller::policy::platform::PlatformConfig;
+use crate::controller::revocation::IamSessionRevoker;
+use crate::controller::runtime::backoff::Backoff;
+use crate::controller::runtime::events::EventPublisher;
+use crate::controller::runtime::fair_share::FairShare;
 use crate::fence::LeadershipFence;
 use crate::rolesanywhere::crl_import::CrlImporter;
 use crate::signer::{KmsError, KmsSigningKey, KmsSigningOptions};
 
-/// The field manager of everything the controller writes.
-pub const FIELD_MANAGER: &str = "iamra";
+pub use crate::api::well_known::FIELD_MANAGER;
 
 /// The API server refuses event notes longer than this.
 const EVENT_NOTE_MAX_BYTES: usize = 1024;
@@ -96,8 +95,9 @@ impl Context {
             cache_writers: std::sync::Mutex::new(Some(cache_writers)),
             events: EventPublisher::new(client.clone(), "iamra", &instance),
             ledger: Ledger::new(client.clone()),
-            crl_drift_check_interval: super::crl_status::DRIFT_CHECK_INTERVAL,
-            cluster_resource_namespace: super::DEFAULT_CLUSTER_RESOURCE_NAMESPACE.to_string(),
+            crl_drift_check_interval: crate::controller::crl::DRIFT_CHECK_INTERVAL,
+            cluster_resource_namespace: crate::controller::DEFAULT_CLUSTER_RESOURCE_NAMESPACE
+                .to_string(),
             client,
             aws: aws.clone(),
             kms_options: KmsSigningOptions::default(),

@@ -12,7 +12,7 @@ pub enum Error {
     #[error("{0}")]
     Kms(#[from] KmsError),
     #[error("revocation ledger: {0}")]
-    Ledger(#[from] super::ledger::LedgerError),
+    Ledger(#[from] crate::controller::ledger::LedgerError),
     #[error("object has no {0}")]
     MissingObjectKey(&'static str),
     #[error("signing task failed: {0}")]

@@ -1,54 +1,38 @@
 //! The operator: one reconciler per custom resource, sharing one [`Context`].
 
-mod aws_timeouts;
-mod backoff;
 mod binding;
 mod ca;
-mod ca_continuity;
-mod ca_issuer;
-mod cached_reads;
+mod certificate;
 mod conditions;
 mod context;
 mod crl;
-mod crl_status;
 mod error;
-mod events;
-mod fair_share;
-mod http;
-mod identity_policy;
-mod issuance_policy;
 mod issuer;
-mod leader;
 mod ledger;
-mod live_sessions;
-mod metrics;
-mod minimums;
-mod panic_safe;
-mod platform;
+mod policy;
 mod revocation;
-mod secret_layout;
-mod triggers;
-mod workload_certificate;
+pub(crate) mod runtime;
 
-pub use aws_timeouts::aws_timeouts;
 pub use binding::{CONDITION_INJECTION_ENABLED, check_arns};
-pub use context::{Context, FIELD_MANAGER};
-pub use crl::{CRL_DER_KEY, CRL_PEM_KEY, crl_config_map_name};
-pub use crl_status::{DRIFT_CHECK_INTERVAL, default_crl_name};
-pub use error::Error;
-pub use events::EventPublisher;
-pub use leader::{
-    DEFAULT_LEASE_DURATION, DEFAULT_RENEW_DEADLINE, DEFAULT_RETRY_PERIOD, LeaderElectionConfig,
-    LeaderElectionError, default_identity,
-};
-pub use ledger::{AUTHORITY_LABEL, REVOKED_LABEL, record_name};
-pub use minimums::{BelowMinimum, PlatformMinimums};
-pub use platform::{
-    ANY_TRUST_ANCHOR, InvalidGrant, KmsKeyGrant, NamespaceGrant, PlatformConfig, TrustAnchorGrant,
-};
-pub use secret_layout::{
+pub use certificate::{
     CA_CERTIFICATE_KEY, CERTIFICATE_NAME_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE,
     REVISION_ANNOTATION, SERIAL_ANNOTATION, TLS_CERTIFICATE_KEY, TLS_PRIVATE_KEY_KEY,
+};
+pub use context::{Context, FIELD_MANAGER};
+pub use crl::{
+    CRL_DER_KEY, CRL_PEM_KEY, DRIFT_CHECK_INTERVAL, crl_config_map_name, default_crl_name,
+};
+pub use error::Error;
+pub use ledger::{AUTHORITY_LABEL, REVOKED_LABEL, record_name};
+pub use policy::minimums::{BelowMinimum, PlatformMinimums};
+pub use policy::platform::{
+    ANY_TRUST_ANCHOR, InvalidGrant, KmsKeyGrant, NamespaceGrant, PlatformConfig, TrustAnchorGrant,
+};
+pub use runtime::aws_timeouts::aws_timeouts;
+pub use runtime::events::EventPublisher;
+pub use runtime::leader::{
+    DEFAULT_LEASE_DURATION, DEFAULT_RENEW_DEADLINE, DEFAULT_RETRY_PERIOD, LeaderElectionConfig,
+    LeaderElectionError, default_identity,
 };
 
 use std::future::Future;
@@ -66,14 +50,14 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{WatchStreamExt, watcher};
 
+use crate::api::scoped_api as api;
+use crate::api::well_known::{INJECTED_BY_ANNOTATION, INJECTED_LABEL};
 use crate::api::{
     ClusterIssuer, Issuer, IssuerKind, Revocation, RolesAnywhereBinding, WorkloadCertificate,
 };
-use crate::fence::{LeadershipFence, fenced_client};
-use crate::webhook::{INJECTED_BY_ANNOTATION, INJECTED_LABEL, WebhookError, WebhookOptions};
-use fair_share::{FairShare, within_share};
-use leader::LeaderElector;
-use panic_safe::panic_safe;
+use runtime::fair_share::within_share;
+use runtime::panic_safe::panic_safe;
+use runtime::triggers;
 
 /// Reconciles of one kind running at once (`--concurrency`). A reconcile mostly waits on the
 /// API server; 64 keep it busy, and one namespace's quarter (16) is enough to issue at the API
@@ -87,163 +71,16 @@ const CRL_COALESCE_WINDOW: Duration = Duration::from_millis(300);
 /// Where ClusterIssuers keep their Secrets when neither the flag nor `POD_NAMESPACE` says.
 pub const DEFAULT_CLUSTER_RESOURCE_NAMESPACE: &str = "iamra-system";
 
-/// Where the controller works.
+/// What the reconcilers watch.
 #[derive(Clone, Debug, Default)]
-pub struct ControllerOptions {
+pub struct ReconcilerScope {
     /// Watch one namespace only; None watches the whole cluster.
     pub namespace: Option<String>,
     /// Reconciles of one kind running at once.
     pub concurrency: u16,
-    /// Where the HTTP server (CRLs, health, metrics) listens; None runs none.
-    pub http_address: Option<std::net::SocketAddr>,
-    /// The pod-injection webhook; None runs none.
-    pub webhook: Option<WebhookOptions>,
-    /// Reconcile only while holding this Lease; None reconciles at once (a single replica).
-    pub leader_election: Option<LeaderElectionConfig>,
-    /// AWS endpoints and KMS key grants: the platform team's, from flags.
-    pub platform: PlatformConfig,
-    /// Where ClusterIssuers keep their CA Secrets and CRL ConfigMaps.
-    pub cluster_resource_namespace: String,
-    /// Whether this controller reconciles ClusterIssuers (cluster-scoped: by default only one
-    /// that watches every namespace does).
+    /// Whether ClusterIssuers are reconciled here (cluster-scoped: by default only by a
+    /// controller that watches every namespace).
     pub reconcile_cluster_issuers: bool,
-    /// How often a CRL Roles Anywhere holds is checked for drift; None: the default
-    /// ([`DRIFT_CHECK_INTERVAL`]).
-    pub crl_drift_check_interval: Option<Duration>,
-}
-
-/// Why the controller stopped other than by a shutdown signal.
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    #[error("the controller's HTTP server could not start: {0}")]
-    Http(#[from] std::io::Error),
-    #[error(transparent)]
-    LeaderElection(#[from] LeaderElectionError),
-    #[error(transparent)]
-    Webhook(#[from] WebhookError),
-}
-
-/// The API of `K` in one namespace, or in all.
-pub(crate) fn api<K>(client: &kube::Client, namespace: &Option<String>) -> Api<K>
-where
-    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
-{
-    match namespace {
-        Some(namespace) => Api::namespaced(client.clone(), namespace),
-        None => Api::all(client.clone()),
-    }
-}
-
-/// Serves HTTP at once and runs the reconcilers until a shutdown signal (SIGTERM, Ctrl-C);
-/// with leader election, only while this replica holds the Lease. Losing the Lease returns
-/// [`RunError::LeaderElection`]: the caller must exit without further work.
-pub async fn run(
-    client: kube::Client,
-    aws: aws_config::SdkConfig,
-    options: ControllerOptions,
-) -> Result<(), RunError> {
-    let instance = match &options.leader_election {
-        Some(election) => election.identity.clone(),
-        None => {
-            std::env::var("POD_NAME").unwrap_or_else(|_| format!("iamra-{}", std::process::id()))
-        }
-    };
-    // Only the reconcilers' writes are fenced: the Lease and the webhook are every replica's.
-    let fence = Arc::new(match options.leader_election {
-        Some(_) => LeadershipFence::candidate(),
-        None => LeadershipFence::unfenced(),
-    });
-    let reconcilers_client = fenced_client(client.clone(), fence.clone());
-    let mut ctx = Context::new(
-        reconcilers_client.clone(),
-        aws,
-        instance,
-        options.platform.clone(),
-        fence.clone(),
-    );
-    if let Some(interval) = options.crl_drift_check_interval {
-        ctx.crl_drift_check_interval = interval;
-    }
-    ctx.cluster_resource_namespace = options.cluster_resource_namespace.clone();
-    ctx.fair_share = Arc::new(FairShare::for_concurrency(options.concurrency));
-    let ctx = Arc::new(ctx);
-    let ready = Arc::new(std::sync::atomic::AtomicBool::new(
-        options.webhook.is_none(),
-    ));
-    if let Some(address) = options.http_address {
-        http::serve(address, ctx.clone(), ready.clone()).await?;
-    }
-    // Every replica answers admissions; only the leader reconciles.
-    if let Some(webhook) = options.webhook.clone() {
-        crate::webhook::start(client.clone(), webhook).await?;
-        ready.store(true, std::sync::atomic::Ordering::Release);
-    }
-    let Some(election) = options.leader_election.clone() else {
-        metrics::set_leader(true);
-        if let Stopped::Abandoned =
-            until_stopped(reconcile_all(reconcilers_client, &options, ctx)).await
-        {
-            tracing::warn!(
-                grace = ?SHUTDOWN_GRACE,
-                "reconciles still in flight after the shutdown grace period; exiting anyway"
-            );
-        }
-        return Ok(());
-    };
-    let mut elector = LeaderElector::new(client.clone(), election, fence.clone())?;
-    tokio::select! {
-        () = elector.acquire() => {},
-        () = crate::shutdown::signal() => return Ok(()),
-    };
-    metrics::set_leader(true);
-    // The reconcilers end on a shutdown signal, after their in-flight reconciles (within the
-    // grace period); the Lease is released only then, so the next leader never overlaps with
-    // this one.
-    let stopped = tokio::select! {
-        stopped = until_stopped(reconcile_all(reconcilers_client, &options, ctx)) => Ok(stopped),
-        lost = elector.hold() => Err(lost),
-    };
-    metrics::set_leader(false);
-    match stopped {
-        Err(lost) => Err(lost.into()),
-        Ok(Stopped::Finished) => {
-            elector.release().await;
-            Ok(())
-        }
-        // A call still in flight (a KMS signature, an UpdateCrl) may yet land: the Lease is
-        // left to expire rather than handed over, so the next leader cannot act before it would.
-        Ok(Stopped::Abandoned) => {
-            tracing::warn!(
-                grace = ?SHUTDOWN_GRACE,
-                "reconciles still in flight after the shutdown grace period; exiting without releasing the Lease"
-            );
-            Ok(())
-        }
-    }
-}
-
-/// How long in-flight reconciles may run on after SIGTERM before the process exits anyway: the
-/// kubelet's grace period is 30 s, and a rollout waits for every replica.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
-
-enum Stopped {
-    /// Every in-flight reconcile ended.
-    Finished,
-    /// Some were still running [`SHUTDOWN_GRACE`] after the shutdown signal.
-    Abandoned,
-}
-
-/// Runs the reconcilers until they stop on a shutdown signal, waiting at most [`SHUTDOWN_GRACE`]
-/// for their in-flight reconciles.
-async fn until_stopped(reconcilers: impl std::future::Future<Output = ()>) -> Stopped {
-    let grace_over = async {
-        crate::shutdown::signal().await;
-        tokio::time::sleep(SHUTDOWN_GRACE).await;
-    };
-    tokio::select! {
-        () = reconcilers => Stopped::Finished,
-        () = grace_over => Stopped::Abandoned,
-    }
 }
 
 /// A reconcile of `kind` as every controller runs it: within its namespace's share of the
@@ -262,7 +99,11 @@ where
 }
 
 /// The controllers, until a shutdown signal.
-async fn reconcile_all(client: kube::Client, options: &ControllerOptions, ctx: Arc<Context>) {
+pub(crate) async fn reconcile_all(
+    client: kube::Client,
+    options: &ReconcilerScope,
+    ctx: Arc<Context>,
+) {
     // The reconciles that run `guarded` wait in the fair share's queues, which bound them to
     // `--concurrency` per kind; kube-runtime hands them over at once (no limit of its own).
     let queued = kube::runtime::controller::Config::default();
@@ -313,7 +154,7 @@ async fn reconcile_all(client: kube::Client, options: &ControllerOptions, ctx: A
         )
         .with_config(config.clone().debounce(CRL_COALESCE_WINDOW))
         .watches(
-            Api::<ConfigMap>::namespaced(client.clone(), &options.cluster_resource_namespace),
+            Api::<ConfigMap>::namespaced(client.clone(), &ctx.cluster_resource_namespace),
             managed.clone(),
             |config_map| {
                 config_map
@@ -392,7 +233,7 @@ async fn reconcile_all(client: kube::Client, options: &ControllerOptions, ctx: A
         .applied_objects(),
         certificate_store.clone(),
     );
-    metrics::watch_certificates(certificate_store.clone());
+    runtime::metrics::watch_certificates(certificate_store.clone());
     // Every stream below fills a store the reconciler reads instead of the API server; the
     // Secrets' and namespaces' bodies are not needed, only their metadata.
     let managed_secrets = watcher::watcher(
@@ -482,8 +323,8 @@ async fn reconcile_all(client: kube::Client, options: &ControllerOptions, ctx: A
         )
         .shutdown_on_signal()
         .run(
-            guarded("workloadcertificate", &ctx, workload_certificate::reconcile),
-            workload_certificate::error_policy,
+            guarded("workloadcertificate", &ctx, certificate::reconcile),
+            certificate::error_policy,
             ctx.clone(),
         )
         .for_each(|result| async move {

@@ -8,7 +8,7 @@ use kube::api::{Api, Patch, PatchParams};
 use serde_json::{Value, json};
 
 use super::{INJECTION_LABEL, INJECTION_LABEL_VALUE, MUTATE_PODS_PATH, WebhookOptions};
-use crate::controller::{FIELD_MANAGER, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
+use crate::api::well_known::{FIELD_MANAGER, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
 
 /// Name of the single webhook in the configuration.
 pub const WEBHOOK_NAME: &str = "pods.iamra.dev";

@@ -14,7 +14,7 @@ pub use admission::{AdmissionState, admit};
 pub use configuration::{WEBHOOK_NAME, WebhookEndpoint, webhook_configuration};
 pub use mutation::{
     CREDENTIALS_URL, HEALTH_PORT, INJECTED_BY_ANNOTATION, INJECTED_LABEL, InjectionTarget,
-    SIDECAR_CONTAINER, SidecarImage, TOKEN_FILE, already_injected, inject, selects,
+    SIDECAR_CONTAINER, SidecarImage, TOKEN_FILE, already_injected, inject,
 };
 pub use serving_certificate::{
     CA_SECRET, SERVING_SECRET, ServingCertificate, ServingCertificateError, ServingNames,
@@ -36,12 +36,10 @@ use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use time::OffsetDateTime;
 
+use crate::api::scoped_api as api;
 use crate::api::{RolesAnywhereBinding, WorkloadCertificate};
-use crate::controller::api;
 
-/// Namespace label that opts its pods in to injection.
-pub const INJECTION_LABEL: &str = "iamra.dev/injection";
-pub const INJECTION_LABEL_VALUE: &str = "enabled";
+pub use crate::api::well_known::{INJECTION_LABEL, INJECTION_LABEL_VALUE};
 /// Path the API server posts AdmissionReviews of pods to.
 pub const MUTATE_PODS_PATH: &str = "/mutate-pods";
 /// The serving certificate is checked at least this often (another replica may have renewed it).

@@ -11,9 +11,6 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
-use kube::core::{Selector, SelectorExt};
-
-use crate::api::RolesAnywhereBinding;
 
 /// Name of the injected native sidecar (an init container with `restartPolicy: Always`).
 pub const SIDECAR_CONTAINER: &str = "iamra-credentials";
@@ -32,11 +29,7 @@ pub const TOKEN_FILE: &str = "/var/run/iamra/token/token";
 const HEALTH_IP_ENV: &str = "IAMRA_HEALTH_IP";
 /// Port of the sidecar's `/healthz`, `/readyz` and `/metrics`.
 pub const HEALTH_PORT: i32 = 9912;
-/// Annotation on an injected pod naming its binding.
-pub const INJECTED_BY_ANNOTATION: &str = "iamra.dev/injected-by";
-/// Label on an injected pod, so the controller watches those pods only (to count them in the
-/// binding's status) and never caches every pod of the cluster.
-pub const INJECTED_LABEL: &str = "iamra.dev/injected";
+pub use crate::api::well_known::{INJECTED_BY_ANNOTATION, INJECTED_LABEL};
 
 /// What the sidecar needs from a binding, with the certificate Secret resolved.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -57,30 +50,6 @@ pub struct InjectionTarget {
 pub struct SidecarImage {
     pub image: String,
     pub pull_policy: Option<String>,
-}
-
-/// Whether `binding` selects `pod`: its label selector and its service account, each when set.
-pub fn selects(binding: &RolesAnywhereBinding, pod: &Pod) -> bool {
-    let labels: BTreeMap<String, String> = pod.labels().clone();
-    let by_labels = match &binding.spec.selector {
-        Some(selector) => match Selector::try_from(selector.clone()) {
-            Ok(selector) => selector.matches(&labels),
-            // An unparseable selector selects nothing rather than everything.
-            Err(_) => false,
-        },
-        None => true,
-    };
-    let service_account = pod
-        .spec
-        .as_ref()
-        .and_then(|spec| spec.service_account_name.clone())
-        .unwrap_or_else(|| "default".into());
-    let by_account = binding
-        .spec
-        .service_account_name
-        .as_ref()
-        .is_none_or(|name| *name == service_account);
-    by_labels && by_account
 }
 
 /// Whether the sidecar is already there (a second admission must not add another).

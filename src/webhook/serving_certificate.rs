@@ -13,7 +13,7 @@ use rcgen::{DistinguishedName, DnType, KeyPair};
 use time::OffsetDateTime;
 
 use crate::api::CaKeyAlgorithm;
-use crate::controller::{
+use crate::api::well_known::{
     CA_CERTIFICATE_KEY, MANAGED_BY_LABEL, MANAGED_BY_VALUE, TLS_CERTIFICATE_KEY,
     TLS_PRIVATE_KEY_KEY,
 };

@@ -4,11 +4,10 @@
 use k8s_openapi::api::core::v1::Pod;
 use kube::{Resource, ResourceExt};
 
-use super::mutation::{InjectionTarget, selects};
+use super::mutation::InjectionTarget;
 use crate::api::{RolesAnywhereBinding, WorkloadCertificate};
 
-/// Pod annotation that opts a single pod out of injection in an opted-in namespace.
-pub const INJECT_ANNOTATION: &str = "iamra.dev/inject";
+pub use crate::api::well_known::INJECT_ANNOTATION;
 
 /// Why a pod is refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -76,7 +75,7 @@ pub fn choose_binding<'a>(
     let mut matching: Vec<&RolesAnywhereBinding> = bindings
         .iter()
         .copied()
-        .filter(|binding| binding.meta().deletion_timestamp.is_none() && selects(binding, pod))
+        .filter(|binding| binding.meta().deletion_timestamp.is_none() && binding.selects(pod))
         .collect();
     match matching.len() {
         0 => Ok(None),

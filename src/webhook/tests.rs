@@ -105,17 +105,17 @@ fn image() -> SidecarImage {
 #[test]
 fn selection_by_labels_by_service_account_and_both() {
     let by_labels = binding("b", Some("payments"), None);
-    assert!(selects(&by_labels, &pod("payments", None)));
-    assert!(!selects(&by_labels, &pod("orders", None)));
+    assert!(by_labels.selects(&pod("payments", None)));
+    assert!(!by_labels.selects(&pod("orders", None)));
 
     let by_account = binding("b", None, Some("payments-sa"));
-    assert!(selects(&by_account, &pod("anything", Some("payments-sa"))));
-    assert!(!selects(&by_account, &pod("anything", None)), "default SA");
+    assert!(by_account.selects(&pod("anything", Some("payments-sa"))));
+    assert!(!by_account.selects(&pod("anything", None)), "default SA");
 
     let both = binding("b", Some("payments"), Some("payments-sa"));
-    assert!(selects(&both, &pod("payments", Some("payments-sa"))));
-    assert!(!selects(&both, &pod("payments", Some("other"))));
-    assert!(!selects(&both, &pod("orders", Some("payments-sa"))));
+    assert!(both.selects(&pod("payments", Some("payments-sa"))));
+    assert!(!both.selects(&pod("payments", Some("other"))));
+    assert!(!both.selects(&pod("orders", Some("payments-sa"))));
 }
 
 #[test]

@@ -16,23 +16,25 @@ use serde_json::json;
 use time::OffsetDateTime;
 use tracing::instrument;
 
-use super::ca::{CaProblem, LoadedCa, load_ca};
-use super::ca_issuer::CaIssuer;
-use super::cached_reads::{IssuerKey, KnownSecret, SecretFacts};
-use super::conditions::{condition, is_true, status_changed};
-use super::context::{Context, FIELD_MANAGER};
-use super::error::Error;
-use super::identity_policy::{self, Identity, Requester};
-use super::issuance_policy::{IssuanceInput, IssuanceTrigger, SecretState, Verdict, decide};
-use super::issuer::{CONFIGURATION_RETRY, TRANSIENT_RETRY};
-use super::metrics::{ISSUANCE_SECONDS, RECONCILE_ERRORS};
-use super::minimums::BelowMinimum;
-use super::revocation::REISSUE_ANNOTATION;
-use super::secret_layout::*;
 use crate::api::{
     CONDITION_READY, IssuedCertificate, IssuerKind, PrivateKeyRotationPolicy, WorkloadCertificate,
     WorkloadCertificateSpec, WorkloadCertificateStatus, WorkloadKeyAlgorithm, parse_duration,
 };
+use crate::controller::ca::{CaProblem, LoadedCa, load_ca};
+use crate::controller::certificate::*;
+use crate::controller::certificate::{
+    IssuanceInput, IssuanceTrigger, SecretState, Verdict, decide,
+};
+use crate::controller::certificate::{IssuerKey, KnownSecret, SecretFacts};
+use crate::controller::conditions::{condition, is_true, status_changed};
+use crate::controller::context::{Context, FIELD_MANAGER};
+use crate::controller::error::Error;
+use crate::controller::issuer::CaIssuer;
+use crate::controller::issuer::{CONFIGURATION_RETRY, TRANSIENT_RETRY};
+use crate::controller::policy::identity::{self, Identity, Requester};
+use crate::controller::policy::minimums::BelowMinimum;
+use crate::controller::revocation::REISSUE_ANNOTATION;
+use crate::controller::runtime::metrics::{ISSUANCE_SECONDS, RECONCILE_ERRORS};
 use crate::pki::{
     LeafCertificateSpec, NOT_BEFORE_BACKDATE, authority_id, distinguished_name,
     generate_workload_key, issue_leaf, key_fingerprint, key_matches_algorithm,
@@ -444,9 +446,9 @@ impl Reconciler {
             service_account,
             name: &self.certificate.name_any(),
         };
-        let identity = identity_policy::render(&tenancy.identity, &requester)
+        let identity = identity::render(&tenancy.identity, &requester)
             .map_err(|message| refused("IdentityPolicyViolation", message))?;
-        identity_policy::check_request(spec, &identity, &issuer.display())
+        identity::check_request(spec, &identity, &issuer.display())
             .map_err(|message| refused("IdentityPolicyViolation", message))?;
         Ok(identity)
     }

@@ -11,13 +11,13 @@ use rcgen::{KeyPair, PublicKeyData};
 
 use time::OffsetDateTime;
 
-use super::ca_issuer::CaIssuer;
-use super::context::{Context, KmsKeyLocation};
-use super::secret_layout::{
+use crate::api::{IssuerKind, Subject, parse_duration};
+use crate::controller::certificate::{
     CA_CERTIFICATE_KEY, MANAGED_BY_LABEL, MANAGED_BY_VALUE, TLS_CERTIFICATE_KEY,
     TLS_PRIVATE_KEY_KEY, secret_text,
 };
-use crate::api::{IssuerKind, Subject, parse_duration};
+use crate::controller::context::{Context, KmsKeyLocation};
+use crate::controller::issuer::CaIssuer;
 use crate::pki::{
     CaCertificateSpec, ParsedCertificate, distinguished_name, generate_ca_key,
     parse_certificate_pem, self_signed_ca,
@@ -78,7 +78,7 @@ pub async fn load_ca(
     create_missing: bool,
 ) -> Result<LoadedCa, CaProblem> {
     let loaded = load_key_and_certificate(ctx, issuer, create_missing).await?;
-    super::ca_continuity::refuse_stranding_established_ca(ctx, issuer, &loaded).await?;
+    crate::controller::ca::refuse_stranding_established_ca(ctx, issuer, &loaded).await?;
     Ok(loaded)
 }
 

@@ -13,15 +13,15 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tracing::instrument;
 
-use super::conditions::{condition, is_true, status_changed};
-use super::context::{Context, FIELD_MANAGER};
-use super::error::Error;
-use super::issuer::TRANSIENT_RETRY;
-use super::metrics::RECONCILE_ERRORS;
+use crate::api::well_known::{INJECTION_LABEL, INJECTION_LABEL_VALUE};
 use crate::api::{
     CONDITION_READY, RolesAnywhereBinding, RolesAnywhereBindingStatus, WorkloadCertificate,
 };
-use crate::webhook::{INJECTION_LABEL, INJECTION_LABEL_VALUE, selects};
+use crate::controller::conditions::{condition, is_true, status_changed};
+use crate::controller::context::{Context, FIELD_MANAGER};
+use crate::controller::error::Error;
+use crate::controller::issuer::TRANSIENT_RETRY;
+use crate::controller::runtime::metrics::RECONCILE_ERRORS;
 
 /// Condition type: whether the binding's namespace has opted in to sidecar injection.
 pub const CONDITION_INJECTION_ENABLED: &str = "InjectionEnabled";
@@ -162,7 +162,7 @@ async fn covered_pods(
     let mut count = 0;
     let mut accounts = BTreeSet::new();
     for pod in pods.list(&params).await?.items {
-        if selects(binding, &pod) {
+        if binding.selects(&pod) {
             count += 1;
             accounts.insert(
                 pod.spec

@@ -106,7 +106,7 @@ impl CaIssuer {
     /// The ConfigMap holding its CRL, in `resource_namespace`.
     pub fn crl_config_map_name(&self) -> String {
         match self.kind {
-            IssuerKind::Issuer => super::crl::crl_config_map_name(&self.name),
+            IssuerKind::Issuer => crate::controller::crl::crl_config_map_name(&self.name),
             // An Issuer's ends in `-crl`; this one cannot, whatever the Issuer's name.
             IssuerKind::ClusterIssuer => format!("{}-crl.clusterissuer", self.name),
         }

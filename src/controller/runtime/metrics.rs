@@ -11,9 +11,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use kube::ResourceExt;
 use kube::runtime::reflector::Store;
 
-use super::conditions::is_true;
-use super::workload_certificate::CONDITION_ISSUING;
 use crate::api::{CONDITION_READY, WorkloadCertificate};
+use crate::controller::certificate::CONDITION_ISSUING;
+use crate::controller::conditions::is_true;
 use crate::metrics::{CounterVec, DURATION_BUCKETS, Histogram, header, label_set};
 use crate::rolesanywhere::crl_import::ROLES_ANYWHERE_REQUESTS;
 use crate::signer::KMS_REQUESTS;

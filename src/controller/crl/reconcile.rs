@@ -8,18 +8,18 @@ use kube::api::Api;
 use kube::{Resource, ResourceExt};
 use time::OffsetDateTime;
 
-use super::ca::LoadedCa;
-use super::ca_issuer::CaIssuer;
-use super::conditions::{condition, status_changed};
-use super::context::Context;
-use super::crl::{PublishedCrl, publish_crl, status_time};
-use super::error::Error;
-use super::ledger::{ClaimOutcome, LedgerError};
-use super::minimums::BelowMinimum;
-use super::revocation::patch_status as patch_revocation_status;
 use crate::api::{
     CONDITION_READY, CrlImportRecord, IssuerKind, IssuerStatus, Revocation, RolesAnywhereCrlTarget,
 };
+use crate::controller::ca::LoadedCa;
+use crate::controller::conditions::{condition, status_changed};
+use crate::controller::context::Context;
+use crate::controller::crl::{PublishedCrl, publish_crl, status_time};
+use crate::controller::error::Error;
+use crate::controller::issuer::CaIssuer;
+use crate::controller::ledger::{ClaimOutcome, LedgerError};
+use crate::controller::policy::minimums::BelowMinimum;
+use crate::controller::revocation::patch_status as patch_revocation_status;
 use crate::pki::CRL_SHARDS;
 use crate::rolesanywhere::crl_import::{
     CrlImportError, ImportedCrlState, ROLES_ANYWHERE_MAX_CRL_BYTES,
@@ -89,7 +89,8 @@ pub async fn reconcile_crl(
             )
             .await;
             return Ok(Some(
-                ctx.backoff.next_delay(&uid, super::issuer::TRANSIENT_RETRY),
+                ctx.backoff
+                    .next_delay(&uid, crate::controller::issuer::TRANSIENT_RETRY),
             ));
         }
     };
@@ -268,7 +269,8 @@ pub async fn reconcile_crl(
             if second_slot_refused.is_some() {
                 // Split as soon as the second slot is free again.
                 return Ok(Some(
-                    ctx.backoff.next_delay(&uid, super::issuer::TRANSIENT_RETRY),
+                    ctx.backoff
+                        .next_delay(&uid, crate::controller::issuer::TRANSIENT_RETRY),
                 ));
             }
             Ok(Some(published.refresh_in.min(ctx.crl_drift_check_interval)))
@@ -293,9 +295,10 @@ pub async fn reconcile_crl(
                 )
                 .await;
             }
-            Ok(Some(
-                ctx.backoff.next_delay(&uid, super::issuer::TRANSIENT_RETRY),
-            ))
+            Ok(Some(ctx.backoff.next_delay(
+                &uid,
+                crate::controller::issuer::TRANSIENT_RETRY,
+            )))
         }
     }
 }

@@ -19,8 +19,8 @@ use axum::routing::get;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::Api;
 
-use super::context::Context;
-use super::crl::{CRL_DER_KEY, crl_config_map_name};
+use crate::controller::context::Context;
+use crate::controller::crl::{CRL_DER_KEY, crl_config_map_name};
 use crate::pki::pem::encode_pem;
 
 /// Serves until the process ends; `/readyz` answers 200 once `ready` is true. A bind failure is
@@ -62,7 +62,7 @@ async fn metrics() -> Response {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        super::metrics::render(),
+        crate::controller::runtime::metrics::render(),
     )
         .into_response()
 }

@@ -6,10 +6,10 @@
 
 use time::OffsetDateTime;
 
-use super::ca::{CaProblem, LoadedCa};
-use super::ca_issuer::CaIssuer;
-use super::context::Context;
-use super::issuer::fingerprint;
+use crate::controller::ca::{CaProblem, LoadedCa};
+use crate::controller::context::Context;
+use crate::controller::issuer::CaIssuer;
+use crate::controller::issuer::fingerprint;
 use crate::pki::authority_id;
 
 /// Refuses `loaded` when it is not a CA this Issuer established while one it did establish
@@ -25,8 +25,9 @@ pub async fn refuse_stranding_established_ca(
     if ctx.is_known_established(namespace, &issuer.name, &authority) {
         return Ok(());
     }
-    let unavailable =
-        |e: super::ledger::LedgerError| CaProblem::transient("LedgerUnavailable", e.to_string());
+    let unavailable = |e: crate::controller::ledger::LedgerError| {
+        CaProblem::transient("LedgerUnavailable", e.to_string())
+    };
     let established = ctx
         .ledger
         .established_by(namespace, &issuer.name)

@@ -13,16 +13,16 @@ use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
 use serde_json::json;
 use time::OffsetDateTime;
 
-use super::ca::LoadedCa;
-use super::ca_issuer::CaIssuer;
-use super::context::Context;
-use super::issuer::fingerprint;
-use super::ledger::{LedgerError, revoked_entries};
-use super::metrics::CRL_SIGNING_SECONDS;
-use super::minimums::{PlatformMinimums, format_duration};
 use crate::api::{
     CertificateAuthorityRecord, PublishedCrlRecord, PublishedShardRecord, parse_duration,
 };
+use crate::controller::ca::LoadedCa;
+use crate::controller::context::Context;
+use crate::controller::issuer::CaIssuer;
+use crate::controller::issuer::fingerprint;
+use crate::controller::ledger::{LedgerError, revoked_entries};
+use crate::controller::policy::minimums::{PlatformMinimums, format_duration};
+use crate::controller::runtime::metrics::CRL_SIGNING_SECONDS;
 use crate::pki::{
     CrlSpec, RevokedCertificate, authority_id, build_crl, serial_hex, sha256_hex, split_into_shards,
 };
@@ -492,8 +492,8 @@ async fn upsert_config_map(
                 metadata: ObjectMeta {
                     name: Some(name.to_string()),
                     labels: Some(BTreeMap::from([(
-                        super::MANAGED_BY_LABEL.to_string(),
-                        super::MANAGED_BY_VALUE.to_string(),
+                        crate::controller::MANAGED_BY_LABEL.to_string(),
+                        crate::controller::MANAGED_BY_VALUE.to_string(),
                     )])),
                     annotations: Some(annotations),
                     owner_references: issuer.owner.clone().map(|owner| vec![owner]),

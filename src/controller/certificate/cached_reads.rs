@@ -13,11 +13,11 @@ use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{self, ObjectRef, Store, store::Writer};
 
-use super::ca::LoadedCa;
-use super::issuance_policy::SecretState;
 use crate::api::{
     ClusterIssuer, Issuer, IssuerKind, WorkloadCertificateStatus, WorkloadKeyAlgorithm,
 };
+use crate::controller::ca::LoadedCa;
+use crate::controller::certificate::SecretState;
 
 /// How long a CA loaded from a Secret that no watch covers (one the platform team supplied,
 /// without the controller's label) is used before it is read again.

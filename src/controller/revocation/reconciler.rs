@@ -13,21 +13,21 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tracing::instrument;
 
-use super::ca::load_ca;
-use super::ca_issuer::CaIssuer;
-use super::conditions::{condition, status_changed};
-use super::context::{Context, FIELD_MANAGER};
-use super::crl::status_time;
-use super::error::Error;
-use super::issuer::TRANSIENT_RETRY;
-use super::ledger::revocation_for;
-use super::live_sessions::{IamSessionRevoker, MAX_SESSION_SECONDS, RevokedSession};
-use super::metrics::RECONCILE_ERRORS;
 use crate::api::{
     CONDITION_READY, CertificateRecord, ClusterIssuer, Issuer, IssuerKind, Revocation,
     RevocationRequester, RevocationStatus, RevokedCertificateStatus, RolesAnywhereBinding,
     WorkloadCertificate,
 };
+use crate::controller::ca::load_ca;
+use crate::controller::conditions::{condition, status_changed};
+use crate::controller::context::{Context, FIELD_MANAGER};
+use crate::controller::crl::status_time;
+use crate::controller::error::Error;
+use crate::controller::issuer::CaIssuer;
+use crate::controller::issuer::TRANSIENT_RETRY;
+use crate::controller::ledger::revocation_for;
+use crate::controller::revocation::{IamSessionRevoker, MAX_SESSION_SECONDS, RevokedSession};
+use crate::controller::runtime::metrics::RECONCILE_ERRORS;
 use crate::pki::{authority_id, parse_serial_hex, serial_hex};
 
 /// Holds a Revocation until the certificate it revokes has expired.

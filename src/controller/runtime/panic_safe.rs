@@ -14,8 +14,8 @@ use futures::future::BoxFuture;
 use kube::Resource;
 use kube::runtime::controller::Action;
 
-use super::context::Context;
-use super::error::Error;
+use crate::controller::context::Context;
+use crate::controller::error::Error;
 
 /// What a panic said, when it said it as text.
 fn panic_message(payload: &(dyn Any + Send)) -> String {

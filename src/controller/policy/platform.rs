@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 
-use super::minimums::PlatformMinimums;
+use crate::controller::policy::minimums::PlatformMinimums;
 
 /// The platform team's configuration of the controller.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

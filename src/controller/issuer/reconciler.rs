@@ -10,14 +10,14 @@ use kube::runtime::controller::Action;
 use serde_json::json;
 use tracing::instrument;
 
-use super::ca::load_ca;
-use super::ca_issuer::CaIssuer;
-use super::conditions::{condition, status_changed};
-use super::context::{Context, FIELD_MANAGER};
-use super::crl_status;
-use super::error::Error;
-use super::metrics::RECONCILE_ERRORS;
 use crate::api::{CONDITION_READY, ClusterIssuer, Issuer, IssuerStatus};
+use crate::controller::ca::load_ca;
+use crate::controller::conditions::{condition, status_changed};
+use crate::controller::context::{Context, FIELD_MANAGER};
+use crate::controller::crl;
+use crate::controller::error::Error;
+use crate::controller::issuer::CaIssuer;
+use crate::controller::runtime::metrics::RECONCILE_ERRORS;
 
 /// A Ready Issuer is looked at again this often (CA expiry, a deleted CA Secret).
 pub const RESYNC_INTERVAL: Duration = Duration::from_secs(600);
@@ -98,8 +98,7 @@ where
                     .map(Time),
                 ..previous.clone()
             };
-            let requeue =
-                crl_status::reconcile_crl(ctx, issuer, &ca, &previous, &mut status).await?;
+            let requeue = crl::reconcile_crl(ctx, issuer, &ca, &previous, &mut status).await?;
             if status_changed(&previous, &status) {
                 tracing::info!(
                     key_source = ca.signer.source_name(),

@@ -1,0 +1,5 @@
+//! RolesAnywhereBindings: checked, their certificate created, their pods counted.
+
+mod reconciler;
+
+pub use reconciler::*;

@@ -1,0 +1,7 @@
+//! Issuers and ClusterIssuers: the reconciler, and how the CA and CRL steps see either kind.
+
+mod ca_issuer;
+mod reconciler;
+
+pub use ca_issuer::*;
+pub use reconciler::*;

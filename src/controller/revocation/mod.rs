@@ -1,0 +1,7 @@
+//! Revocations: recorded in the ledger for good, live sessions ended, deletion held until expiry.
+
+mod live_sessions;
+mod reconciler;
+
+pub use live_sessions::*;
+pub use reconciler::*;
