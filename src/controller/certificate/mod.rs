@@ -5,8 +5,10 @@ mod cached_reads;
 mod issuance_policy;
 mod reconciler;
 mod secret_layout;
+mod watches;
 
 pub use cached_reads::*;
 pub use issuance_policy::*;
 pub use reconciler::*;
 pub use secret_layout::*;
+pub(crate) use watches::*;

@@ -2,6 +2,8 @@
 
 mod ca_issuer;
 mod reconciler;
+mod watches;
 
 pub use ca_issuer::*;
 pub use reconciler::*;
+pub(crate) use watches::*;

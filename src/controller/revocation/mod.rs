@@ -2,6 +2,8 @@
 
 mod live_sessions;
 mod reconciler;
+mod watches;
 
 pub use live_sessions::*;
 pub use reconciler::*;
+pub(crate) use watches::*;

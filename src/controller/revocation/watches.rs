@@ -1,0 +1,33 @@
+//! The Revocation controller.
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use kube::runtime::controller::Controller;
+use kube::runtime::watcher;
+
+use super::{error_policy, reconcile};
+use crate::api::Revocation;
+use crate::api::scoped_api as api;
+use crate::controller::{Context, ReconcilerScope, guarded, log_outcome, queued};
+
+/// Revocations, until a shutdown signal.
+pub(crate) async fn run_revocations(
+    client: kube::Client,
+    scope: &ReconcilerScope,
+    ctx: Arc<Context>,
+) {
+    Controller::new(
+        api::<Revocation>(&client, &scope.namespace),
+        watcher::Config::default(),
+    )
+    .with_config(queued())
+    .shutdown_on_signal()
+    .run(
+        guarded("revocation", &ctx, reconcile),
+        error_policy,
+        ctx.clone(),
+    )
+    .for_each(log_outcome("revocation"))
+    .await;
+}
