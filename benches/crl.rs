@@ -9,10 +9,10 @@
 
 use std::time::Instant;
 
-use iamra::api::{CaKeyAlgorithm, RevocationReason};
 use iamra::pki::{
-    CaCertificateSpec, CrlSpec, MAX_SERIAL_NUMBER_BYTES, RevokedCertificate, build_crl,
-    generate_ca_key, random_serial_number, self_signed_ca, split_into_shards,
+    CaCertificateSpec, CrlSpec, KeyAlgorithm, MAX_SERIAL_NUMBER_BYTES, RevocationReason,
+    RevokedCertificate, build_crl, generate_key, random_serial_number, self_signed_ca,
+    split_into_shards,
 };
 use rcgen::{DistinguishedName, Issuer, SigningKey};
 use time::{Duration, OffsetDateTime};
@@ -90,7 +90,7 @@ fn measure(
 
 fn main() {
     let now = OffsetDateTime::now_utc();
-    let key = generate_ca_key(CaKeyAlgorithm::EcdsaP256).unwrap_or_else(|e| panic!("key: {e}"));
+    let key = generate_key(KeyAlgorithm::EcdsaP256).unwrap_or_else(|e| panic!("key: {e}"));
     let ca = self_signed_ca(
         &CaCertificateSpec {
             subject: DistinguishedName::new(),

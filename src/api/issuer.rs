@@ -230,3 +230,15 @@ impl IssuerSpec {
         }
     }
 }
+
+impl From<CaKeyAlgorithm> for crate::pki::KeyAlgorithm {
+    fn from(algorithm: CaKeyAlgorithm) -> Self {
+        match algorithm {
+            CaKeyAlgorithm::EcdsaP256 => Self::EcdsaP256,
+            CaKeyAlgorithm::EcdsaP384 => Self::EcdsaP384,
+            CaKeyAlgorithm::Rsa2048 => Self::Rsa2048,
+            CaKeyAlgorithm::Rsa3072 => Self::Rsa3072,
+            CaKeyAlgorithm::Rsa4096 => Self::Rsa4096,
+        }
+    }
+}

@@ -153,3 +153,18 @@ fn rfc3339_time_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})$",
     })
 }
+
+impl From<RevocationReason> for crate::pki::RevocationReason {
+    fn from(reason: RevocationReason) -> Self {
+        match reason {
+            RevocationReason::Unspecified => Self::Unspecified,
+            RevocationReason::KeyCompromise => Self::KeyCompromise,
+            RevocationReason::CaCompromise => Self::CaCompromise,
+            RevocationReason::AffiliationChanged => Self::AffiliationChanged,
+            RevocationReason::Superseded => Self::Superseded,
+            RevocationReason::CessationOfOperation => Self::CessationOfOperation,
+            RevocationReason::PrivilegeWithdrawn => Self::PrivilegeWithdrawn,
+            RevocationReason::AaCompromise => Self::AaCompromise,
+        }
+    }
+}

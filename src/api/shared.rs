@@ -120,3 +120,16 @@ pub struct Subject {
 
 /// The standard `Ready` condition type every iamra resource reports.
 pub const CONDITION_READY: &str = "Ready";
+
+impl From<&Subject> for crate::pki::SubjectName {
+    fn from(subject: &Subject) -> Self {
+        Self {
+            common_name: subject.common_name.clone(),
+            organization: subject.organization.clone(),
+            organizational_unit: subject.organizational_unit.clone(),
+            country: subject.country.clone(),
+            locality: subject.locality.clone(),
+            province: subject.province.clone(),
+        }
+    }
+}

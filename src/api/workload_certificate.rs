@@ -154,3 +154,14 @@ pub struct WorkloadCertificateStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revision: Option<i64>,
 }
+
+impl From<WorkloadKeyAlgorithm> for crate::pki::KeyAlgorithm {
+    fn from(algorithm: WorkloadKeyAlgorithm) -> Self {
+        match algorithm {
+            WorkloadKeyAlgorithm::EcdsaP256 => Self::EcdsaP256,
+            WorkloadKeyAlgorithm::Rsa2048 => Self::Rsa2048,
+            WorkloadKeyAlgorithm::Rsa3072 => Self::Rsa3072,
+            WorkloadKeyAlgorithm::Rsa4096 => Self::Rsa4096,
+        }
+    }
+}

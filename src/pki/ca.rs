@@ -1,13 +1,12 @@
 //! Self-signed CA certificates and CA key generation.
 
 use rcgen::{
-    BasicConstraints, Certificate, CertificateParams, DistinguishedName, IsCa, KeyPair,
-    KeyUsagePurpose, RsaKeySize, SigningKey,
+    BasicConstraints, Certificate, CertificateParams, DistinguishedName, IsCa, KeyUsagePurpose,
+    SigningKey,
 };
 use time::OffsetDateTime;
 
 use super::{PkiError, random_serial_number};
-use crate::api::CaKeyAlgorithm;
 
 /// What a self-signed CA certificate says.
 #[derive(Clone, Debug)]
@@ -47,22 +46,4 @@ pub fn self_signed_ca(
         ));
     }
     Ok(spec.params()?.self_signed(key)?)
-}
-
-/// A new CA private key.
-pub fn generate_ca_key(algorithm: CaKeyAlgorithm) -> Result<KeyPair, PkiError> {
-    let key = match algorithm {
-        CaKeyAlgorithm::EcdsaP256 => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?,
-        CaKeyAlgorithm::EcdsaP384 => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384)?,
-        CaKeyAlgorithm::Rsa2048 => {
-            KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, RsaKeySize::_2048)?
-        }
-        CaKeyAlgorithm::Rsa3072 => {
-            KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, RsaKeySize::_3072)?
-        }
-        CaKeyAlgorithm::Rsa4096 => {
-            KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, RsaKeySize::_4096)?
-        }
-    };
-    Ok(key)
 }

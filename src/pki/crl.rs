@@ -2,12 +2,11 @@
 
 use rcgen::{
     CertificateRevocationList, CertificateRevocationListParams, Issuer, KeyIdMethod,
-    RevokedCertParams, SerialNumber, SigningKey,
+    RevocationReason, RevokedCertParams, SerialNumber, SigningKey,
 };
 use time::OffsetDateTime;
 
 use super::PkiError;
-use crate::api::RevocationReason;
 
 /// One revoked certificate.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -29,19 +28,6 @@ pub struct CrlSpec {
     /// The CA certificate's subject key identifier, written as the CRL's authority key
     /// identifier; relying parties (openssl among them) match the two.
     pub authority_key_identifier: Vec<u8>,
-}
-
-fn reason_code(reason: RevocationReason) -> rcgen::RevocationReason {
-    match reason {
-        RevocationReason::Unspecified => rcgen::RevocationReason::Unspecified,
-        RevocationReason::KeyCompromise => rcgen::RevocationReason::KeyCompromise,
-        RevocationReason::CaCompromise => rcgen::RevocationReason::CaCompromise,
-        RevocationReason::AffiliationChanged => rcgen::RevocationReason::AffiliationChanged,
-        RevocationReason::Superseded => rcgen::RevocationReason::Superseded,
-        RevocationReason::CessationOfOperation => rcgen::RevocationReason::CessationOfOperation,
-        RevocationReason::PrivilegeWithdrawn => rcgen::RevocationReason::PrivilegeWithdrawn,
-        RevocationReason::AaCompromise => rcgen::RevocationReason::AaCompromise,
-    }
 }
 
 /// How many CRLs a list too large for one import is split into: Roles Anywhere holds at most two
@@ -91,7 +77,7 @@ pub fn build_crl(
                 // RFC 5280 §5.3.1: unspecified SHOULD be absent; it also saves 14 bytes a
                 // entry under the import limit.
                 reason_code: (entry.reason != RevocationReason::Unspecified)
-                    .then(|| reason_code(entry.reason)),
+                    .then_some(entry.reason),
                 invalidity_date: None,
             })
             .collect(),

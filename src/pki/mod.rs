@@ -4,14 +4,14 @@ mod ca;
 mod crl;
 mod fingerprint;
 mod inspect;
+mod key_algorithm;
 mod leaf;
 pub mod pem;
 pub mod private_key;
 mod serial;
 mod subject;
-mod workload_key;
 
-pub use ca::{CaCertificateSpec, generate_ca_key, self_signed_ca};
+pub use ca::{CaCertificateSpec, self_signed_ca};
 pub use crl::{
     CRL_SHARDS, CrlSpec, RevokedCertificate, build_crl, crl_shard_of, parse_serial_hex,
     split_into_shards,
@@ -20,10 +20,12 @@ pub use fingerprint::{authority_id, key_fingerprint, sha256_hex};
 pub use inspect::{
     ParsedCertificate, crl_is_signed_by, parse_certificate_der, parse_certificate_pem, pem_blocks,
 };
+pub use key_algorithm::{KeyAlgorithm, generate_key, key_matches_algorithm};
 pub use leaf::{LeafCertificateSpec, LeafPurpose, NOT_BEFORE_BACKDATE, issue_leaf};
+/// The reason codes a CRL entry may carry (RFC 5280 §5.3.1).
+pub use rcgen::RevocationReason;
 pub use serial::{MAX_SERIAL_NUMBER_BYTES, SERIAL_NUMBER_BYTES, random_serial_number, serial_hex};
-pub use subject::distinguished_name;
-pub use workload_key::{generate_workload_key, key_matches_algorithm};
+pub use subject::{SubjectName, distinguished_name};
 
 /// Why a PKI operation failed. Never carries key material.
 #[derive(Debug, thiserror::Error)]

@@ -1,11 +1,20 @@
-//! Distinguished names from the API's subject fields.
+//! Distinguished names.
 
 use rcgen::{DistinguishedName, DnType};
 
-use crate::api::Subject;
+/// The attributes of a subject name, each when set.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SubjectName {
+    pub common_name: Option<String>,
+    pub organization: Option<String>,
+    pub organizational_unit: Option<String>,
+    pub country: Option<String>,
+    pub locality: Option<String>,
+    pub province: Option<String>,
+}
 
 /// The X.509 name for a subject, attributes in the order C, ST, L, O, OU, CN.
-pub fn distinguished_name(subject: &Subject) -> DistinguishedName {
+pub fn distinguished_name(subject: &SubjectName) -> DistinguishedName {
     let mut name = DistinguishedName::new();
     let attributes = [
         (DnType::CountryName, &subject.country),

@@ -7,10 +7,9 @@ use x509_parser::extensions::{GeneralName, ParsedExtension};
 use x509_parser::prelude::*;
 
 use super::*;
-use crate::api::{CaKeyAlgorithm, Subject, WorkloadKeyAlgorithm};
 
-fn ca(algorithm: CaKeyAlgorithm) -> (rcgen::KeyPair, String) {
-    let key = generate_ca_key(algorithm).unwrap();
+fn ca(algorithm: KeyAlgorithm) -> (rcgen::KeyPair, String) {
+    let key = generate_key(algorithm).unwrap();
     let mut subject = rcgen::DistinguishedName::new();
     subject.push(DnType::CommonName, "test CA");
     let now = OffsetDateTime::now_utc();
@@ -26,7 +25,7 @@ fn ca(algorithm: CaKeyAlgorithm) -> (rcgen::KeyPair, String) {
 fn leaf_spec(crl: Option<&str>) -> LeafCertificateSpec {
     let now = OffsetDateTime::now_utc();
     LeafCertificateSpec {
-        subject: distinguished_name(&Subject {
+        subject: distinguished_name(&SubjectName {
             common_name: Some("app".into()),
             organization: Some("Example".into()),
             ..Default::default()
@@ -45,13 +44,13 @@ fn leaf_spec(crl: Option<&str>) -> LeafCertificateSpec {
 #[test]
 fn leaf_has_everything_roles_anywhere_checks() {
     for (ca_algorithm, leaf_algorithm) in [
-        (CaKeyAlgorithm::EcdsaP256, WorkloadKeyAlgorithm::EcdsaP256),
-        (CaKeyAlgorithm::Rsa2048, WorkloadKeyAlgorithm::Rsa2048),
-        (CaKeyAlgorithm::EcdsaP384, WorkloadKeyAlgorithm::EcdsaP256),
+        (KeyAlgorithm::EcdsaP256, KeyAlgorithm::EcdsaP256),
+        (KeyAlgorithm::Rsa2048, KeyAlgorithm::Rsa2048),
+        (KeyAlgorithm::EcdsaP384, KeyAlgorithm::EcdsaP256),
     ] {
         let (ca_key, ca_pem) = ca(ca_algorithm);
         let issuer = Issuer::from_ca_cert_pem(&ca_pem, &ca_key).unwrap();
-        let leaf_key = generate_workload_key(leaf_algorithm).unwrap();
+        let leaf_key = generate_key(leaf_algorithm).unwrap();
         assert!(key_matches_algorithm(&leaf_key, leaf_algorithm));
         let spec = leaf_spec(Some("http://iamra.example/crl/ns/ca.crl"));
         let pem = issue_leaf(&spec, &leaf_key, &issuer).unwrap().pem();
@@ -151,7 +150,7 @@ fn leaf_has_everything_roles_anywhere_checks() {
 
 #[test]
 fn ca_is_a_critical_ca_with_cert_and_crl_signing() {
-    let (_, pem) = ca(CaKeyAlgorithm::EcdsaP256);
+    let (_, pem) = ca(KeyAlgorithm::EcdsaP256);
     let parsed = parse_certificate_pem(&pem).unwrap();
     assert!(parsed.is_ca && parsed.can_sign_certificates);
     assert!(parsed.is_signed_by(&parsed.public_key_info));
@@ -164,9 +163,9 @@ fn ca_is_a_critical_ca_with_cert_and_crl_signing() {
 
 #[test]
 fn refuses_inverted_validity_and_bad_names() {
-    let (ca_key, ca_pem) = ca(CaKeyAlgorithm::EcdsaP256);
+    let (ca_key, ca_pem) = ca(KeyAlgorithm::EcdsaP256);
     let issuer = Issuer::from_ca_cert_pem(&ca_pem, &ca_key).unwrap();
-    let key = generate_workload_key(WorkloadKeyAlgorithm::EcdsaP256).unwrap();
+    let key = generate_key(KeyAlgorithm::EcdsaP256).unwrap();
     let mut spec = leaf_spec(None);
     spec.not_after = spec.not_before - Duration::seconds(1);
     assert!(matches!(
@@ -183,19 +182,16 @@ fn refuses_inverted_validity_and_bad_names() {
 
 #[test]
 fn rsa_size_is_checked_for_key_reuse() {
-    let key = generate_workload_key(WorkloadKeyAlgorithm::Rsa2048).unwrap();
-    assert!(key_matches_algorithm(&key, WorkloadKeyAlgorithm::Rsa2048));
-    assert!(!key_matches_algorithm(&key, WorkloadKeyAlgorithm::Rsa3072));
-    assert!(!key_matches_algorithm(
-        &key,
-        WorkloadKeyAlgorithm::EcdsaP256
-    ));
+    let key = generate_key(KeyAlgorithm::Rsa2048).unwrap();
+    assert!(key_matches_algorithm(&key, KeyAlgorithm::Rsa2048));
+    assert!(!key_matches_algorithm(&key, KeyAlgorithm::Rsa3072));
+    assert!(!key_matches_algorithm(&key, KeyAlgorithm::EcdsaP256));
 }
 
 #[test]
 fn pem_bundle_yields_every_certificate() {
-    let (_, first) = ca(CaKeyAlgorithm::EcdsaP256);
-    let (_, second) = ca(CaKeyAlgorithm::EcdsaP256);
+    let (_, first) = ca(KeyAlgorithm::EcdsaP256);
+    let (_, second) = ca(KeyAlgorithm::EcdsaP256);
     assert_eq!(pem_blocks(&format!("{first}{second}")).unwrap().len(), 2);
     assert!(matches!(
         pem_blocks("nothing here"),
@@ -206,8 +202,7 @@ fn pem_bundle_yields_every_certificate() {
 
 #[test]
 fn crl_carries_number_entries_reasons_and_the_ca_key_identifier() {
-    use crate::api::RevocationReason;
-    for algorithm in [CaKeyAlgorithm::EcdsaP256, CaKeyAlgorithm::Rsa2048] {
+    for algorithm in [KeyAlgorithm::EcdsaP256, KeyAlgorithm::Rsa2048] {
         let (ca_key, ca_pem) = ca(algorithm);
         let ca_parsed = parse_certificate_pem(&ca_pem).unwrap();
         let issuer = Issuer::from_ca_cert_pem(&ca_pem, &ca_key).unwrap();
@@ -311,7 +306,6 @@ fn serial_hex_parsing() {
 
 mod properties {
     use super::*;
-    use crate::api::RevocationReason;
     use proptest::prelude::*;
 
     /// Serials as the controller makes them: positive, no leading zero octet, up to 20 octets.
@@ -339,7 +333,7 @@ mod properties {
         fn a_crl_lists_each_distinct_serial_once_in_the_shard_it_belongs_to(
             entries in prop::collection::vec((serial(), reason()), 0..60),
         ) {
-            let (ca_key, ca_pem) = ca(CaKeyAlgorithm::EcdsaP256);
+            let (ca_key, ca_pem) = ca(KeyAlgorithm::EcdsaP256);
             let ca_parsed = parse_certificate_pem(&ca_pem).unwrap();
             let issuer = Issuer::from_ca_cert_pem(&ca_pem, &ca_key).unwrap();
             let now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();

@@ -12,14 +12,14 @@ use kube::api::{Api, ObjectMeta, PostParams};
 use rcgen::{DistinguishedName, DnType, KeyPair};
 use time::OffsetDateTime;
 
-use crate::api::CaKeyAlgorithm;
 use crate::api::well_known::{
     CA_CERTIFICATE_KEY, MANAGED_BY_LABEL, MANAGED_BY_VALUE, TLS_CERTIFICATE_KEY,
     TLS_PRIVATE_KEY_KEY,
 };
 use crate::pki::{
-    CaCertificateSpec, LeafCertificateSpec, LeafPurpose, NOT_BEFORE_BACKDATE, PkiError,
-    generate_ca_key, issue_leaf, parse_certificate_pem, random_serial_number, self_signed_ca,
+    CaCertificateSpec, KeyAlgorithm, LeafCertificateSpec, LeafPurpose, NOT_BEFORE_BACKDATE,
+    PkiError, generate_key, issue_leaf, parse_certificate_pem, random_serial_number,
+    self_signed_ca,
 };
 
 /// Secret holding the webhook CA's certificate and key.
@@ -103,7 +103,7 @@ fn webhook_subject(common_name: &str) -> DistinguishedName {
 
 /// A new CA for the webhook: (certificate PEM, key PEM).
 pub fn new_webhook_ca(now: OffsetDateTime) -> Result<(String, String), PkiError> {
-    let key = generate_ca_key(CaKeyAlgorithm::EcdsaP256)?;
+    let key = generate_key(KeyAlgorithm::EcdsaP256)?;
     let certificate = self_signed_ca(
         &CaCertificateSpec {
             subject: webhook_subject("iamra webhook CA"),

@@ -29,7 +29,7 @@ pub fn trials(cluster: &TestCluster) -> Vec<Trial> {
 /// A CA certificate and key (PEM) made outside the controller, as someone swapping the CA
 /// Secret's contents would.
 fn foreign_ca() -> anyhow::Result<(String, String)> {
-    let key = iamra::pki::generate_ca_key(CaKeyAlgorithm::EcdsaP256)?;
+    let key = iamra::pki::generate_key(iamra::pki::KeyAlgorithm::EcdsaP256)?;
     let now = OffsetDateTime::now_utc();
     let mut subject = rcgen::DistinguishedName::new();
     subject.push(rcgen::DnType::CommonName, "swapped in");

@@ -19,8 +19,8 @@ use crate::controller::certificate::{
 use crate::controller::context::{Context, KmsKeyLocation};
 use crate::controller::issuer::CaIssuer;
 use crate::pki::{
-    CaCertificateSpec, ParsedCertificate, distinguished_name, generate_ca_key,
-    parse_certificate_pem, self_signed_ca,
+    CaCertificateSpec, ParsedCertificate, distinguished_name, generate_key, parse_certificate_pem,
+    self_signed_ca,
 };
 use crate::signer::CaSigner;
 
@@ -96,8 +96,8 @@ async fn load_key_and_certificate(
                 Some(secret) => load_local(&secret, &local.secret_name),
                 None if create_missing && local.bootstrap.unwrap_or(true) => {
                     refuse_replacing_established_ca(ctx, issuer, local).await?;
-                    let key =
-                        generate_ca_key(local.key_algorithm.unwrap_or_default()).map_err(|e| {
+                    let key = generate_key(local.key_algorithm.unwrap_or_default().into())
+                        .map_err(|e| {
                             CaProblem::permanent("CAKeyGenerationFailed", e.to_string())
                         })?;
                     let spec = ca_spec(issuer)?;
@@ -276,7 +276,14 @@ fn ca_spec(issuer: &CaIssuer) -> Result<CaCertificateSpec, CaProblem> {
         common_name: Some(issuer.default_ca_common_name()),
         ..Default::default()
     };
-    let subject = distinguished_name(issuer.spec.subject.as_ref().unwrap_or(&default_subject));
+    let subject = distinguished_name(
+        &issuer
+            .spec
+            .subject
+            .as_ref()
+            .unwrap_or(&default_subject)
+            .into(),
+    );
     let duration = parse_duration(
         issuer
             .spec

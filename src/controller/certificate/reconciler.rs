@@ -36,9 +36,9 @@ use crate::controller::policy::minimums::BelowMinimum;
 use crate::controller::revocation::REISSUE_ANNOTATION;
 use crate::controller::runtime::metrics::{ISSUANCE_SECONDS, RECONCILE_ERRORS};
 use crate::pki::{
-    LeafCertificateSpec, NOT_BEFORE_BACKDATE, authority_id, distinguished_name,
-    generate_workload_key, issue_leaf, key_fingerprint, key_matches_algorithm,
-    parse_certificate_pem, random_serial_number,
+    LeafCertificateSpec, NOT_BEFORE_BACKDATE, authority_id, distinguished_name, generate_key,
+    issue_leaf, key_fingerprint, key_matches_algorithm, parse_certificate_pem,
+    random_serial_number,
 };
 use crate::signer::CaSigner;
 
@@ -572,7 +572,7 @@ impl Reconciler {
                 body.as_ref()
                     .and_then(|body| secret_text(body, TLS_PRIVATE_KEY_KEY))
                     .and_then(|pem| KeyPair::from_pem(&pem).ok())
-                    .filter(|key| key_matches_algorithm(key, settings.key_algorithm))
+                    .filter(|key| key_matches_algorithm(key, settings.key_algorithm.into()))
                     .map(|key| key.serialize_pem())
             }
             _ => None,
@@ -585,7 +585,7 @@ impl Reconciler {
             other => other,
         };
         let leaf_spec = LeafCertificateSpec {
-            subject: distinguished_name(&identity.subject),
+            subject: distinguished_name(&(&identity.subject).into()),
             uris: identity.uris.clone(),
             dns_names: identity.dns_names.clone(),
             ip_addresses: Vec::new(),
@@ -915,7 +915,7 @@ fn sign_leaf(
 ) -> Result<(String, String), String> {
     let key = match reusable_key_pem.and_then(|pem| KeyPair::from_pem(&pem).ok()) {
         Some(key) => key,
-        None => generate_workload_key(algorithm).map_err(|e| e.to_string())?,
+        None => generate_key(algorithm.into()).map_err(|e| e.to_string())?,
     };
     let issuer =
         rcgen::Issuer::from_ca_cert_pem(ca_pem, signer.as_ref()).map_err(|e| e.to_string())?;
@@ -958,7 +958,7 @@ fn inspect_secret(
             .is_some_and(|c| c.is_signed_by(&ca.certificate.public_key_info)),
         key_algorithm_matches: key
             .as_ref()
-            .is_some_and(|key| key_matches_algorithm(key, algorithm)),
+            .is_some_and(|key| key_matches_algorithm(key, algorithm.into())),
         annotated_serial: annotation(SERIAL_ANNOTATION),
         annotated_revision: annotation(REVISION_ANNOTATION).and_then(|r| r.parse().ok()),
         annotated_spec_hash: annotation(SPEC_HASH_ANNOTATION),

@@ -299,7 +299,7 @@ pub fn revoked_entries(
         entries.push(RevokedCertificate {
             serial,
             revoked_at,
-            reason: revocation.reason,
+            reason: revocation.reason.into(),
         });
     }
     entries.sort_by(|a, b| a.serial.cmp(&b.serial));
