@@ -1,17 +1,14 @@
 //! Self-signed CA certificates and CA key generation.
 
-use rcgen::{
-    BasicConstraints, Certificate, CertificateParams, DistinguishedName, IsCa, KeyUsagePurpose,
-    SigningKey,
-};
+use rcgen::{BasicConstraints, Certificate, CertificateParams, IsCa, KeyUsagePurpose, SigningKey};
 use time::OffsetDateTime;
 
-use super::{PkiError, random_serial_number};
+use super::{PkiError, SubjectName, distinguished_name, random_serial_number};
 
 /// What a self-signed CA certificate says.
 #[derive(Clone, Debug)]
 pub struct CaCertificateSpec {
-    pub subject: DistinguishedName,
+    pub subject: SubjectName,
     pub not_before: OffsetDateTime,
     pub not_after: OffsetDateTime,
 }
@@ -21,7 +18,7 @@ impl CaCertificateSpec {
     /// cRLSign (critical), a SHA-256 subject key identifier and a random 20-octet serial.
     pub fn params(&self) -> Result<CertificateParams, PkiError> {
         let mut params = CertificateParams::default();
-        params.distinguished_name = self.subject.clone();
+        params.distinguished_name = distinguished_name(&self.subject);
         params.not_before = self.not_before;
         params.not_after = self.not_after;
         params.serial_number = Some(random_serial_number()?);

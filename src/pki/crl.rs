@@ -54,7 +54,8 @@ pub fn split_into_shards(entries: &[RevokedCertificate]) -> Vec<Vec<RevokedCerti
 /// give the same list.
 pub fn build_crl(
     spec: &CrlSpec,
-    issuer: &Issuer<'_, impl SigningKey>,
+    ca_pem: &str,
+    ca_key: &impl SigningKey,
 ) -> Result<CertificateRevocationList, PkiError> {
     if spec.next_update <= spec.this_update {
         return Err(PkiError::Validity(
@@ -83,7 +84,8 @@ pub fn build_crl(
             .collect(),
         key_identifier_method: KeyIdMethod::PreSpecified(spec.authority_key_identifier.clone()),
     };
-    Ok(params.signed_by(issuer)?)
+    let issuer = Issuer::from_ca_cert_pem(ca_pem, ca_key)?;
+    Ok(params.signed_by(&issuer)?)
 }
 
 /// A hex serial number (as the API holds it) as big-endian bytes without leading zero octets.

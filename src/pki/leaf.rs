@@ -3,13 +3,12 @@
 use std::time::Duration;
 
 use rcgen::{
-    Certificate, CertificateParams, CrlDistributionPoint, DistinguishedName,
-    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyUsagePurpose, PublicKeyData, SanType, SerialNumber,
-    SigningKey,
+    Certificate, CertificateParams, CrlDistributionPoint, ExtendedKeyUsagePurpose, IsCa, Issuer,
+    KeyUsagePurpose, PublicKeyData, SanType, SerialNumber, SigningKey,
 };
 use time::OffsetDateTime;
 
-use super::PkiError;
+use super::{PkiError, SubjectName, distinguished_name};
 
 /// notBefore is set this far in the past so a relying party whose clock runs slightly behind
 /// does not see a certificate from the future.
@@ -28,7 +27,7 @@ pub enum LeafPurpose {
 /// What a workload certificate says.
 #[derive(Clone, Debug)]
 pub struct LeafCertificateSpec {
-    pub subject: DistinguishedName,
+    pub subject: SubjectName,
     pub uris: Vec<String>,
     pub dns_names: Vec<String>,
     pub ip_addresses: Vec<std::net::IpAddr>,
@@ -43,7 +42,7 @@ pub struct LeafCertificateSpec {
 impl LeafCertificateSpec {
     fn params(&self) -> Result<CertificateParams, PkiError> {
         let mut params = CertificateParams::default();
-        params.distinguished_name = self.subject.clone();
+        params.distinguished_name = distinguished_name(&self.subject);
         params.serial_number = Some(self.serial_number.clone());
         params.not_before = self.not_before;
         params.not_after = self.not_after;
@@ -81,14 +80,17 @@ impl LeafCertificateSpec {
     }
 }
 
-/// Signs a workload certificate for `public_key` with the CA `issuer`.
+/// Signs a certificate for `public_key` with the CA whose certificate is `ca_pem` and whose key
+/// is `ca_key` (a local key pair or a KMS key).
 pub fn issue_leaf(
     spec: &LeafCertificateSpec,
     public_key: &impl PublicKeyData,
-    issuer: &Issuer<'_, impl SigningKey>,
+    ca_pem: &str,
+    ca_key: &impl SigningKey,
 ) -> Result<Certificate, PkiError> {
     if spec.not_after <= spec.not_before {
         return Err(PkiError::Validity("notAfter is not after notBefore".into()));
     }
-    Ok(spec.params()?.signed_by(public_key, issuer)?)
+    let issuer = Issuer::from_ca_cert_pem(ca_pem, ca_key)?;
+    Ok(spec.params()?.signed_by(public_key, &issuer)?)
 }

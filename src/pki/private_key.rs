@@ -11,7 +11,7 @@ use super::pem::{PemError, parse_pem};
 
 /// Which signature a key produces; the SigV4-X509 algorithm name follows from it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyAlgorithm {
+pub enum PrivateKeyKind {
     EcdsaP256,
     Rsa,
 }
@@ -84,10 +84,10 @@ impl PrivateKey {
             .map_err(|_| PrivateKeyError::Unsupported { form: "PKCS#8" })
     }
 
-    pub fn algorithm(&self) -> KeyAlgorithm {
+    pub fn algorithm(&self) -> PrivateKeyKind {
         match self {
-            Self::Ecdsa(_) => KeyAlgorithm::EcdsaP256,
-            Self::Rsa(_) => KeyAlgorithm::Rsa,
+            Self::Ecdsa(_) => PrivateKeyKind::EcdsaP256,
+            Self::Rsa(_) => PrivateKeyKind::Rsa,
         }
     }
 
@@ -132,12 +132,12 @@ mod tests {
         let ec = encode_pem("PRIVATE KEY", &rcgen_pkcs8(&rcgen::PKCS_ECDSA_P256_SHA256));
         assert_eq!(
             PrivateKey::from_pem(&ec).unwrap().algorithm(),
-            KeyAlgorithm::EcdsaP256
+            PrivateKeyKind::EcdsaP256
         );
         let rsa = encode_pem("PRIVATE KEY", &rcgen_pkcs8(&rcgen::PKCS_RSA_SHA256));
         assert_eq!(
             PrivateKey::from_pem(&rsa).unwrap().algorithm(),
-            KeyAlgorithm::Rsa
+            PrivateKeyKind::Rsa
         );
     }
 
@@ -165,12 +165,12 @@ mod tests {
         let ec = std::fs::read_to_string(dir.path().join("ec.pem")).unwrap();
         assert!(ec.contains("BEGIN EC PARAMETERS") && ec.contains("BEGIN EC PRIVATE KEY"));
         let key = PrivateKey::from_pem(&ec).unwrap();
-        assert_eq!(key.algorithm(), KeyAlgorithm::EcdsaP256);
+        assert_eq!(key.algorithm(), PrivateKeyKind::EcdsaP256);
         assert!(!key.sign_sha256(b"x").unwrap().is_empty());
         let rsa = std::fs::read_to_string(dir.path().join("rsa.pem")).unwrap();
         assert!(rsa.contains("BEGIN RSA PRIVATE KEY"));
         let key = PrivateKey::from_pem(&rsa).unwrap();
-        assert_eq!(key.algorithm(), KeyAlgorithm::Rsa);
+        assert_eq!(key.algorithm(), PrivateKeyKind::Rsa);
         assert_eq!(key.sign_sha256(b"x").unwrap().len(), 256);
     }
 

@@ -2,7 +2,7 @@
 //! Anywhere checks, with fixed inputs and no cluster.
 
 use ::time::{Duration, OffsetDateTime};
-use rcgen::{DnType, Issuer, PublicKeyData};
+use rcgen::PublicKeyData;
 use x509_parser::extensions::{GeneralName, ParsedExtension};
 use x509_parser::prelude::*;
 
@@ -10,8 +10,10 @@ use super::*;
 
 fn ca(algorithm: KeyAlgorithm) -> (rcgen::KeyPair, String) {
     let key = generate_key(algorithm).unwrap();
-    let mut subject = rcgen::DistinguishedName::new();
-    subject.push(DnType::CommonName, "test CA");
+    let subject = SubjectName {
+        common_name: Some("test CA".into()),
+        ..SubjectName::default()
+    };
     let now = OffsetDateTime::now_utc();
     let spec = CaCertificateSpec {
         subject,
@@ -25,11 +27,11 @@ fn ca(algorithm: KeyAlgorithm) -> (rcgen::KeyPair, String) {
 fn leaf_spec(crl: Option<&str>) -> LeafCertificateSpec {
     let now = OffsetDateTime::now_utc();
     LeafCertificateSpec {
-        subject: distinguished_name(&SubjectName {
+        subject: SubjectName {
             common_name: Some("app".into()),
             organization: Some("Example".into()),
             ..Default::default()
-        }),
+        },
         uris: vec!["spiffe://cluster.local/ns/a/sa/b".into()],
         dns_names: vec!["app.a.svc".into()],
         ip_addresses: vec![],
@@ -49,11 +51,12 @@ fn leaf_has_everything_roles_anywhere_checks() {
         (KeyAlgorithm::EcdsaP384, KeyAlgorithm::EcdsaP256),
     ] {
         let (ca_key, ca_pem) = ca(ca_algorithm);
-        let issuer = Issuer::from_ca_cert_pem(&ca_pem, &ca_key).unwrap();
         let leaf_key = generate_key(leaf_algorithm).unwrap();
         assert!(key_matches_algorithm(&leaf_key, leaf_algorithm));
         let spec = leaf_spec(Some("http://iamra.example/crl/ns/ca.crl"));
-        let pem = issue_leaf(&spec, &leaf_key, &issuer).unwrap().pem();
+        let pem = issue_leaf(&spec, &leaf_key, &ca_pem, &ca_key)
+            .unwrap()
+            .pem();
 
         let parsed = parse_certificate_pem(&pem).unwrap();
         let ca_parsed = parse_certificate_pem(&ca_pem).unwrap();
@@ -164,18 +167,17 @@ fn ca_is_a_critical_ca_with_cert_and_crl_signing() {
 #[test]
 fn refuses_inverted_validity_and_bad_names() {
     let (ca_key, ca_pem) = ca(KeyAlgorithm::EcdsaP256);
-    let issuer = Issuer::from_ca_cert_pem(&ca_pem, &ca_key).unwrap();
     let key = generate_key(KeyAlgorithm::EcdsaP256).unwrap();
     let mut spec = leaf_spec(None);
     spec.not_after = spec.not_before - Duration::seconds(1);
     assert!(matches!(
-        issue_leaf(&spec, &key, &issuer),
+        issue_leaf(&spec, &key, &ca_pem, &ca_key),
         Err(PkiError::Validity(_))
     ));
     let mut spec = leaf_spec(None);
     spec.uris = vec!["ünïcode:x".into()];
     assert!(matches!(
-        issue_leaf(&spec, &key, &issuer),
+        issue_leaf(&spec, &key, &ca_pem, &ca_key),
         Err(PkiError::InvalidSubjectAltName(_))
     ));
 }
@@ -205,7 +207,6 @@ fn crl_carries_number_entries_reasons_and_the_ca_key_identifier() {
     for algorithm in [KeyAlgorithm::EcdsaP256, KeyAlgorithm::Rsa2048] {
         let (ca_key, ca_pem) = ca(algorithm);
         let ca_parsed = parse_certificate_pem(&ca_pem).unwrap();
-        let issuer = Issuer::from_ca_cert_pem(&ca_pem, &ca_key).unwrap();
         let now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
         let spec = CrlSpec {
             number: 300,
@@ -235,7 +236,7 @@ fn crl_carries_number_entries_reasons_and_the_ca_key_identifier() {
             ],
             authority_key_identifier: ca_parsed.subject_key_identifier.clone().unwrap(),
         };
-        let crl = build_crl(&spec, &issuer).unwrap();
+        let crl = build_crl(&spec, &ca_pem, &ca_key).unwrap();
         let (_, parsed) =
             x509_parser::revocation_list::CertificateRevocationList::from_der(crl.der()).unwrap();
         let (_, ca_certificate) = X509Certificate::from_der(&ca_parsed.der).unwrap();
@@ -335,7 +336,6 @@ mod properties {
         ) {
             let (ca_key, ca_pem) = ca(KeyAlgorithm::EcdsaP256);
             let ca_parsed = parse_certificate_pem(&ca_pem).unwrap();
-            let issuer = Issuer::from_ca_cert_pem(&ca_pem, &ca_key).unwrap();
             let now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
             let revoked: Vec<crate::pki::RevokedCertificate> = entries
                 .iter()
@@ -358,7 +358,7 @@ mod properties {
                     revoked: shard.clone(),
                     authority_key_identifier: ca_parsed.subject_key_identifier.clone().unwrap(),
                 };
-                let crl = build_crl(&spec, &issuer).unwrap();
+                let crl = build_crl(&spec, &ca_pem, &ca_key).unwrap();
                 let (_, parsed) = x509_parser::revocation_list::CertificateRevocationList::from_der(crl.der()).unwrap();
                 let listed: Vec<Vec<u8>> = parsed
                     .iter_revoked_certificates()

@@ -16,7 +16,7 @@ use super::sigv4x509::{
     canonical_request, credential_scope, format_amz_date, sha256_hex, string_to_sign,
 };
 use crate::pki::pem::parse_pem;
-use crate::pki::private_key::{KeyAlgorithm, PrivateKey};
+use crate::pki::private_key::{PrivateKey, PrivateKeyKind};
 
 /// Roles Anywhere's bounds for `durationSeconds` (the API rejects anything else).
 pub const MIN_SESSION_SECONDS: u32 = 900;
@@ -110,8 +110,8 @@ impl SigningIdentity {
 
     pub fn algorithm(&self) -> SigningAlgorithm {
         match self.key.algorithm() {
-            KeyAlgorithm::EcdsaP256 => SigningAlgorithm::EcdsaSha256,
-            KeyAlgorithm::Rsa => SigningAlgorithm::RsaSha256,
+            PrivateKeyKind::EcdsaP256 => SigningAlgorithm::EcdsaSha256,
+            PrivateKeyKind::Rsa => SigningAlgorithm::RsaSha256,
         }
     }
 }

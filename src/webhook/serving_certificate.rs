@@ -9,7 +9,7 @@ use std::time::Duration;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ObjectMeta, PostParams};
-use rcgen::{DistinguishedName, DnType, KeyPair};
+use rcgen::KeyPair;
 use time::OffsetDateTime;
 
 use crate::api::well_known::{
@@ -18,7 +18,7 @@ use crate::api::well_known::{
 };
 use crate::pki::{
     CaCertificateSpec, KeyAlgorithm, LeafCertificateSpec, LeafPurpose, NOT_BEFORE_BACKDATE,
-    PkiError, generate_key, issue_leaf, parse_certificate_pem, random_serial_number,
+    PkiError, SubjectName, generate_key, issue_leaf, parse_certificate_pem, random_serial_number,
     self_signed_ca,
 };
 
@@ -94,11 +94,12 @@ impl ServingCertificate {
     }
 }
 
-fn webhook_subject(common_name: &str) -> DistinguishedName {
-    let mut subject = DistinguishedName::new();
-    subject.push(DnType::OrganizationName, "iamra");
-    subject.push(DnType::CommonName, common_name);
-    subject
+fn webhook_subject(common_name: &str) -> SubjectName {
+    SubjectName {
+        organization: Some("iamra".into()),
+        common_name: Some(common_name.into()),
+        ..SubjectName::default()
+    }
 }
 
 /// A new CA for the webhook: (certificate PEM, key PEM).
@@ -123,8 +124,7 @@ pub fn new_serving_certificate(
     now: OffsetDateTime,
 ) -> Result<ServingCertificate, PkiError> {
     let ca_key = KeyPair::from_pem(ca_key_pem)?;
-    let issuer = rcgen::Issuer::from_ca_cert_pem(ca_pem, &ca_key)?;
-    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    let key = generate_key(KeyAlgorithm::EcdsaP256)?;
     let not_after = now + SERVING_LIFETIME;
     let spec = LeafCertificateSpec {
         subject: webhook_subject(
@@ -143,7 +143,7 @@ pub fn new_serving_certificate(
         not_after,
         crl_distribution_point: None,
     };
-    let certificate = issue_leaf(&spec, &key, &issuer)?;
+    let certificate = issue_leaf(&spec, &key, ca_pem, &ca_key)?;
     Ok(ServingCertificate {
         ca_pem: ca_pem.to_string(),
         certificate_pem: certificate.pem(),

@@ -31,8 +31,10 @@ pub fn trials(cluster: &TestCluster) -> Vec<Trial> {
 fn foreign_ca() -> anyhow::Result<(String, String)> {
     let key = iamra::pki::generate_key(iamra::pki::KeyAlgorithm::EcdsaP256)?;
     let now = OffsetDateTime::now_utc();
-    let mut subject = rcgen::DistinguishedName::new();
-    subject.push(rcgen::DnType::CommonName, "swapped in");
+    let subject = iamra::pki::SubjectName {
+        common_name: Some("swapped in".into()),
+        ..Default::default()
+    };
     let certificate = iamra::pki::self_signed_ca(
         &iamra::pki::CaCertificateSpec {
             subject,

@@ -19,8 +19,7 @@ use crate::controller::certificate::{
 use crate::controller::context::{Context, KmsKeyLocation};
 use crate::controller::issuer::CaIssuer;
 use crate::pki::{
-    CaCertificateSpec, ParsedCertificate, distinguished_name, generate_key, parse_certificate_pem,
-    self_signed_ca,
+    CaCertificateSpec, ParsedCertificate, generate_key, parse_certificate_pem, self_signed_ca,
 };
 use crate::signer::CaSigner;
 
@@ -276,14 +275,12 @@ fn ca_spec(issuer: &CaIssuer) -> Result<CaCertificateSpec, CaProblem> {
         common_name: Some(issuer.default_ca_common_name()),
         ..Default::default()
     };
-    let subject = distinguished_name(
-        &issuer
-            .spec
-            .subject
-            .as_ref()
-            .unwrap_or(&default_subject)
-            .into(),
-    );
+    let subject = issuer
+        .spec
+        .subject
+        .as_ref()
+        .unwrap_or(&default_subject)
+        .into();
     let duration = parse_duration(
         issuer
             .spec

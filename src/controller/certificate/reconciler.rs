@@ -36,9 +36,8 @@ use crate::controller::policy::minimums::BelowMinimum;
 use crate::controller::revocation::REISSUE_ANNOTATION;
 use crate::controller::runtime::metrics::{ISSUANCE_SECONDS, RECONCILE_ERRORS};
 use crate::pki::{
-    LeafCertificateSpec, NOT_BEFORE_BACKDATE, authority_id, distinguished_name, generate_key,
-    issue_leaf, key_fingerprint, key_matches_algorithm, parse_certificate_pem,
-    random_serial_number,
+    LeafCertificateSpec, NOT_BEFORE_BACKDATE, authority_id, generate_key, issue_leaf,
+    key_fingerprint, key_matches_algorithm, parse_certificate_pem, random_serial_number,
 };
 use crate::signer::CaSigner;
 
@@ -585,7 +584,7 @@ impl Reconciler {
             other => other,
         };
         let leaf_spec = LeafCertificateSpec {
-            subject: distinguished_name(&(&identity.subject).into()),
+            subject: (&identity.subject).into(),
             uris: identity.uris.clone(),
             dns_names: identity.dns_names.clone(),
             ip_addresses: Vec::new(),
@@ -917,15 +916,14 @@ fn sign_leaf(
         Some(key) => key,
         None => generate_key(algorithm.into()).map_err(|e| e.to_string())?,
     };
-    let issuer =
-        rcgen::Issuer::from_ca_cert_pem(ca_pem, signer.as_ref()).map_err(|e| e.to_string())?;
-    let certificate = issue_leaf(spec, &key, &issuer).map_err(|error| match signer.as_ref() {
-        CaSigner::Kms(kms) => kms
-            .take_last_error()
-            .map(|e| e.to_string())
-            .unwrap_or_else(|| error.to_string()),
-        CaSigner::Local(_) => error.to_string(),
-    })?;
+    let certificate =
+        issue_leaf(spec, &key, ca_pem, signer.as_ref()).map_err(|error| match signer.as_ref() {
+            CaSigner::Kms(kms) => kms
+                .take_last_error()
+                .map(|e| e.to_string())
+                .unwrap_or_else(|| error.to_string()),
+            CaSigner::Local(_) => error.to_string(),
+        })?;
     Ok((certificate.pem(), key.serialize_pem()))
 }
 

@@ -546,9 +546,7 @@ fn sign_crl(
     signer: &std::sync::Arc<CaSigner>,
 ) -> Result<(Vec<u8>, String), String> {
     let started = std::time::Instant::now();
-    let issuer =
-        rcgen::Issuer::from_ca_cert_pem(ca_pem, signer.as_ref()).map_err(|e| e.to_string())?;
-    let crl = build_crl(spec, &issuer).map_err(|error| match signer.as_ref() {
+    let crl = build_crl(spec, ca_pem, signer.as_ref()).map_err(|error| match signer.as_ref() {
         CaSigner::Kms(kms) => kms
             .take_last_error()
             .map(|e| e.to_string())
