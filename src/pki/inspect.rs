@@ -40,17 +40,8 @@ impl ParsedCertificate {
 
 /// Whether `crl` (DER, or PEM `X509 CRL`) is signed by the key `issuer_public_key_info` (DER SPKI).
 pub fn crl_is_signed_by(crl: &[u8], issuer_public_key_info: &[u8]) -> bool {
-    let der = match std::str::from_utf8(crl) {
-        Ok(text) if text.contains("-----BEGIN") => {
-            match super::pem::parse_pem(text)
-                .ok()
-                .and_then(|blocks| blocks.into_iter().find(|b| b.label == "X509 CRL"))
-            {
-                Some(block) => block.der,
-                None => return false,
-            }
-        }
-        _ => crl.to_vec(),
+    let Some(der) = super::pem::der_of(crl, "X509 CRL") else {
+        return false;
     };
     let Ok((_, parsed)) = x509_parser::revocation_list::CertificateRevocationList::from_der(&der)
     else {
@@ -64,13 +55,8 @@ pub fn crl_is_signed_by(crl: &[u8], issuer_public_key_info: &[u8]) -> bool {
 
 /// The DER contents of every `CERTIFICATE` block in a PEM bundle, in order.
 pub fn pem_blocks(pem: &str) -> Result<Vec<Vec<u8>>, PkiError> {
-    let mut blocks = Vec::new();
-    for block in Pem::iter_from_buffer(pem.as_bytes()) {
-        let block = block.map_err(|e| PkiError::InvalidPem(e.to_string()))?;
-        if block.label == "CERTIFICATE" {
-            blocks.push(block.contents);
-        }
-    }
+    let blocks = super::pem::blocks_labelled(pem, "CERTIFICATE")
+        .map_err(|e| PkiError::InvalidPem(e.to_string()))?;
     if blocks.is_empty() {
         return Err(PkiError::InvalidPem("no CERTIFICATE block".into()));
     }

@@ -1,7 +1,5 @@
-//! Minimal PEM (RFC 7468) decoding: the labelled base64 blocks of a text file.
-
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
+//! PEM (RFC 7468): the labelled base64 blocks of a text file. The one PEM reader of the crate,
+//! on the `pem` crate (rcgen's own), so every certificate, key and CRL is read the same way.
 
 /// One `-----BEGIN <label>-----` block, decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -10,68 +8,51 @@ pub struct PemBlock {
     pub der: Vec<u8>,
 }
 
+/// Why a PEM text could not be read.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum PemError {
-    #[error("PEM block {label:?} has no END line")]
-    Unterminated { label: String },
-    #[error("PEM block {label:?} is not valid base64")]
-    Base64 { label: String },
-}
+#[error("not valid PEM: {0}")]
+pub struct PemError(String);
 
-/// Every PEM block in `text`, in order. Text outside blocks (comments, `openssl` headers) is ignored.
+/// Every PEM block in `text`, in order. Text outside blocks (comments, `openssl` headers) is
+/// ignored; a block whose END line does not match its BEGIN line, or whose body is not base64,
+/// is an error.
 pub fn parse_pem(text: &str) -> Result<Vec<PemBlock>, PemError> {
-    let mut blocks = Vec::new();
-    let mut lines = text.lines();
-    while let Some(line) = lines.next() {
-        let Some(label) = line
-            .trim()
-            .strip_prefix("-----BEGIN ")
-            .and_then(|rest| rest.strip_suffix("-----"))
-        else {
-            continue;
-        };
-        let end = format!("-----END {label}-----");
-        let mut body = String::new();
-        let mut terminated = false;
-        for inner in lines.by_ref() {
-            let inner = inner.trim();
-            if inner == end {
-                terminated = true;
-                break;
-            }
-            // RFC 1421 encapsulated headers (`Proc-Type: …`) are not base64.
-            if !inner.contains(':') {
-                body.push_str(inner);
-            }
-        }
-        if !terminated {
-            return Err(PemError::Unterminated {
-                label: label.to_owned(),
-            });
-        }
-        let der = STANDARD
-            .decode(body.as_bytes())
-            .map_err(|_| PemError::Base64 {
-                label: label.to_owned(),
-            })?;
-        blocks.push(PemBlock {
-            label: label.to_owned(),
-            der,
-        });
-    }
-    Ok(blocks)
+    let blocks = pem::parse_many(text).map_err(|error| PemError(error.to_string()))?;
+    Ok(blocks
+        .into_iter()
+        .map(|block| PemBlock {
+            label: block.tag().to_owned(),
+            der: block.into_contents(),
+        })
+        .collect())
 }
 
-/// Encodes DER as one PEM block with 64-character lines.
-pub fn encode_pem(label: &str, der: &[u8]) -> String {
-    let b64 = STANDARD.encode(der);
-    let mut out = format!("-----BEGIN {label}-----\n");
-    for chunk in b64.as_bytes().chunks(64) {
-        out.push_str(&String::from_utf8_lossy(chunk));
-        out.push('\n');
+/// The DER of every block labelled `label`, in order.
+pub fn blocks_labelled(text: &str, label: &str) -> Result<Vec<Vec<u8>>, PemError> {
+    Ok(parse_pem(text)?
+        .into_iter()
+        .filter(|block| block.label == label)
+        .map(|block| block.der)
+        .collect())
+}
+
+/// `data` as DER: the first block labelled `label` when it is PEM text, else `data` itself.
+/// None when it is PEM without such a block.
+pub fn der_of(data: &[u8], label: &str) -> Option<Vec<u8>> {
+    match std::str::from_utf8(data) {
+        Ok(text) if text.contains("-----BEGIN") => {
+            blocks_labelled(text, label).ok()?.into_iter().next()
+        }
+        _ => Some(data.to_vec()),
     }
-    out.push_str(&format!("-----END {label}-----\n"));
-    out
+}
+
+/// Encodes DER as one PEM block with 64-character lines and LF line endings.
+pub fn encode_pem(label: &str, der: &[u8]) -> String {
+    pem::encode_config(
+        &pem::Pem::new(label, der),
+        pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+    )
 }
 
 #[cfg(test)]
@@ -90,15 +71,25 @@ mod tests {
         assert_eq!(blocks[0].label, "CERTIFICATE");
         assert_eq!(blocks[0].der, vec![1, 2, 3]);
         assert_eq!(blocks[1].der, vec![4; 100]);
+        assert_eq!(
+            blocks_labelled(&text, "EC PRIVATE KEY"),
+            Ok(vec![vec![4; 100]])
+        );
     }
 
     #[test]
-    fn rejects_unterminated_block() {
-        assert_eq!(
-            parse_pem("-----BEGIN CERTIFICATE-----\nAAAA\n"),
-            Err(PemError::Unterminated {
-                label: "CERTIFICATE".into()
-            })
+    fn rejects_mismatched_end_and_bad_base64() {
+        assert!(parse_pem("-----BEGIN CERTIFICATE-----\nAAAA\n-----END X509 CRL-----\n").is_err());
+        assert!(
+            parse_pem("-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n").is_err()
         );
+    }
+
+    #[test]
+    fn der_of_reads_pem_or_passes_der_through() {
+        let pem = encode_pem("X509 CRL", &[9, 9]);
+        assert_eq!(der_of(pem.as_bytes(), "X509 CRL"), Some(vec![9, 9]));
+        assert_eq!(der_of(pem.as_bytes(), "CERTIFICATE"), None);
+        assert_eq!(der_of(&[0x30, 0x03], "X509 CRL"), Some(vec![0x30, 0x03]));
     }
 }

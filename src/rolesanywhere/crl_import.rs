@@ -134,16 +134,9 @@ fn same_crl(held: &[u8], pem: &[u8]) -> bool {
     if held == pem {
         return true;
     }
-    let der_of = |bytes: &[u8]| -> Option<Vec<u8>> {
-        let text = std::str::from_utf8(bytes).ok()?;
-        crate::pki::pem::parse_pem(text)
-            .ok()?
-            .into_iter()
-            .find(|block| block.label == "X509 CRL")
-            .map(|block| block.der)
-    };
+    let der_of = |bytes: &[u8]| crate::pki::pem::der_of(bytes, "X509 CRL");
     match der_of(pem) {
-        Some(der) => der == held || der_of(held).is_some_and(|held| held == der),
+        Some(der) => der_of(held).is_some_and(|held| held == der),
         None => false,
     }
 }

@@ -15,7 +15,7 @@ use super::sigv4x509::{
     self, SESSIONS_PATH, SigningAlgorithm, canonical_headers, canonical_query_string,
     canonical_request, credential_scope, format_amz_date, sha256_hex, string_to_sign,
 };
-use crate::pki::pem::parse_pem;
+use crate::pki::pem::blocks_labelled;
 use crate::pki::private_key::{PrivateKey, PrivateKeyKind};
 
 /// Roles Anywhere's bounds for `durationSeconds` (the API rejects anything else).
@@ -53,12 +53,8 @@ impl SigningIdentity {
         intermediates_pem: Option<&str>,
     ) -> Result<Self, CreateSessionError> {
         let pem_certificates = |text: &str| -> Result<Vec<Vec<u8>>, CreateSessionError> {
-            Ok(parse_pem(text)
-                .map_err(|e| CreateSessionError::Certificate(e.to_string()))?
-                .into_iter()
-                .filter(|b| b.label == "CERTIFICATE")
-                .map(|b| b.der)
-                .collect())
+            blocks_labelled(text, "CERTIFICATE")
+                .map_err(|e| CreateSessionError::Certificate(e.to_string()))
         };
         let mut certificates = pem_certificates(certificate_pem)?;
         if certificates.is_empty() {

@@ -6,7 +6,6 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use rustls::crypto::aws_lc_rs;
-use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
@@ -14,6 +13,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use crate::connection_slots::{ConnectionSlots, MAX_SILENT_CONNECTIONS, first_bytes, marking_busy};
+use crate::pki::pem::{blocks_labelled, parse_pem};
 
 /// Bounds on the webhook's connections. The API server is its only client and keeps a few
 /// connections open; a peer that connects and stalls, or opens thousands, is someone else and
@@ -63,14 +63,24 @@ pub struct ReloadableCertificate {
 }
 
 fn certified_key(certificate_pem: &str, key_pem: &str) -> Result<Arc<CertifiedKey>, TlsError> {
-    let chain = CertificateDer::pem_slice_iter(certificate_pem.as_bytes())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| TlsError::Pem(e.to_string()))?;
+    let chain: Vec<CertificateDer<'static>> = blocks_labelled(certificate_pem, "CERTIFICATE")
+        .map_err(|e| TlsError::Pem(e.to_string()))?
+        .into_iter()
+        .map(CertificateDer::from)
+        .collect();
     if chain.is_empty() {
         return Err(TlsError::Pem("no CERTIFICATE block".into()));
     }
-    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
-        .map_err(|e| TlsError::Pem(e.to_string()))?;
+    let key = parse_pem(key_pem)
+        .map_err(|e| TlsError::Pem(e.to_string()))?
+        .into_iter()
+        .find_map(|block| match block.label.as_str() {
+            "PRIVATE KEY" => Some(PrivateKeyDer::Pkcs8(block.der.into())),
+            "EC PRIVATE KEY" => Some(PrivateKeyDer::Sec1(block.der.into())),
+            "RSA PRIVATE KEY" => Some(PrivateKeyDer::Pkcs1(block.der.into())),
+            _ => None,
+        })
+        .ok_or_else(|| TlsError::Pem("no private key block".into()))?;
     let signing_key = aws_lc_rs::default_provider()
         .key_provider
         .load_private_key(key)

@@ -25,7 +25,7 @@ use super::verify::{
     verify_request_signature,
 };
 use super::{MAX_CLOCK_SKEW, ServiceError, Shared};
-use crate::pki::pem::parse_pem;
+use crate::pki::pem::blocks_labelled;
 use crate::rolesanywhere::errors::MESSAGE_INVALID_SIGNATURE;
 use crate::rolesanywhere::session::{
     DEFAULT_SESSION_SECONDS, MAX_SESSION_SECONDS, MIN_SESSION_SECONDS,
@@ -201,12 +201,8 @@ pub fn handle_create_session(
         .map(|der| x509_parser::parse_x509_certificate(der).map(|(_, c)| c))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|_| ServiceError::validation("X-Amz-X509-Chain holds an invalid certificate"))?;
-    let anchor_der: Vec<Vec<u8>> = parse_pem(&anchor.certificate_bundle_pem)
-        .map_err(|_| ServiceError::internal("stored trust anchor is not PEM"))?
-        .into_iter()
-        .filter(|b| b.label == "CERTIFICATE")
-        .map(|b| b.der)
-        .collect();
+    let anchor_der = blocks_labelled(&anchor.certificate_bundle_pem, "CERTIFICATE")
+        .map_err(|_| ServiceError::internal("stored trust anchor is not PEM"))?;
     let anchors = anchor_der
         .iter()
         .filter_map(|der| {

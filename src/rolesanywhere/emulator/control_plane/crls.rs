@@ -15,7 +15,7 @@ use crate::rolesanywhere::emulator::{ServiceError, Shared};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
-use crate::pki::pem::parse_pem;
+use crate::pki::pem::der_of;
 use crate::rolesanywhere::emulator::state::{Crl, new_resource_id};
 
 /// ImportCrl/UpdateCrl reject CRL data above this size (service limit).
@@ -59,19 +59,7 @@ fn decode_crl_data(body: &Value) -> Result<Option<Vec<u8>>, ServiceError> {
 
 /// The DER of an imported CRL (PEM `X509 CRL` or raw DER), when it parses.
 pub fn crl_der(data: &[u8]) -> Option<Vec<u8>> {
-    let der = match std::str::from_utf8(data)
-        .ok()
-        .filter(|t| t.contains("-----BEGIN"))
-    {
-        Some(text) => {
-            parse_pem(text)
-                .ok()?
-                .into_iter()
-                .find(|b| b.label == "X509 CRL")?
-                .der
-        }
-        None => data.to_vec(),
-    };
+    let der = der_of(data, "X509 CRL")?;
     x509_parser::parse_x509_crl(&der).ok()?;
     Some(der)
 }
