@@ -180,7 +180,7 @@ fn random_token() -> Result<String, ControlPlaneError> {
     File::open(path)
         .and_then(|mut f| f.read_exact(&mut bytes))
         .map_err(io_error(path))?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    Ok(hex::encode(bytes))
 }
 
 /// A running etcd + kube-apiserver pair with the iamra CRDs installed. Dropping it stops both and

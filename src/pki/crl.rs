@@ -103,10 +103,7 @@ pub fn parse_serial_hex(hex: &str) -> Result<Vec<u8>, PkiError> {
     if padded.is_empty() || padded.len() > 2 * super::MAX_SERIAL_NUMBER_BYTES + 2 {
         return Err(invalid());
     }
-    let bytes = (0..padded.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&padded[i..i + 2], 16).map_err(|_| invalid()))
-        .collect::<Result<Vec<u8>, PkiError>>()?;
+    let bytes = hex::decode(&padded).map_err(|_| invalid())?;
     let first = bytes
         .iter()
         .position(|b| *b != 0)

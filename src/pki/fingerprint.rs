@@ -2,9 +2,7 @@
 
 /// Lowercase hex SHA-256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    crate::rolesanywhere::sigv4x509::hex(
-        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes).as_ref(),
-    )
+    hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes))
 }
 
 /// Hex digits of a CA's SHA-256 kept in its authority id: 128 bits, enough that no two CAs

@@ -29,7 +29,7 @@ pub fn serial_hex(bytes: &[u8]) -> String {
         Some(first) => &bytes[first..],
         None => &[0u8][..],
     };
-    significant.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(significant)
 }
 
 #[cfg(test)]

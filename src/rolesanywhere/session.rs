@@ -13,7 +13,7 @@ use time::OffsetDateTime;
 use super::errors::{CreateSessionError, classify_service_error, service_error_type};
 use super::sigv4x509::{
     self, SESSIONS_PATH, SigningAlgorithm, canonical_headers, canonical_query_string,
-    canonical_request, credential_scope, format_amz_date, sha256_hex, string_to_sign,
+    canonical_request, credential_scope, format_amz_date, string_to_sign,
 };
 use crate::pki::pem::blocks_labelled;
 use crate::pki::private_key::{PrivateKey, PrivateKeyKind};
@@ -285,7 +285,7 @@ pub fn sign_create_session_with(
         SESSIONS_PATH,
         &query,
         &canonical,
-        &sha256_hex(&body),
+        &crate::pki::sha256_hex(&body),
     );
     let scope = credential_scope(&amz_date, &request.region);
     let algorithm = identity.algorithm();

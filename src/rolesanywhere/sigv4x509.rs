@@ -7,7 +7,6 @@
 //! certificate's serial number in decimal, and the string to sign is signed with the certificate's
 //! private key (SHA-256) instead of an HMAC chain.
 
-use aws_lc_rs::digest::{SHA256, digest};
 use time::OffsetDateTime;
 use time::macros::format_description;
 
@@ -71,24 +70,6 @@ pub fn parse_amz_date(value: &str) -> Result<OffsetDateTime, Sigv4Error> {
 pub fn credential_scope(amz_date: &str, region: &str) -> String {
     let day = amz_date.get(..8).unwrap_or(amz_date);
     format!("{day}/{region}/{SERVICE_NAME}/aws4_request")
-}
-
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex(digest(&SHA256, bytes).as_ref())
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-pub fn unhex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 /// Percent-encodes everything but the RFC 3986 unreserved characters, `%20` for a space (what Go's
@@ -188,7 +169,7 @@ pub fn string_to_sign(
     format!(
         "{}\n{amz_date}\n{scope}\n{}",
         algorithm.name(),
-        sha256_hex(canonical_request.as_bytes())
+        crate::pki::sha256_hex(canonical_request.as_bytes())
     )
 }
 
@@ -202,7 +183,7 @@ pub fn authorization_header(
     format!(
         "{} Credential={serial_decimal}/{scope}, SignedHeaders={signed_headers}, Signature={}",
         algorithm.name(),
-        hex(signature)
+        hex::encode(signature)
     )
 }
 
@@ -261,8 +242,9 @@ pub fn parse_authorization(header: &str) -> Result<Authorization, Sigv4Error> {
     {
         return Err(Sigv4Error::MalformedAuthorization("bad Credential"));
     }
-    let signature =
-        unhex(signature).ok_or(Sigv4Error::MalformedAuthorization("Signature is not hex"))?;
+    let signature = hex::decode(signature)
+        .ok()
+        .ok_or(Sigv4Error::MalformedAuthorization("Signature is not hex"))?;
     Ok(Authorization {
         algorithm,
         serial_decimal: serial_decimal.to_owned(),
@@ -369,7 +351,13 @@ mod tests {
             ("roleArn".into(), ROLE.into()),
             ("trustAnchorArn".into(), ANCHOR.into()),
         ]);
-        let request = canonical_request("POST", SESSIONS_PATH, &query, &headers, &sha256_hex(body));
+        let request = canonical_request(
+            "POST",
+            SESSIONS_PATH,
+            &query,
+            &headers,
+            &crate::pki::sha256_hex(body),
+        );
         let expected = "POST\n/sessions\n\
             profileArn=arn%3Aaws%3Arolesanywhere%3Aeu-west-1%3A123456789012%3Aprofile%2Fp-1\
             &roleArn=arn%3Aaws%3Aiam%3A%3A123456789012%3Arole%2Fapp\
@@ -481,7 +469,7 @@ mod properties {
         ) {
             let _ = parse_authorization(&text);
             let _ = parse_amz_date(&text);
-            let _ = unhex(&text);
+            let _ = hex::decode(&text);
         }
     }
 }

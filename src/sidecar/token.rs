@@ -48,10 +48,7 @@ pub fn load_or_create_token(path: &Path, mode: u32) -> Result<String, TokenError
         if let Some(token) = read_token(path)? {
             return Ok(token);
         }
-        let token: String = random_bytes::<TOKEN_BYTES>()?
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let token = hex::encode(random_bytes::<TOKEN_BYTES>()?);
         if link_into_place(path, &token, mode)? {
             return Ok(token);
         }
@@ -86,10 +83,7 @@ fn link_into_place(path: &Path, token: &str, mode: u32) -> Result<bool, TokenErr
         path: path.display().to_string(),
         source,
     };
-    let suffix: String = random_bytes::<8>()?
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let suffix = hex::encode(random_bytes::<8>()?);
     let file_name = path
         .file_name()
         .map(|name| name.to_string_lossy().into_owned())

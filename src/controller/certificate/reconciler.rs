@@ -98,10 +98,7 @@ fn spec_hash(
     });
     let digest =
         aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, relevant.to_string().as_bytes());
-    digest.as_ref()[..16]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(&digest.as_ref()[..16])
 }
 
 /// What one issuance needs besides the Secret.

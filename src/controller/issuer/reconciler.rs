@@ -174,7 +174,7 @@ pub fn fingerprint(der: &[u8]) -> String {
     aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der)
         .as_ref()
         .iter()
-        .map(|b| format!("{b:02X}"))
+        .map(|octet| hex::encode_upper([*octet]))
         .collect::<Vec<_>>()
         .join(":")
 }

@@ -32,8 +32,7 @@ use crate::rolesanywhere::session::{
 };
 use crate::rolesanywhere::sigv4x509::{
     self, HEADER_AMZ_DATE, HEADER_X509, HEADER_X509_CHAIN, SERVICE_NAME, SESSIONS_PATH,
-    canonical_query_string, canonical_request, parse_amz_date, parse_authorization, sha256_hex,
-    string_to_sign,
+    canonical_query_string, canonical_request, parse_amz_date, parse_authorization, string_to_sign,
 };
 
 pub fn router() -> Router<Shared> {
@@ -457,7 +456,7 @@ pub fn verify_signed_request(
         uri.path(),
         &canonical_query_string(&query),
         &canonical,
-        &sha256_hex(body),
+        &crate::pki::sha256_hex(body),
     );
     let to_sign = string_to_sign(
         authorization.algorithm,
