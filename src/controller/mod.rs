@@ -10,8 +10,11 @@ mod error;
 mod issuer;
 mod ledger;
 mod policy;
+pub mod problem;
+pub mod reasons;
 mod revocation;
 pub(crate) mod runtime;
+mod status;
 
 pub use binding::{CONDITION_INJECTION_ENABLED, check_arns};
 pub use certificate::{
@@ -78,6 +81,25 @@ where
     Fut: Future<Output = Result<Action, Error>> + Send + 'static,
 {
     within_share(kind, ctx.fair_share.clone(), panic_safe(reconcile))
+}
+
+/// What every controller does when a reconcile of `kind` fails: log it, count it, and try again
+/// after the object's backoff (reset by its next success).
+fn error_policy<K>(
+    kind: &'static str,
+) -> impl Fn(Arc<K>, &Error, Arc<Context>) -> Action + Send + Sync + 'static
+where
+    K: kube::Resource<DynamicType = ()>,
+{
+    move |object, error, ctx| {
+        tracing::warn!(%error, kind, label = error.metric_label(), "reconcile failed");
+        runtime::metrics::RECONCILE_ERRORS.inc([kind, error.metric_label()]);
+        let key = object.meta().uid.clone().unwrap_or_default();
+        Action::requeue(
+            ctx.backoff
+                .next_delay(&key, runtime::backoff::TRANSIENT_RETRY),
+        )
+    }
 }
 
 /// kube-runtime's config for the controllers whose reconciles run [`guarded`]: they wait in the

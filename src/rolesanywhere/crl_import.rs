@@ -91,17 +91,6 @@ pub enum CrlImportError {
     },
 }
 
-impl CrlImportError {
-    pub fn reason(&self) -> &'static str {
-        match self {
-            CrlImportError::TooLarge { .. } => "CrlTooLarge",
-            CrlImportError::NoRegion => "InvalidSpec",
-            CrlImportError::NameTaken { .. } => "CrlNameTaken",
-            CrlImportError::Api { .. } => "ImportFailed",
-        }
-    }
-}
-
 fn api_error<E, R>(
     operation: &'static str,
     error: aws_sdk_rolesanywhere::error::SdkError<E, R>,
@@ -450,7 +439,6 @@ mod tests {
         assert!(
             matches!(error, CrlImportError::TooLarge { size } if size == ROLES_ANYWHERE_MAX_CRL_BYTES + 1)
         );
-        assert_eq!(error.reason(), "CrlTooLarge");
         assert!(error.to_string().contains("at most 300000"));
     }
 }

@@ -20,8 +20,9 @@ use crate::api::{
 use crate::controller::conditions::{condition, is_true, status_changed};
 use crate::controller::context::{Context, FIELD_MANAGER};
 use crate::controller::error::Error;
-use crate::controller::issuer::TRANSIENT_RETRY;
-use crate::controller::runtime::metrics::RECONCILE_ERRORS;
+use crate::controller::reasons;
+use crate::controller::runtime::backoff::TRANSIENT_RETRY;
+use crate::controller::status::apply_status;
 
 /// Condition type: whether the binding's namespace has opted in to sidecar injection.
 pub const CONDITION_INJECTION_ENABLED: &str = "InjectionEnabled";
@@ -205,8 +206,8 @@ pub async fn reconcile(
 
     let certificate_name = binding.certificate_name();
     let (ready, reason, message) = match (check_arns(&binding), check_selector(&binding)) {
-        (Err(message), _) => (false, "InvalidArns", message),
-        (_, Err(message)) => (false, "InvalidSelector", message),
+        (Err(message), _) => (false, reasons::INVALID_ARNS, message),
+        (_, Err(message)) => (false, reasons::INVALID_SELECTOR, message),
         (Ok(()), Ok(())) => match certificate_state(&binding, certificate.as_ref()) {
             CertificateState::Ready => (
                 true,
@@ -218,19 +219,19 @@ pub async fn reconcile(
             ),
             CertificateState::NotReady(why) => (
                 false,
-                "CertificateNotReady",
+                reasons::CERTIFICATE_NOT_READY,
                 format!("WorkloadCertificate {certificate_name} is not Ready ({why})"),
             ),
             CertificateState::Missing => (
                 false,
-                "CertificateNotFound",
+                reasons::CERTIFICATE_NOT_FOUND,
                 format!(
                     "WorkloadCertificate {certificate_name} does not exist in namespace {namespace}"
                 ),
             ),
             CertificateState::Conflict => (
                 false,
-                "CertificateConflict",
+                reasons::CERTIFICATE_CONFLICT,
                 format!(
                     "a WorkloadCertificate named {certificate_name} already exists and is not owned by this binding; rename the binding or delete that certificate"
                 ),
@@ -242,7 +243,7 @@ pub async fn reconcile(
             &previous.conditions,
             CONDITION_INJECTION_ENABLED,
             true,
-            "NamespaceLabelled",
+            reasons::NAMESPACE_LABELLED,
             format!("namespace {namespace} has {INJECTION_LABEL}={INJECTION_LABEL_VALUE}"),
             generation,
         )
@@ -251,7 +252,7 @@ pub async fn reconcile(
             &previous.conditions,
             CONDITION_INJECTION_ENABLED,
             false,
-            "NamespaceNotLabelled",
+            reasons::NAMESPACE_NOT_LABELLED,
             format!(
                 "pods are not injected until namespace {namespace} is labelled {INJECTION_LABEL}={INJECTION_LABEL_VALUE}"
             ),
@@ -277,17 +278,7 @@ pub async fn reconcile(
     };
     if status_changed(&previous, &status) {
         let was_ready = is_true(&previous.conditions, CONDITION_READY);
-        let patch = json!({
-            "apiVersion": "iamra.dev/v1alpha1",
-            "kind": "RolesAnywhereBinding",
-            "status": status,
-        });
-        api.patch_status(
-            &binding.name_any(),
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await?;
+        apply_status(&api, &binding.name_any(), &status).await?;
         if ready != was_ready || previous.conditions.is_empty() {
             ctx.publish_event(binding.as_ref(), !ready, reason, "Reconcile", message)
                 .await;
@@ -298,19 +289,6 @@ pub async fn reconcile(
     } else {
         TRANSIENT_RETRY.min(POD_COUNT_REFRESH)
     }))
-}
-
-pub fn error_policy(
-    binding: Arc<RolesAnywhereBinding>,
-    error: &Error,
-    ctx: Arc<Context>,
-) -> Action {
-    tracing::warn!(error = %error, label = error.metric_label(), "binding reconcile failed");
-    RECONCILE_ERRORS.inc(["binding", error.metric_label()]);
-    Action::requeue(
-        ctx.backoff
-            .next_delay(&binding.uid().unwrap_or_default(), TRANSIENT_RETRY),
-    )
 }
 
 #[cfg(test)]

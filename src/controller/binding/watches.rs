@@ -9,11 +9,11 @@ use kube::runtime::controller::Controller;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 
-use super::{error_policy, reconcile};
+use super::reconcile;
 use crate::api::scoped_api as api;
 use crate::api::well_known::{INJECTED_BY_ANNOTATION, INJECTED_LABEL};
 use crate::api::{RolesAnywhereBinding, WorkloadCertificate};
-use crate::controller::{Context, ReconcilerScope, guarded, log_outcome, queued};
+use crate::controller::{Context, ReconcilerScope, error_policy, guarded, log_outcome, queued};
 
 /// RolesAnywhereBindings, until a shutdown signal.
 pub(crate) async fn run_bindings(client: kube::Client, scope: &ReconcilerScope, ctx: Arc<Context>) {
@@ -59,7 +59,7 @@ pub(crate) async fn run_bindings(client: kube::Client, scope: &ReconcilerScope, 
         .shutdown_on_signal()
         .run(
             guarded("binding", &ctx, reconcile),
-            error_policy,
+            error_policy("binding"),
             ctx.clone(),
         )
         .for_each(log_outcome("binding"))

@@ -6,10 +6,12 @@
 
 use time::OffsetDateTime;
 
-use crate::controller::ca::{CaProblem, LoadedCa};
+use crate::controller::ca::LoadedCa;
 use crate::controller::context::Context;
 use crate::controller::issuer::CaIssuer;
 use crate::controller::issuer::fingerprint;
+use crate::controller::problem::Problem;
+use crate::controller::reasons;
 use crate::pki::authority_id;
 
 /// Refuses `loaded` when it is not a CA this Issuer established while one it did establish
@@ -19,14 +21,14 @@ pub async fn refuse_stranding_established_ca(
     ctx: &Context,
     issuer: &CaIssuer,
     loaded: &LoadedCa,
-) -> Result<(), CaProblem> {
+) -> Result<(), Problem> {
     let namespace = issuer.ledger_namespace();
     let authority = authority_id(&loaded.certificate.public_key_info);
     if ctx.is_known_established(namespace, &issuer.name, &authority) {
         return Ok(());
     }
     let unavailable = |e: crate::controller::ledger::LedgerError| {
-        CaProblem::transient("LedgerUnavailable", e.to_string())
+        Problem::transient(reasons::LEDGER_UNAVAILABLE, e.to_string())
     };
     let established = ctx
         .ledger
@@ -55,8 +57,8 @@ pub async fn refuse_stranding_established_ca(
         else {
             continue;
         };
-        return Err(CaProblem::permanent(
-            "CAChangeStrandsCertificates",
+        return Err(Problem::permanent(
+            reasons::CA_CHANGE_STRANDS_CERTIFICATES,
             format!(
                 "the CA changed to fingerprint {}, but this issuer's CA {} has certificates valid until {}: \
                  its CRL would stop being published, so revoking them would no longer take effect. \

@@ -18,6 +18,8 @@ use crate::controller::certificate::{
 };
 use crate::controller::context::{Context, KmsKeyLocation};
 use crate::controller::issuer::CaIssuer;
+use crate::controller::problem::{Problem, Retry};
+use crate::controller::reasons;
 use crate::pki::{
     CaCertificateSpec, ParsedCertificate, generate_key, parse_certificate_pem, self_signed_ca,
 };
@@ -37,45 +39,13 @@ pub struct LoadedCa {
     pub created: bool,
 }
 
-/// Why a CA cannot be used, as the Issuer's Ready condition reports it.
-#[derive(Debug, Clone)]
-pub struct CaProblem {
-    pub reason: &'static str,
-    pub message: String,
-    /// Worth retrying soon (network, API) rather than waiting for a spec change.
-    pub transient: bool,
-}
-
-impl CaProblem {
-    pub(super) fn permanent(reason: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            reason,
-            message: message.into(),
-            transient: false,
-        }
-    }
-    pub(super) fn transient(reason: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            reason,
-            message: message.into(),
-            transient: true,
-        }
-    }
-}
-
-impl From<kube::Error> for CaProblem {
-    fn from(error: kube::Error) -> Self {
-        CaProblem::transient("KubernetesAPIError", error.to_string())
-    }
-}
-
 /// Loads the Issuer's CA. With `create_missing`, a missing CA is created (a local key when
 /// `bootstrap` allows, or a KMS-signed certificate); only the Issuer reconciler passes it.
 pub async fn load_ca(
     ctx: &Context,
     issuer: &CaIssuer,
     create_missing: bool,
-) -> Result<LoadedCa, CaProblem> {
+) -> Result<LoadedCa, Problem> {
     let loaded = load_key_and_certificate(ctx, issuer, create_missing).await?;
     crate::controller::ca::refuse_stranding_established_ca(ctx, issuer, &loaded).await?;
     Ok(loaded)
@@ -85,7 +55,7 @@ async fn load_key_and_certificate(
     ctx: &Context,
     issuer: &CaIssuer,
     create_missing: bool,
-) -> Result<LoadedCa, CaProblem> {
+) -> Result<LoadedCa, Problem> {
     let namespace = issuer.resource_namespace.clone();
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
     match (&issuer.spec.local, &issuer.spec.kms) {
@@ -97,11 +67,12 @@ async fn load_key_and_certificate(
                     refuse_replacing_established_ca(ctx, issuer, local).await?;
                     let key = generate_key(local.key_algorithm.unwrap_or_default().into())
                         .map_err(|e| {
-                            CaProblem::permanent("CAKeyGenerationFailed", e.to_string())
+                            Problem::permanent(reasons::CA_KEY_GENERATION_FAILED, e.to_string())
                         })?;
                     let spec = ca_spec(issuer)?;
-                    let certificate = self_signed_ca(&spec, &key)
-                        .map_err(|e| CaProblem::permanent("CASigningFailed", e.to_string()))?;
+                    let certificate = self_signed_ca(&spec, &key).map_err(|e| {
+                        Problem::permanent(reasons::CA_SIGNING_FAILED, e.to_string())
+                    })?;
                     let data = BTreeMap::from([
                         (TLS_CERTIFICATE_KEY.to_string(), certificate.pem()),
                         (TLS_PRIVATE_KEY_KEY.to_string(), key.serialize_pem()),
@@ -118,8 +89,8 @@ async fn load_key_and_certificate(
                     loaded.created = created;
                     Ok(loaded)
                 }
-                None => Err(CaProblem::permanent(
-                    "SecretNotFound",
+                None => Err(Problem::permanent(
+                    reasons::SECRET_NOT_FOUND,
                     format!(
                         "CA Secret {namespace}/{} does not exist and spec.local.bootstrap is false",
                         local.secret_name
@@ -132,8 +103,8 @@ async fn load_key_and_certificate(
             if issuer.kind == IssuerKind::Issuer
                 && !ctx.platform.grants_kms_key(&namespace, &kms.key_id)
             {
-                return Err(CaProblem::permanent(
-                    "KMSKeyNotGranted",
+                return Err(Problem::permanent(
+                    reasons::KMS_KEY_NOT_GRANTED,
                     format!(
                         "KMS key {:?} is not granted to namespace {namespace}: the platform team grants it with the controller flag --kms-key-grant {namespace}={}",
                         kms.key_id, kms.key_id
@@ -148,11 +119,16 @@ async fn load_key_and_certificate(
                 Ok(key) => key,
                 Err(error) => {
                     let transient = matches!(error, crate::signer::KmsError::GetPublicKey { .. });
-                    return Err(CaProblem {
-                        reason: "KMSKeyUnusable",
-                        message: error.to_string(),
-                        transient,
-                    });
+                    let retry = if transient {
+                        Retry::Soon
+                    } else {
+                        Retry::Slowly
+                    };
+                    return Err(Problem::new(
+                        reasons::KMS_KEY_UNUSABLE,
+                        error.to_string(),
+                        retry,
+                    ));
                 }
             };
             let signer = Arc::new(CaSigner::Kms(key.clone()));
@@ -160,8 +136,8 @@ async fn load_key_and_certificate(
             let (pem, created) = match existing {
                 Some(secret) => (
                     secret_text(&secret, CA_CERTIFICATE_KEY).ok_or_else(|| {
-                        CaProblem::permanent(
-                            "InvalidCASecret",
+                        Problem::permanent(
+                            reasons::INVALID_CA_SECRET,
                             format!(
                                 "Secret {} has no {CA_CERTIFICATE_KEY}",
                                 kms.certificate_secret_name
@@ -177,10 +153,10 @@ async fn load_key_and_certificate(
                         self_signed_ca(&spec, signing_key.as_ref())
                     })
                     .await
-                    .map_err(|e| CaProblem::transient("CASigningFailed", e.to_string()))?
+                    .map_err(|e| Problem::transient(reasons::CA_SIGNING_FAILED, e.to_string()))?
                     .map_err(|e| {
-                        CaProblem::transient(
-                            "CASigningFailed",
+                        Problem::transient(
+                            reasons::CA_SIGNING_FAILED,
                             key.take_last_error()
                                 .map(|k| k.to_string())
                                 .unwrap_or_else(|| e.to_string()),
@@ -197,8 +173,8 @@ async fn load_key_and_certificate(
                     )
                     .await?;
                     let pem = secret_text(&stored, CA_CERTIFICATE_KEY).ok_or_else(|| {
-                        CaProblem::permanent(
-                            "InvalidCASecret",
+                        Problem::permanent(
+                            reasons::INVALID_CA_SECRET,
                             format!(
                                 "Secret {} has no {CA_CERTIFICATE_KEY}",
                                 kms.certificate_secret_name
@@ -208,8 +184,8 @@ async fn load_key_and_certificate(
                     (pem, created)
                 }
                 None => {
-                    return Err(CaProblem::transient(
-                        "IssuerNotReady",
+                    return Err(Problem::transient(
+                        reasons::ISSUER_NOT_READY,
                         format!(
                             "CA certificate Secret {} does not exist yet",
                             kms.certificate_secret_name
@@ -227,8 +203,8 @@ async fn load_key_and_certificate(
                 created,
             })
         }
-        _ => Err(CaProblem::permanent(
-            "InvalidSpec",
+        _ => Err(Problem::permanent(
+            reasons::INVALID_SPEC,
             "exactly one of spec.local and spec.kms must be set",
         )),
     }
@@ -240,13 +216,13 @@ async fn refuse_replacing_established_ca(
     ctx: &Context,
     issuer: &CaIssuer,
     local: &crate::api::LocalKeySource,
-) -> Result<(), CaProblem> {
+) -> Result<(), Problem> {
     let namespace = &issuer.resource_namespace;
     let established = ctx
         .ledger
         .established_by(issuer.ledger_namespace(), &issuer.name)
         .await
-        .map_err(|e| CaProblem::transient("LedgerUnavailable", e.to_string()))?;
+        .map_err(|e| Problem::transient(reasons::LEDGER_UNAVAILABLE, e.to_string()))?;
     let Some(latest) = established.first() else {
         return Ok(());
     };
@@ -255,8 +231,8 @@ async fn refuse_replacing_established_ca(
         tracing::warn!(lost_ca = %lost, "replacing the lost CA, as spec.local.replaceLostCA asks");
         return Ok(());
     }
-    Err(CaProblem::permanent(
-        "CASecretLost",
+    Err(Problem::permanent(
+        reasons::CA_SECRET_LOST,
         format!(
             "CA Secret {namespace}/{} is gone, but this issuer established the CA with fingerprint {lost}: \
              restore the Secret from a backup, or set spec.local.replaceLostCA: \"{lost}\" to bootstrap a new CA \
@@ -270,7 +246,7 @@ async fn refuse_replacing_established_ca(
 /// so an operator-made CA is told from a supplied one.
 pub const CREATED_BY_ANNOTATION: &str = "iamra.dev/created-for-issuer";
 
-fn ca_spec(issuer: &CaIssuer) -> Result<CaCertificateSpec, CaProblem> {
+fn ca_spec(issuer: &CaIssuer) -> Result<CaCertificateSpec, Problem> {
     let default_subject = Subject {
         common_name: Some(issuer.default_ca_common_name()),
         ..Default::default()
@@ -288,7 +264,7 @@ fn ca_spec(issuer: &CaIssuer) -> Result<CaCertificateSpec, CaProblem> {
             .as_deref()
             .unwrap_or(DEFAULT_CA_DURATION),
     )
-    .map_err(|e| CaProblem::permanent("InvalidSpec", e.to_string()))?;
+    .map_err(|e| Problem::permanent(reasons::INVALID_SPEC, e.to_string()))?;
     let now = OffsetDateTime::now_utc();
     Ok(CaCertificateSpec {
         subject,
@@ -305,7 +281,7 @@ async fn create_ca_secret(
     name: &str,
     type_: &str,
     data: BTreeMap<String, String>,
-) -> Result<(Secret, bool), CaProblem> {
+) -> Result<(Secret, bool), Problem> {
     let secret = Secret {
         metadata: ObjectMeta {
             name: Some(name.to_string()),
@@ -336,9 +312,10 @@ async fn create_ca_secret(
     }
 }
 
-fn load_local(secret: &Secret, name: &str) -> Result<LoadedCa, CaProblem> {
-    let invalid =
-        |what: String| CaProblem::permanent("InvalidCASecret", format!("Secret {name}: {what}"));
+fn load_local(secret: &Secret, name: &str) -> Result<LoadedCa, Problem> {
+    let invalid = |what: String| {
+        Problem::permanent(reasons::INVALID_CA_SECRET, format!("Secret {name}: {what}"))
+    };
     let pem = secret_text(secret, TLS_CERTIFICATE_KEY)
         .ok_or_else(|| invalid(format!("no {TLS_CERTIFICATE_KEY}")))?;
     let key_pem = secret_text(secret, TLS_PRIVATE_KEY_KEY)
@@ -361,25 +338,25 @@ fn load_local(secret: &Secret, name: &str) -> Result<LoadedCa, CaProblem> {
 }
 
 /// The CA certificate must be a CA, able to sign certificates, valid now, and for `public_key_info`.
-fn check_ca_certificate(pem: &str, public_key_info: &[u8]) -> Result<ParsedCertificate, CaProblem> {
+fn check_ca_certificate(pem: &str, public_key_info: &[u8]) -> Result<ParsedCertificate, Problem> {
     let certificate = parse_certificate_pem(pem)
-        .map_err(|e| CaProblem::permanent("InvalidCACertificate", e.to_string()))?;
+        .map_err(|e| Problem::permanent(reasons::INVALID_CA_CERTIFICATE, e.to_string()))?;
     if !certificate.is_ca || !certificate.can_sign_certificates {
-        return Err(CaProblem::permanent(
-            "InvalidCACertificate",
+        return Err(Problem::permanent(
+            reasons::INVALID_CA_CERTIFICATE,
             "the certificate is not a CA (BasicConstraints CA:true and keyCertSign are required)",
         ));
     }
     if certificate.public_key_info != public_key_info {
-        return Err(CaProblem::permanent(
-            "KeyMismatch",
+        return Err(Problem::permanent(
+            reasons::KEY_MISMATCH,
             "the CA certificate is not for this key",
         ));
     }
     let now = OffsetDateTime::now_utc().unix_timestamp();
     if certificate.not_after <= now {
-        return Err(CaProblem::permanent(
-            "CAExpired",
+        return Err(Problem::permanent(
+            reasons::CA_EXPIRED,
             "the CA certificate has expired",
         ));
     }

@@ -1,6 +1,8 @@
 //! "Does this WorkloadCertificate need a new certificate, and why?" as a chain of pure checks,
 //! evaluated in order; the first that fires names the reason.
 
+use crate::controller::reasons;
+
 /// What the controller found in the certificate Secret.
 #[derive(Clone, Debug, Default)]
 pub struct SecretState {
@@ -50,15 +52,15 @@ pub enum IssuanceTrigger {
 impl IssuanceTrigger {
     pub fn reason(self) -> &'static str {
         match self {
-            IssuanceTrigger::Revoked => "Revoked",
-            IssuanceTrigger::SecretMissing => "SecretMissing",
-            IssuanceTrigger::SecretInvalid => "SecretInvalid",
-            IssuanceTrigger::KeyMismatch => "KeyMismatch",
-            IssuanceTrigger::SecretTampered => "SecretTampered",
-            IssuanceTrigger::IssuerChanged => "IssuerChanged",
-            IssuanceTrigger::SpecChanged => "SpecChanged",
-            IssuanceTrigger::Expired => "Expired",
-            IssuanceTrigger::RenewalDue => "RenewalDue",
+            IssuanceTrigger::Revoked => reasons::REVOKED,
+            IssuanceTrigger::SecretMissing => reasons::SECRET_MISSING,
+            IssuanceTrigger::SecretInvalid => reasons::SECRET_INVALID,
+            IssuanceTrigger::KeyMismatch => reasons::KEY_MISMATCH,
+            IssuanceTrigger::SecretTampered => reasons::SECRET_TAMPERED,
+            IssuanceTrigger::IssuerChanged => reasons::ISSUER_CHANGED,
+            IssuanceTrigger::SpecChanged => reasons::SPEC_CHANGED,
+            IssuanceTrigger::Expired => reasons::EXPIRED,
+            IssuanceTrigger::RenewalDue => reasons::RENEWAL_DUE,
         }
     }
 

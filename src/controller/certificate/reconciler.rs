@@ -8,7 +8,7 @@ use std::time::Duration;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::api::{Api, ObjectMeta, PostParams};
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use rcgen::{KeyPair, PublicKeyData};
@@ -20,21 +20,23 @@ use crate::api::{
     CONDITION_READY, IssuedCertificate, IssuerKind, PrivateKeyRotationPolicy, WorkloadCertificate,
     WorkloadCertificateSpec, WorkloadCertificateStatus, WorkloadKeyAlgorithm, parse_duration,
 };
-use crate::controller::ca::{CaProblem, LoadedCa, load_ca};
+use crate::controller::ca::{LoadedCa, load_ca};
 use crate::controller::certificate::*;
 use crate::controller::certificate::{
     IssuanceInput, IssuanceTrigger, SecretState, Verdict, decide,
 };
 use crate::controller::certificate::{IssuerKey, KnownSecret, SecretFacts};
 use crate::controller::conditions::{condition, is_true, status_changed};
-use crate::controller::context::{Context, FIELD_MANAGER};
+use crate::controller::context::Context;
 use crate::controller::error::Error;
 use crate::controller::issuer::CaIssuer;
-use crate::controller::issuer::{CONFIGURATION_RETRY, TRANSIENT_RETRY};
 use crate::controller::policy::identity::{self, Identity, Requester};
 use crate::controller::policy::minimums::BelowMinimum;
+use crate::controller::problem::Problem;
+use crate::controller::reasons;
 use crate::controller::revocation::REISSUE_ANNOTATION;
-use crate::controller::runtime::metrics::{ISSUANCE_SECONDS, RECONCILE_ERRORS};
+use crate::controller::runtime::metrics::ISSUANCE_SECONDS;
+use crate::controller::status::apply_status;
 use crate::pki::{
     LeafCertificateSpec, NOT_BEFORE_BACKDATE, authority_id, generate_key, issue_leaf,
     key_fingerprint, key_matches_algorithm, parse_certificate_pem, random_serial_number,
@@ -119,13 +121,6 @@ struct CurrentSecret {
     body: Option<Secret>,
 }
 
-/// A problem to report on the WorkloadCertificate before retrying.
-struct Problem {
-    reason: &'static str,
-    message: String,
-    retry: Option<Duration>,
-}
-
 #[instrument(skip(certificate, ctx), fields(namespace = certificate.namespace(), name = certificate.name_any()))]
 pub async fn reconcile(
     certificate: Arc<WorkloadCertificate>,
@@ -177,11 +172,7 @@ impl Reconciler {
     async fn run(&self) -> Result<Action, ProblemOrError> {
         let spec = &self.certificate.spec;
         let settings = CertificateSettings::from_spec(spec).map_err(|message| {
-            ProblemOrError::Problem(Problem {
-                reason: "InvalidSpec",
-                message,
-                retry: None,
-            })
+            ProblemOrError::Problem(Problem::until_changed(reasons::INVALID_SPEC, message))
         })?;
         // Checked before anything is read: a refused spec costs the API server nothing more.
         self.ctx
@@ -189,11 +180,10 @@ impl Reconciler {
             .minimums
             .check_certificate(settings.duration, settings.renew_before)
             .map_err(|below| {
-                ProblemOrError::Problem(Problem {
-                    reason: BelowMinimum::REASON,
-                    message: below.to_string(),
-                    retry: None,
-                })
+                ProblemOrError::Problem(Problem::until_changed(
+                    BelowMinimum::REASON,
+                    below.to_string(),
+                ))
             })?;
         self.ctx.reads.wait_until_filled().await;
         let (ca, crl_distribution_point, identity) = self.issuer_ca().await?;
@@ -201,14 +191,13 @@ impl Reconciler {
         if let Some(secret) = &secret
             && !secret.facts.owned
         {
-            return Err(ProblemOrError::Problem(Problem {
-                reason: "SecretInUse",
-                message: format!(
+            return Err(ProblemOrError::Problem(Problem::permanent(
+                reasons::SECRET_IN_USE,
+                format!(
                     "Secret {} exists and was not written for this WorkloadCertificate; it is left untouched",
                     spec.secret_name
                 ),
-                retry: Some(CONFIGURATION_RETRY),
-            }));
+            )));
         }
         let state = secret.as_ref().map(|s| s.facts.state.clone());
         let hash = spec_hash(spec, &settings, &identity);
@@ -288,7 +277,7 @@ impl Reconciler {
 
     /// The issuer's CA, loaded once and used while the issuer and its CA Secret stay as they
     /// were (see [`CachedReads::ca`]).
-    async fn cached_ca(&self, issuer: &CaIssuer) -> Result<Arc<LoadedCa>, CaProblem> {
+    async fn cached_ca(&self, issuer: &CaIssuer) -> Result<Arc<LoadedCa>, Problem> {
         let key = IssuerKey {
             kind: issuer.kind,
             namespace: issuer.ledger_namespace().to_string(),
@@ -326,11 +315,7 @@ impl Reconciler {
     async fn issuer_ca(&self) -> Result<(Arc<LoadedCa>, Option<String>, Identity), ProblemOrError> {
         let reference = &self.certificate.spec.issuer_ref;
         let waiting = |reason: &'static str, message: String| {
-            ProblemOrError::Problem(Problem {
-                reason,
-                message,
-                retry: Some(CONFIGURATION_RETRY),
-            })
+            ProblemOrError::Problem(Problem::permanent(reason, message))
         };
         let namespace = self.certificate.namespace().unwrap_or_default();
         let issuer = match reference.kind() {
@@ -350,7 +335,7 @@ impl Reconciler {
         };
         let Some(issuer) = issuer else {
             return Err(waiting(
-                "IssuerNotFound",
+                reasons::ISSUER_NOT_FOUND,
                 format!("{} {} does not exist", reference.kind(), reference.name),
             ));
         };
@@ -362,13 +347,13 @@ impl Reconciler {
             .unwrap_or_default();
         if !is_true(issuer_conditions, CONDITION_READY) {
             return Err(waiting(
-                "IssuerNotReady",
+                reasons::ISSUER_NOT_READY,
                 format!("{} is not Ready", issuer.display()),
             ));
         }
         let ca = self.cached_ca(&issuer).await.map_err(|problem| {
             waiting(
-                "IssuerNotReady",
+                reasons::ISSUER_NOT_READY,
                 format!("{}: {}", issuer.display(), problem.message),
             )
         })?;
@@ -386,16 +371,12 @@ impl Reconciler {
     async fn identity(&self, issuer: &CaIssuer) -> Result<Identity, ProblemOrError> {
         let spec = &self.certificate.spec;
         let refused = |reason: &'static str, message: String| {
-            ProblemOrError::Problem(Problem {
-                reason,
-                message,
-                retry: None,
-            })
+            ProblemOrError::Problem(Problem::until_changed(reason, message))
         };
         let Some(tenancy) = &issuer.tenancy else {
             let Some(subject) = spec.subject.clone() else {
                 return Err(refused(
-                    "InvalidSpec",
+                    reasons::INVALID_SPEC,
                     "spec.subject is required with an Issuer".into(),
                 ));
             };
@@ -421,7 +402,7 @@ impl Reconciler {
             .unwrap_or(false);
         if !selected {
             return Err(refused(
-                "NamespaceNotAllowed",
+                reasons::NAMESPACE_NOT_ALLOWED,
                 format!(
                     "{}'s namespaceSelector does not select namespace {namespace}: the platform team decides which namespaces may use it",
                     issuer.display()
@@ -430,7 +411,7 @@ impl Reconciler {
         }
         let Some(service_account) = &spec.service_account_name else {
             return Err(refused(
-                "InvalidSpec",
+                reasons::INVALID_SPEC,
                 format!(
                     "spec.serviceAccountName is required with {}: the identity is derived from it",
                     issuer.display()
@@ -443,9 +424,9 @@ impl Reconciler {
             name: &self.certificate.name_any(),
         };
         let identity = identity::render(&tenancy.identity, &requester)
-            .map_err(|message| refused("IdentityPolicyViolation", message))?;
+            .map_err(|message| refused(reasons::IDENTITY_POLICY_VIOLATION, message))?;
         identity::check_request(spec, &identity, &issuer.display())
-            .map_err(|message| refused("IdentityPolicyViolation", message))?;
+            .map_err(|message| refused(reasons::IDENTITY_POLICY_VIOLATION, message))?;
         Ok(identity)
     }
 
@@ -490,7 +471,7 @@ impl Reconciler {
                     &previous.conditions,
                     CONDITION_READY,
                     true,
-                    "Issued",
+                    reasons::ISSUED,
                     format!("Certificate {serial_hex} is valid and up to date"),
                     generation,
                 ),
@@ -498,7 +479,7 @@ impl Reconciler {
                     &previous.conditions,
                     CONDITION_ISSUING,
                     false,
-                    "UpToDate",
+                    reasons::UP_TO_DATE,
                     "No issuance needed",
                     generation,
                 ),
@@ -546,14 +527,13 @@ impl Reconciler {
         let now = OffsetDateTime::now_utc();
         let not_after = now + settings.duration;
         if not_after.unix_timestamp() > ca.certificate.not_after {
-            return Err(ProblemOrError::Problem(Problem {
-                reason: "CertificateOutlivesCA",
-                message: format!(
+            return Err(ProblemOrError::Problem(Problem::permanent(
+                reasons::CERTIFICATE_OUTLIVES_CA,
+                format!(
                     "a {:?} certificate would expire after its CA (CA notAfter {}); shorten spec.duration or renew the CA",
                     settings.duration, ca.certificate.not_after
                 ),
-                retry: Some(CONFIGURATION_RETRY),
-            }));
+            )));
         }
         // A revoked certificate's key is never reused.
         let reusable_key = match (settings.rotation, &secret) {
@@ -602,11 +582,10 @@ impl Reconciler {
         let (leaf_pem, key_pem) = match signed {
             Ok(pair) => pair,
             Err(message) => {
-                return Err(ProblemOrError::Problem(Problem {
-                    reason: "SigningFailed",
+                return Err(ProblemOrError::Problem(Problem::transient(
+                    reasons::SIGNING_FAILED,
                     message,
-                    retry: Some(TRANSIENT_RETRY),
-                }));
+                )));
             }
         };
         let issued = parse_certificate_pem(&leaf_pem).map_err(Error::from)?;
@@ -660,7 +639,7 @@ impl Reconciler {
                     &[],
                     CONDITION_READY,
                     true,
-                    "Issued",
+                    reasons::ISSUED,
                     format!(
                         "Certificate {} issued ({})",
                         issued.serial_hex,
@@ -672,7 +651,7 @@ impl Reconciler {
                     &previous.conditions,
                     CONDITION_ISSUING,
                     false,
-                    "Issued",
+                    reasons::ISSUED,
                     "No issuance needed",
                     generation,
                 ),
@@ -689,7 +668,7 @@ impl Reconciler {
             .publish_event(
                 self.certificate.as_ref(),
                 false,
-                "Issued",
+                reasons::ISSUED,
                 "Issue",
                 format!(
                     "Issued certificate {} (revision {revision}) into Secret {}: {}",
@@ -833,18 +812,7 @@ impl Reconciler {
         previous: &WorkloadCertificateStatus,
         status: &WorkloadCertificateStatus,
     ) -> Result<(), Error> {
-        let patch = json!({
-            "apiVersion": "iamra.dev/v1alpha1",
-            "kind": "WorkloadCertificate",
-            "status": status,
-        });
-        self.api
-            .patch_status(
-                &self.certificate.name_any(),
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(&patch),
-            )
-            .await?;
+        apply_status(&self.api, &self.certificate.name_any(), status).await?;
         self.ctx.reads.remember_status_write(
             &self.certificate.uid().unwrap_or_default(),
             previous,
@@ -889,7 +857,7 @@ impl Reconciler {
                 )
                 .await;
         }
-        Ok(match problem.retry {
+        Ok(match problem.retry.base_delay() {
             Some(base) => Action::requeue(
                 self.ctx
                     .backoff
@@ -984,14 +952,4 @@ fn requeue_at(unix_seconds: i64) -> Action {
     let now = OffsetDateTime::now_utc().unix_timestamp();
     let wait = Duration::from_secs(unix_seconds.saturating_sub(now).max(1) as u64);
     Action::requeue(wait.min(MAX_REQUEUE))
-}
-
-pub fn error_policy(
-    _certificate: Arc<WorkloadCertificate>,
-    error: &Error,
-    _ctx: Arc<Context>,
-) -> Action {
-    tracing::warn!(error = %error, label = error.metric_label(), "workload certificate reconcile failed");
-    RECONCILE_ERRORS.inc(["workloadcertificate", error.metric_label()]);
-    Action::requeue(TRANSIENT_RETRY)
 }

@@ -12,11 +12,13 @@ use kube::runtime::controller::Controller;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 
-use super::{CacheWriters, error_policy, reconcile};
+use super::{CacheWriters, reconcile};
 use crate::api::scoped_api as api;
 use crate::api::{ClusterIssuer, Issuer, IssuerKind, WorkloadCertificate};
 use crate::controller::runtime::{metrics, triggers};
-use crate::controller::{Context, ReconcilerScope, guarded, log_outcome, managed_objects, queued};
+use crate::controller::{
+    Context, ReconcilerScope, error_policy, guarded, log_outcome, managed_objects, queued,
+};
 
 /// WorkloadCertificates, until a shutdown signal.
 pub(crate) async fn run_certificates(
@@ -128,7 +130,7 @@ pub(crate) async fn run_certificates(
         .shutdown_on_signal()
         .run(
             guarded("workloadcertificate", &ctx, reconcile),
-            error_policy,
+            error_policy("workloadcertificate"),
             ctx.clone(),
         )
         .for_each(log_outcome("workload certificate"))

@@ -20,8 +20,10 @@ use crate::controller::ca::LoadedCa;
 use crate::controller::context::Context;
 use crate::controller::issuer::CaIssuer;
 use crate::controller::issuer::fingerprint;
-use crate::controller::ledger::{LedgerError, revoked_entries};
+use crate::controller::ledger::revoked_entries;
 use crate::controller::policy::minimums::{PlatformMinimums, format_duration};
+use crate::controller::problem::Problem;
+use crate::controller::reasons;
 use crate::controller::runtime::metrics::CRL_SIGNING_SECONDS;
 use crate::pki::{
     CrlSpec, RevokedCertificate, authority_id, build_crl, serial_hex, sha256_hex, split_into_shards,
@@ -91,41 +93,6 @@ pub struct PublishedCrl {
     pub ca_public_key_info: Vec<u8>,
 }
 
-/// Why no CRL could be published.
-#[derive(Debug, Clone)]
-pub struct CrlProblem {
-    pub reason: &'static str,
-    pub message: String,
-}
-
-impl From<kube::Error> for CrlProblem {
-    fn from(error: kube::Error) -> Self {
-        CrlProblem {
-            reason: "KubernetesAPIError",
-            message: error.to_string(),
-        }
-    }
-}
-
-impl From<LedgerError> for CrlProblem {
-    fn from(error: LedgerError) -> Self {
-        CrlProblem {
-            reason: match error {
-                LedgerError::Conflict(_) => "ConcurrentWriter",
-                LedgerError::Kube(_) => "LedgerUnavailable",
-            },
-            message: error.to_string(),
-        }
-    }
-}
-
-fn problem(reason: &'static str, message: impl Into<String>) -> CrlProblem {
-    CrlProblem {
-        reason,
-        message: message.into(),
-    }
-}
-
 /// How long each CRL is valid and how often it is re-signed anyway.
 struct CrlTiming {
     validity: Duration,
@@ -134,13 +101,14 @@ struct CrlTiming {
     raised: Option<String>,
 }
 
-fn crl_timing(issuer: &CaIssuer, minimums: &PlatformMinimums) -> Result<CrlTiming, CrlProblem> {
+fn crl_timing(issuer: &CaIssuer, minimums: &PlatformMinimums) -> Result<CrlTiming, Problem> {
     let settings = issuer.spec.crl.clone().unwrap_or_default();
     let requested_validity =
         parse_duration(settings.validity.as_deref().unwrap_or(DEFAULT_CRL_VALIDITY))
-            .map_err(|e| problem("InvalidSpec", e.to_string()))?;
+            .map_err(|e| Problem::permanent(reasons::INVALID_SPEC, e.to_string()))?;
     let requested_refresh = match &settings.refresh_interval {
-        Some(text) => parse_duration(text).map_err(|e| problem("InvalidSpec", e.to_string()))?,
+        Some(text) => parse_duration(text)
+            .map_err(|e| Problem::permanent(reasons::INVALID_SPEC, e.to_string()))?,
         None => requested_validity / 3,
     };
     let (refresh, below) = minimums.crl_refresh(requested_refresh);
@@ -235,7 +203,7 @@ pub async fn publish_crl(
     issuer: &CaIssuer,
     ca: &LoadedCa,
     now: OffsetDateTime,
-) -> Result<PublishedCrl, CrlProblem> {
+) -> Result<PublishedCrl, Problem> {
     let CrlTiming {
         validity,
         refresh,
@@ -249,8 +217,12 @@ pub async fn publish_crl(
     let name = issuer.crl_config_map_name();
     let shards_name = shards_config_map_name(&name);
     let existing = config_maps.get_opt(&name).await?;
-    let ca_not_after = status_time(ca.certificate.not_after)
-        .ok_or_else(|| problem("InvalidCACertificate", "the CA's notAfter is out of range"))?;
+    let ca_not_after = status_time(ca.certificate.not_after).ok_or_else(|| {
+        Problem::permanent(
+            reasons::INVALID_CA_CERTIFICATE,
+            "the CA's notAfter is out of range",
+        )
+    })?;
     let record = ctx
         .ledger
         .ensure_authority(
@@ -320,8 +292,8 @@ pub async fn publish_crl(
     let number = reserved.number;
     let spec = CrlSpec {
         number: u64::try_from(number).map_err(|_| {
-            problem(
-                "InvalidCrlNumber",
+            Problem::permanent(
+                reasons::INVALID_CRL_NUMBER,
                 format!("CRL number {number} is negative"),
             )
         })?,
@@ -330,8 +302,8 @@ pub async fn publish_crl(
         revoked: entries,
         authority_key_identifier: ca.certificate.subject_key_identifier.clone().ok_or_else(
             || {
-                problem(
-                    "InvalidCACertificate",
+                Problem::permanent(
+                    reasons::INVALID_CA_CERTIFICATE,
                     "the CA certificate has no subject key identifier",
                 )
             },
@@ -366,11 +338,12 @@ pub async fn publish_crl(
         Ok::<_, String>((der, pem, shards))
     })
     .await
-    .map_err(|e| problem("SigningFailed", e.to_string()))?
-    .map_err(|message| problem("SigningFailed", message))?;
+    .map_err(|e| Problem::transient(reasons::SIGNING_FAILED, e.to_string()))?
+    .map_err(|message| Problem::transient(reasons::SIGNING_FAILED, message))?;
     let (der, pem, shards) = signed;
-    let this_update = status_time(now.unix_timestamp())
-        .ok_or_else(|| problem("InvalidTime", "the current time is out of range"))?;
+    let this_update = status_time(now.unix_timestamp()).ok_or_else(|| {
+        Problem::transient(reasons::INVALID_TIME, "the current time is out of range")
+    })?;
     // Only the writer whose reservation is still the latest may publish.
     let authority_record = ctx
         .ledger
@@ -445,7 +418,7 @@ async fn write_config_map(
     number: i64,
     der: &[u8],
     pem: Option<&str>,
-) -> Result<(), CrlProblem> {
+) -> Result<(), Problem> {
     let data: BTreeMap<String, String> = pem
         .map(|pem| (CRL_PEM_KEY.to_string(), pem.to_string()))
         .into_iter()
@@ -463,7 +436,7 @@ async fn write_shards_config_map(
     number: i64,
     shards: &[ImportableCrl],
     split_before: bool,
-) -> Result<(), CrlProblem> {
+) -> Result<(), Problem> {
     if shards.is_empty() && !split_before {
         return Ok(());
     }
@@ -483,7 +456,7 @@ async fn upsert_config_map(
     number: i64,
     data: BTreeMap<String, String>,
     binary_data: BTreeMap<String, ByteString>,
-) -> Result<(), CrlProblem> {
+) -> Result<(), Problem> {
     let existing = config_maps.get_opt(name).await?;
     let annotations = BTreeMap::from([(CRL_NUMBER_ANNOTATION.to_string(), number.to_string())]);
     match existing {

@@ -17,13 +17,13 @@ use crate::controller::context::Context;
 use crate::controller::crl::{PublishedCrl, publish_crl, status_time};
 use crate::controller::error::Error;
 use crate::controller::issuer::CaIssuer;
-use crate::controller::ledger::{ClaimOutcome, LedgerError};
+use crate::controller::ledger::ClaimOutcome;
 use crate::controller::policy::minimums::BelowMinimum;
-use crate::controller::revocation::patch_status as patch_revocation_status;
+use crate::controller::problem::Problem;
+use crate::controller::reasons;
+use crate::controller::status::apply_status;
 use crate::pki::CRL_SHARDS;
-use crate::rolesanywhere::crl_import::{
-    CrlImportError, ImportedCrlState, ROLES_ANYWHERE_MAX_CRL_BYTES,
-};
+use crate::rolesanywhere::crl_import::{ImportedCrlState, ROLES_ANYWHERE_MAX_CRL_BYTES};
 
 /// Condition: the current CRL is published (ConfigMap and HTTP).
 pub const CONDITION_CRL_PUBLISHED: &str = "CrlPublished";
@@ -88,10 +88,10 @@ pub async fn reconcile_crl(
                 problem.message,
             )
             .await;
-            return Ok(Some(
-                ctx.backoff
-                    .next_delay(&uid, crate::controller::issuer::TRANSIENT_RETRY),
-            ));
+            return Ok(Some(ctx.backoff.next_delay(
+                &uid,
+                crate::controller::runtime::backoff::TRANSIENT_RETRY,
+            )));
         }
     };
     ctx.store_crl(issuer.ledger_namespace(), &issuer.name, &published);
@@ -115,7 +115,7 @@ pub async fn reconcile_crl(
         &previous.conditions,
         CONDITION_CRL_PUBLISHED,
         true,
-        "Published",
+        reasons::PUBLISHED,
         format!(
             "CRL {} carries {} revocation(s){unusable}{raised}",
             published.number,
@@ -137,7 +137,7 @@ pub async fn reconcile_crl(
         ctx.publish_event_about(
             &issuer.reference,
             false,
-            "CrlPublished",
+            reasons::CRL_PUBLISHED,
             "PublishCRL",
             format!(
                 "Published CRL {} with {} revocation(s)",
@@ -230,7 +230,7 @@ pub async fn reconcile_crl(
                 ctx.publish_event_about(
                     &issuer.reference,
                     true,
-                    "CrlSplitRefused",
+                    reasons::CRL_SPLIT_REFUSED,
                     "ImportCRL",
                     format!(
                         "CRL {} is due to be split, but the second CRL slot was refused: {}",
@@ -243,7 +243,7 @@ pub async fn reconcile_crl(
                 &previous.conditions,
                 CONDITION_CRL_IMPORTED,
                 true,
-                "Imported",
+                reasons::IMPORTED,
                 message,
                 generation,
             ));
@@ -268,10 +268,10 @@ pub async fn reconcile_crl(
             mark_revocations(ctx, issuer, &published, true).await?;
             if second_slot_refused.is_some() {
                 // Split as soon as the second slot is free again.
-                return Ok(Some(
-                    ctx.backoff
-                        .next_delay(&uid, crate::controller::issuer::TRANSIENT_RETRY),
-                ));
+                return Ok(Some(ctx.backoff.next_delay(
+                    &uid,
+                    crate::controller::runtime::backoff::TRANSIENT_RETRY,
+                )));
             }
             Ok(Some(published.refresh_in.min(ctx.crl_drift_check_interval)))
         }
@@ -297,7 +297,7 @@ pub async fn reconcile_crl(
             }
             Ok(Some(ctx.backoff.next_delay(
                 &uid,
-                crate::controller::issuer::TRANSIENT_RETRY,
+                crate::controller::runtime::backoff::TRANSIENT_RETRY,
             )))
         }
     }
@@ -319,14 +319,14 @@ async fn refuse_ungranted_trust_anchor(
     );
     let repeated = previous.conditions.iter().any(|c| {
         c.type_ == CONDITION_CRL_IMPORTED
-            && c.reason == "TrustAnchorNotGranted"
+            && c.reason == reasons::TRUST_ANCHOR_NOT_GRANTED
             && c.message == message
     });
     status.conditions.push(condition(
         &previous.conditions,
         CONDITION_CRL_IMPORTED,
         false,
-        "TrustAnchorNotGranted",
+        reasons::TRUST_ANCHOR_NOT_GRANTED,
         message.clone(),
         issuer.generation,
     ));
@@ -335,7 +335,7 @@ async fn refuse_ungranted_trust_anchor(
         ctx.publish_event_about(
             &issuer.reference,
             true,
-            "TrustAnchorNotGranted",
+            reasons::TRUST_ANCHOR_NOT_GRANTED,
             "ImportCRL",
             message,
         )
@@ -376,7 +376,7 @@ fn crl_capacity(
             previous,
             CONDITION_CRL_CAPACITY,
             false,
-            "NearImportLimit",
+            reasons::NEAR_IMPORT_LIMIT,
             format!(
                 "{message}: shorten certificate lifetimes (expired entries leave) or split workloads across Issuers before imports are refused"
             ),
@@ -387,7 +387,7 @@ fn crl_capacity(
             previous,
             CONDITION_CRL_CAPACITY,
             true,
-            "WithinImportLimit",
+            reasons::WITHIN_IMPORT_LIMIT,
             message,
             generation,
         )
@@ -404,8 +404,8 @@ enum ImportAction {
 impl ImportAction {
     fn reason(self) -> &'static str {
         match self {
-            ImportAction::Accepted => "CrlImported",
-            ImportAction::RepairedDrift => "CrlDriftRepaired",
+            ImportAction::Accepted => reasons::CRL_IMPORTED,
+            ImportAction::RepairedDrift => reasons::CRL_DRIFT_REPAIRED,
         }
     }
     fn verb(self) -> &'static str {
@@ -423,30 +423,6 @@ struct Imported {
     action: Option<ImportAction>,
 }
 
-/// A reason and message for the `CrlImported` condition.
-struct ImportProblem {
-    reason: &'static str,
-    message: String,
-}
-
-impl From<LedgerError> for ImportProblem {
-    fn from(error: LedgerError) -> Self {
-        ImportProblem {
-            reason: "LedgerUnavailable",
-            message: error.to_string(),
-        }
-    }
-}
-
-impl From<CrlImportError> for ImportProblem {
-    fn from(error: CrlImportError) -> Self {
-        ImportProblem {
-            reason: error.reason(),
-            message: error.to_string(),
-        }
-    }
-}
-
 /// The names of the trust anchor's two CRL slots for `crl_name`: itself, and `<crl_name> 2`
 /// (within the service's 255 characters).
 fn slot_names(crl_name: &str) -> [String; CRL_SHARDS] {
@@ -458,7 +434,7 @@ fn slot_names(crl_name: &str) -> [String; CRL_SHARDS] {
 /// not be used when the CRL went to the first one whole instead of split.
 struct ImportedSlots {
     slots: Vec<Imported>,
-    second_slot_refused: Option<ImportProblem>,
+    second_slot_refused: Option<Problem>,
 }
 
 /// Makes Roles Anywhere hold every CRL of `published` (one, or the two shards of a split CRL),
@@ -469,7 +445,7 @@ async fn import_all(
     crl_name: &str,
     published: &PublishedCrl,
     now: OffsetDateTime,
-) -> Result<ImportedSlots, ImportProblem> {
+) -> Result<ImportedSlots, Problem> {
     let [first_name, second_name] = slot_names(crl_name);
     let first_only = match published.imports.as_slice() {
         // The second slot first: when a CRL is split, half its entries move there before the
@@ -501,13 +477,13 @@ async fn import_all(
         }
         [whole] => import_crl(ctx, target, &first_name, &whole.pem, published, now).await?,
         _ => {
-            return Err(ImportProblem {
-                reason: "CrlTooLarge",
-                message: format!(
+            return Err(Problem::transient(
+                reasons::CRL_TOO_LARGE,
+                format!(
                     "a CRL split in {} does not fit the trust anchor's {CRL_SHARDS} CRL slots",
                     published.imports.len()
                 ),
-            });
+            ));
         }
     };
     // Joined again (the first slot now holds every entry): the second slot is released.
@@ -544,15 +520,17 @@ async fn import_crl(
     pem: &str,
     published: &PublishedCrl,
     now: OffsetDateTime,
-) -> Result<Imported, ImportProblem> {
+) -> Result<Imported, Problem> {
     let authority = &published.authority.spec.authority;
     let anchor = &target.trust_anchor_arn;
-    let taken = |owner: String| ImportProblem {
-        reason: "CrlNameTaken",
-        message: format!(
-            "CRL name {crl_name:?} on trust anchor {anchor} belongs to another CA (ledger authority {owner}); \
+    let taken = |owner: String| {
+        Problem::transient(
+            reasons::CRL_NAME_TAKEN,
+            format!(
+                "CRL name {crl_name:?} on trust anchor {anchor} belongs to another CA (ledger authority {owner}); \
              set spec.rolesAnywhere.crlName to a name of this Issuer's own"
-        ),
+            ),
+        )
     };
     if let ClaimOutcome::TakenBy { authority: owner } =
         ctx.ledger.claim(authority, anchor, crl_name).await?
@@ -590,10 +568,10 @@ async fn import_crl(
         entry = Some(claim);
     }
     let Some(mut entry) = entry else {
-        return Err(ImportProblem {
-            reason: "LedgerUnavailable",
-            message: "the import claim was not recorded".into(),
-        });
+        return Err(Problem::transient(
+            reasons::LEDGER_UNAVAILABLE,
+            "the import claim was not recorded",
+        ));
     };
 
     let mut action = Some(ImportAction::Accepted);
@@ -641,13 +619,13 @@ async fn import_crl(
             .as_ref()
             .is_some_and(|p| p.number > published.number)
     {
-        return Err(ImportProblem {
-            reason: "Superseded",
-            message: format!(
+        return Err(Problem::transient(
+            reasons::SUPERSEDED,
+            format!(
                 "CRL {} was superseded by a newer CRL before it was imported",
                 published.number
             ),
-        });
+        ));
     }
     let ca_key = published.ca_public_key_info.clone();
     let crl_id = ctx
@@ -740,11 +718,11 @@ async fn mark_revocations(
             ),
         };
         let reason = if status.import_time.is_some() {
-            "Imported"
+            reasons::IMPORTED
         } else if needs_import {
-            "AwaitingImport"
+            reasons::AWAITING_IMPORT
         } else {
-            "Published"
+            reasons::PUBLISHED
         };
         status.conditions.retain(|c| c.type_ != CONDITION_READY);
         status.conditions.insert(
@@ -759,7 +737,7 @@ async fn mark_revocations(
             ),
         );
         if status_changed(&previous, &status) {
-            patch_revocation_status(&in_namespace, name, &status).await?;
+            apply_status(&in_namespace, name, &status).await?;
             if in_force {
                 let created = revocation.meta().creation_timestamp.as_ref().map(|t| t.0);
                 let seconds = created.map(|created| {

@@ -5,26 +5,23 @@ use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use kube::runtime::controller::Action;
-use serde_json::json;
 use tracing::instrument;
 
 use crate::api::{CONDITION_READY, ClusterIssuer, Issuer, IssuerStatus};
 use crate::controller::ca::load_ca;
 use crate::controller::conditions::{condition, status_changed};
-use crate::controller::context::{Context, FIELD_MANAGER};
+use crate::controller::context::Context;
 use crate::controller::crl;
 use crate::controller::error::Error;
 use crate::controller::issuer::CaIssuer;
-use crate::controller::runtime::metrics::RECONCILE_ERRORS;
+use crate::controller::reasons;
+use crate::controller::runtime::backoff::{CONFIGURATION_RETRY, TRANSIENT_RETRY};
+use crate::controller::status::apply_status;
 
 /// A Ready Issuer is looked at again this often (CA expiry, a deleted CA Secret).
 pub const RESYNC_INTERVAL: Duration = Duration::from_secs(600);
-/// First retry delay for problems that can clear up by themselves (KMS or API unreachable).
-pub const TRANSIENT_RETRY: Duration = Duration::from_secs(10);
-/// First retry delay for configuration problems, which usually need a change of spec or Secret.
-pub const CONFIGURATION_RETRY: Duration = Duration::from_secs(60);
 
 #[instrument(skip(issuer, ctx), fields(namespace = issuer.namespace(), name = issuer.name_any()))]
 pub async fn reconcile(issuer: Arc<Issuer>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -32,8 +29,10 @@ pub async fn reconcile(issuer: Arc<Issuer>, ctx: Arc<Context>) -> Result<Action,
         .namespace()
         .ok_or(Error::MissingObjectKey("namespace"))?;
     let api: Api<Issuer> = Api::namespaced(ctx.client.clone(), &namespace);
+    let name = issuer.name_any();
     reconcile_ca(&ctx, &CaIssuer::from_issuer(&issuer), |status| {
-        patch_status(&api, "Issuer", issuer.name_any(), status)
+        let (api, name) = (api.clone(), name.clone());
+        async move { apply_status(&api, &name, &status).await }
     })
     .await
 }
@@ -45,8 +44,10 @@ pub async fn reconcile_cluster(
 ) -> Result<Action, Error> {
     let api: Api<ClusterIssuer> = Api::all(ctx.client.clone());
     let ca_issuer = CaIssuer::from_cluster_issuer(&issuer, &ctx.cluster_resource_namespace);
+    let name = issuer.name_any();
     reconcile_ca(&ctx, &ca_issuer, |status| {
-        patch_status(&api, "ClusterIssuer", issuer.name_any(), status)
+        let (api, name) = (api.clone(), name.clone());
+        async move { apply_status(&api, &name, &status).await }
     })
     .await
 }
@@ -68,7 +69,7 @@ where
                 ctx.publish_event_about(
                     &issuer.reference,
                     false,
-                    "CACreated",
+                    reasons::CA_CREATED,
                     "Bootstrap",
                     format!(
                         "Created self-signed CA, SHA-256 fingerprint {}",
@@ -82,7 +83,7 @@ where
                     &previous.conditions,
                     CONDITION_READY,
                     true,
-                    "CAReady",
+                    reasons::CA_READY,
                     format!(
                         "CA key ({}) and certificate loaded and matching",
                         ca.signer.source_name()
@@ -136,36 +137,13 @@ where
                 )
                 .await;
             }
-            Ok(Action::requeue(if problem.transient {
+            Ok(Action::requeue(if problem.is_transient() {
                 TRANSIENT_RETRY
             } else {
                 CONFIGURATION_RETRY
             }))
         }
     }
-}
-
-async fn patch_status<K>(
-    api: &Api<K>,
-    kind: &'static str,
-    name: String,
-    status: IssuerStatus,
-) -> Result<(), Error>
-where
-    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-{
-    let patch = json!({
-        "apiVersion": "iamra.dev/v1alpha1",
-        "kind": kind,
-        "status": status,
-    });
-    api.patch_status(
-        &name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await?;
-    Ok(())
 }
 
 /// SHA-256 of the DER certificate, colon-separated uppercase hex as `openssl x509 -fingerprint`
@@ -177,26 +155,4 @@ pub fn fingerprint(der: &[u8]) -> String {
         .map(|octet| hex::encode_upper([*octet]))
         .collect::<Vec<_>>()
         .join(":")
-}
-
-pub fn error_policy_cluster(
-    issuer: Arc<ClusterIssuer>,
-    error: &Error,
-    ctx: Arc<Context>,
-) -> Action {
-    tracing::warn!(error = %error, label = error.metric_label(), "cluster issuer reconcile failed");
-    RECONCILE_ERRORS.inc(["clusterissuer", error.metric_label()]);
-    Action::requeue(
-        ctx.backoff
-            .next_delay(&issuer.uid().unwrap_or_default(), TRANSIENT_RETRY),
-    )
-}
-
-pub fn error_policy(issuer: Arc<Issuer>, error: &Error, ctx: Arc<Context>) -> Action {
-    tracing::warn!(error = %error, label = error.metric_label(), "issuer reconcile failed");
-    RECONCILE_ERRORS.inc(["issuer", error.metric_label()]);
-    Action::requeue(
-        ctx.backoff
-            .next_delay(&issuer.uid().unwrap_or_default(), TRANSIENT_RETRY),
-    )
 }

@@ -10,11 +10,13 @@ use kube::runtime::controller::Controller;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 
-use super::{error_policy, error_policy_cluster, reconcile, reconcile_cluster};
+use super::{reconcile, reconcile_cluster};
 use crate::api::scoped_api as api;
 use crate::api::{ClusterIssuer, Issuer, IssuerKind, Revocation};
 use crate::controller::runtime::panic_safe::panic_safe;
-use crate::controller::{Context, ReconcilerScope, guarded, log_outcome, managed_objects, queued};
+use crate::controller::{
+    Context, ReconcilerScope, error_policy, guarded, log_outcome, managed_objects, queued,
+};
 
 /// How long an Issuer waits after a trigger before building a CRL, so a burst of Revocations
 /// lands in one CRL and one import.
@@ -47,7 +49,7 @@ pub(crate) async fn run_issuers(client: kube::Client, scope: &ReconcilerScope, c
     .shutdown_on_signal()
     .run(
         guarded("issuer", &ctx, reconcile),
-        error_policy,
+        error_policy("issuer"),
         ctx.clone(),
     )
     .for_each(log_outcome("issuer"))
@@ -97,7 +99,7 @@ pub(crate) async fn run_cluster_issuers(
     .shutdown_on_signal()
     .run(
         panic_safe(reconcile_cluster),
-        error_policy_cluster,
+        error_policy("clusterissuer"),
         ctx.clone(),
     )
     .for_each(log_outcome("cluster issuer"))

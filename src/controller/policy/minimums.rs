@@ -2,6 +2,7 @@
 //! CRL re-signed every minute, would spend limits every tenant shares: the controller's signing
 //! capacity, the KMS request quota, and the Roles Anywhere CRL API's one request per second.
 
+use crate::controller::reasons;
 use std::time::Duration;
 
 /// Floors set by the platform team (controller flags); no tenant object can lower them.
@@ -42,7 +43,7 @@ pub struct BelowMinimum {
 
 impl BelowMinimum {
     /// The reason of the condition and event.
-    pub const REASON: &'static str = "BelowPlatformMinimum";
+    pub const REASON: &'static str = reasons::BELOW_PLATFORM_MINIMUM;
 }
 
 /// `90m` rather than `5400s`: durations written back as a tenant would write them.

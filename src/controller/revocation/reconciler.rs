@@ -20,14 +20,15 @@ use crate::api::{
 };
 use crate::controller::ca::load_ca;
 use crate::controller::conditions::{condition, status_changed};
-use crate::controller::context::{Context, FIELD_MANAGER};
+use crate::controller::context::Context;
 use crate::controller::crl::status_time;
 use crate::controller::error::Error;
 use crate::controller::issuer::CaIssuer;
-use crate::controller::issuer::TRANSIENT_RETRY;
 use crate::controller::ledger::revocation_for;
+use crate::controller::problem::Problem;
+use crate::controller::reasons;
 use crate::controller::revocation::{IamSessionRevoker, MAX_SESSION_SECONDS, RevokedSession};
-use crate::controller::runtime::metrics::RECONCILE_ERRORS;
+use crate::controller::status::apply_status;
 use crate::pki::{authority_id, parse_serial_hex, serial_hex};
 
 /// Holds a Revocation until the certificate it revokes has expired.
@@ -71,8 +72,11 @@ pub async fn reconcile(revocation: Arc<Revocation>, ctx: Arc<Context>) -> Result
     let generation = revocation.metadata.generation;
     let accepted = match accept(&revocation, &ctx, &namespace).await? {
         Ok(accepted) => accepted,
-        Err((reason, message)) => {
-            let permanent = PERMANENT_REFUSALS.contains(&reason);
+        Err(Problem {
+            reason,
+            message,
+            retry,
+        }) => {
             let mut status = previous.clone();
             status.observed_generation = generation;
             status.conditions = vec![condition(
@@ -84,18 +88,18 @@ pub async fn reconcile(revocation: Arc<Revocation>, ctx: Arc<Context>) -> Result
                 generation,
             )];
             if status_changed(&previous, &status) {
-                patch_status(&api, &revocation.name_any(), &status).await?;
+                apply_status(&api, &revocation.name_any(), &status).await?;
                 ctx.publish_event(revocation.as_ref(), true, reason, "Resolve", message)
                     .await;
             }
             // Refusals that only a change of the Revocation can lift wait for that change.
-            if permanent {
-                return Ok(Action::await_change());
-            }
-            return Ok(Action::requeue(ctx.backoff.next_delay(
-                &revocation.uid().unwrap_or_default(),
-                TRANSIENT_RETRY,
-            )));
+            return Ok(match retry.base_delay() {
+                Some(base) => Action::requeue(
+                    ctx.backoff
+                        .next_delay(&revocation.uid().unwrap_or_default(), base),
+                ),
+                None => Action::await_change(),
+            });
         }
     };
     ctx.backoff.reset(&revocation.uid().unwrap_or_default());
@@ -113,7 +117,7 @@ pub async fn reconcile(revocation: Arc<Revocation>, ctx: Arc<Context>) -> Result
     }
     let first_acceptance = previous.revoked_certificates.is_empty();
     if status_changed(&previous, &status) {
-        patch_status(&api, &revocation.name_any(), &status).await?;
+        apply_status(&api, &revocation.name_any(), &status).await?;
     }
     if first_acceptance {
         let serials: Vec<&str> = accepted
@@ -125,9 +129,9 @@ pub async fn reconcile(revocation: Arc<Revocation>, ctx: Arc<Context>) -> Result
             revocation.as_ref(),
             !accepted.serial_known,
             if accepted.serial_known {
-                "Accepted"
+                reasons::ACCEPTED
             } else {
-                "UnknownSerial"
+                reasons::UNKNOWN_SERIAL
             },
             "Resolve",
             format!(
@@ -204,16 +208,6 @@ struct Accepted {
     revocation_time: Time,
 }
 
-type Refusal = (&'static str, String);
-
-/// Refusals no retry can lift: the request itself is not allowed or not valid.
-const PERMANENT_REFUSALS: &[&str] = &[
-    "NotYourCertificate",
-    "UnknownSerial",
-    "InvalidSerialNumber",
-    "InvalidSpec",
-];
-
 /// Resolves the request against the ledger and records the revocation of every target there.
 /// Deterministic: a certificate issued after the Revocation was created is never a target, so
 /// resolving again (after a status was wiped, or a restore) revokes nothing new by mistake.
@@ -221,7 +215,7 @@ async fn accept(
     revocation: &Revocation,
     ctx: &Context,
     namespace: &str,
-) -> Result<Result<Accepted, Refusal>, Error> {
+) -> Result<Result<Accepted, Problem>, Error> {
     let reference = &revocation.spec.issuer_ref;
     let issuer_name = &reference.name;
     let issuer = match reference.kind() {
@@ -235,16 +229,16 @@ async fn accept(
             .map(|issuer| CaIssuer::from_cluster_issuer(&issuer, &ctx.cluster_resource_namespace)),
     };
     let Some(issuer) = issuer else {
-        return Ok(Err((
-            "IssuerNotFound",
+        return Ok(Err(Problem::transient(
+            reasons::ISSUER_NOT_FOUND,
             format!("{} {issuer_name} does not exist", reference.kind()),
         )));
     };
     let ca = match load_ca(ctx, &issuer, false).await {
         Ok(ca) => ca,
         Err(problem) => {
-            return Ok(Err((
-                "IssuerNotReady",
+            return Ok(Err(Problem::transient(
+                reasons::ISSUER_NOT_READY,
                 format!("{}: {}", issuer.display(), problem.message),
             )));
         }
@@ -312,8 +306,8 @@ async fn accept(
             })
             .collect();
         if issued.is_empty() && legacy_serial.is_none() {
-            return Ok(Err((
-                "TargetNotIssued",
+            return Ok(Err(Problem::transient(
+                reasons::TARGET_NOT_ISSUED,
                 format!(
                     "the ledger of {} holds no unexpired certificate issued for WorkloadCertificate {} before this Revocation was created",
                     issuer.display(),
@@ -348,7 +342,12 @@ async fn accept(
     } else if let Some(requested) = &revocation.spec.serial_number {
         let serial = match parse_serial_hex(requested) {
             Ok(bytes) => serial_hex(&bytes),
-            Err(error) => return Ok(Err(("InvalidSerialNumber", error.to_string()))),
+            Err(error) => {
+                return Ok(Err(Problem::until_changed(
+                    reasons::INVALID_SERIAL_NUMBER,
+                    error.to_string(),
+                )));
+            }
         };
         match ctx.ledger.record(&authority, &serial).await? {
             Some(record) => {
@@ -356,8 +355,8 @@ async fn accept(
                     && issued.namespace != namespace
                     && !platform
                 {
-                    return Ok(Err((
-                        "NotYourCertificate",
+                    return Ok(Err(Problem::until_changed(
+                        reasons::NOT_YOUR_CERTIFICATE,
                         format!(
                             "serial {serial} of {} was issued to another namespace; a Revocation may revoke only certificates issued to its own namespace (the platform team revokes any from namespace {})",
                             issuer.display(),
@@ -370,8 +369,8 @@ async fn accept(
                 targets.push(record);
             }
             None if issuer.kind == IssuerKind::ClusterIssuer && !platform => {
-                return Ok(Err((
-                    "UnknownSerial",
+                return Ok(Err(Problem::until_changed(
+                    reasons::UNKNOWN_SERIAL,
                     format!(
                         "{} never issued serial {serial} to namespace {namespace}; only the platform team (a Revocation in namespace {}) may revoke a serial the shared CA has no record of",
                         issuer.display(),
@@ -389,9 +388,9 @@ async fn accept(
             }
         }
     } else {
-        return Ok(Err((
-            "InvalidSpec",
-            "neither serialNumber nor certificateRef is set".into(),
+        return Ok(Err(Problem::until_changed(
+            reasons::INVALID_SPEC,
+            "neither serialNumber nor certificateRef is set",
         )));
     }
 
@@ -522,7 +521,7 @@ async fn end_live_sessions(
             &previous.conditions,
             CONDITION_LIVE_SESSIONS_ENDED,
             true,
-            "DeniedOnRoles",
+            reasons::DENIED_ON_ROLES,
             message,
             generation,
         )
@@ -532,7 +531,7 @@ async fn end_live_sessions(
         ctx.publish_event(
             revocation,
             true,
-            "LiveSessionsNotEnded",
+            reasons::LIVE_SESSIONS_NOT_ENDED,
             "Revoke",
             message.clone(),
         )
@@ -541,7 +540,7 @@ async fn end_live_sessions(
             &previous.conditions,
             CONDITION_LIVE_SESSIONS_ENDED,
             false,
-            "IAMFailed",
+            reasons::IAM_FAILED,
             message,
             generation,
         )
@@ -592,7 +591,7 @@ fn accepted_status(
     let ready = previous
         .conditions
         .iter()
-        .find(|c| c.type_ == CONDITION_READY && c.reason != "AwaitingCRL")
+        .find(|c| c.type_ == CONDITION_READY && c.reason != reasons::AWAITING_CRL)
         .filter(|_| previous.revoked_certificates == accepted.revoked)
         .cloned()
         .unwrap_or_else(|| {
@@ -600,7 +599,7 @@ fn accepted_status(
                 &previous.conditions,
                 CONDITION_READY,
                 false,
-                "AwaitingCRL",
+                reasons::AWAITING_CRL,
                 "Revocation recorded in the ledger; waiting for a CRL that carries it",
                 generation,
             )
@@ -610,7 +609,7 @@ fn accepted_status(
             &previous.conditions,
             CONDITION_SERIAL_KNOWN,
             true,
-            "Issued",
+            reasons::ISSUED,
             "The ledger records the issuance of every revoked serial",
             generation,
         )
@@ -619,7 +618,7 @@ fn accepted_status(
             &previous.conditions,
             CONDITION_SERIAL_KNOWN,
             false,
-            "UnknownSerial",
+            reasons::UNKNOWN_SERIAL,
             "This CA never issued the serial; it is revoked anyway, until the CA expires",
             generation,
         )
@@ -708,14 +707,20 @@ async fn release_when_expired(
                 &previous.conditions,
                 CONDITION_DELETION_BLOCKED,
                 true,
-                "CertificateStillValid",
+                reasons::CERTIFICATE_STILL_VALID,
                 message.clone(),
                 revocation.metadata.generation,
             ));
             if status_changed(&previous, &status) {
-                patch_status(api, &name, &status).await?;
-                ctx.publish_event(revocation, true, "DeletionBlocked", "Delete", message)
-                    .await;
+                apply_status(api, &name, &status).await?;
+                ctx.publish_event(
+                    revocation,
+                    true,
+                    reasons::DELETION_BLOCKED,
+                    "Delete",
+                    message,
+                )
+                .await;
             }
             let wait = Duration::from_secs(
                 until.as_second().saturating_sub(now.as_second()).max(1) as u64,
@@ -744,28 +749,4 @@ async fn release_when_expired(
             Ok(Action::await_change())
         }
     }
-}
-
-pub async fn patch_status(
-    api: &Api<Revocation>,
-    name: &str,
-    status: &RevocationStatus,
-) -> Result<(), Error> {
-    let patch = json!({"apiVersion": "iamra.dev/v1alpha1", "kind": "Revocation", "status": status});
-    api.patch_status(
-        name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await?;
-    Ok(())
-}
-
-pub fn error_policy(revocation: Arc<Revocation>, error: &Error, ctx: Arc<Context>) -> Action {
-    tracing::warn!(error = %error, label = error.metric_label(), "revocation reconcile failed");
-    RECONCILE_ERRORS.inc(["revocation", error.metric_label()]);
-    Action::requeue(
-        ctx.backoff
-            .next_delay(&revocation.uid().unwrap_or_default(), TRANSIENT_RETRY),
-    )
 }

@@ -6,10 +6,10 @@ use futures::StreamExt;
 use kube::runtime::controller::Controller;
 use kube::runtime::watcher;
 
-use super::{error_policy, reconcile};
+use super::reconcile;
 use crate::api::Revocation;
 use crate::api::scoped_api as api;
-use crate::controller::{Context, ReconcilerScope, guarded, log_outcome, queued};
+use crate::controller::{Context, ReconcilerScope, error_policy, guarded, log_outcome, queued};
 
 /// Revocations, until a shutdown signal.
 pub(crate) async fn run_revocations(
@@ -25,7 +25,7 @@ pub(crate) async fn run_revocations(
     .shutdown_on_signal()
     .run(
         guarded("revocation", &ctx, reconcile),
-        error_policy,
+        error_policy("revocation"),
         ctx.clone(),
     )
     .for_each(log_outcome("revocation"))

@@ -7,6 +7,10 @@ use std::time::Duration;
 
 use crate::backoff::{backoff_delay, random_unit};
 
+/// First retry delay for problems that can clear up by themselves (KMS or API unreachable).
+pub const TRANSIENT_RETRY: Duration = Duration::from_secs(10);
+/// First retry delay for configuration problems, which usually need a change of spec or Secret.
+pub const CONFIGURATION_RETRY: Duration = Duration::from_secs(60);
 /// The longest wait between two retries of one object.
 pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(300);
 

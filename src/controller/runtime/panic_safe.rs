@@ -16,6 +16,7 @@ use kube::runtime::controller::Action;
 
 use crate::controller::context::Context;
 use crate::controller::error::Error;
+use crate::controller::reasons;
 
 /// What a panic said, when it said it as text.
 fn panic_message(payload: &(dyn Any + Send)) -> String {
@@ -47,7 +48,7 @@ where
                     ctx.publish_event_about(
                         &reference,
                         true,
-                        "InternalError",
+                        reasons::INTERNAL_ERROR,
                         "Reconcile",
                         format!(
                             "iamra hit a bug reconciling this object ({message}); it is retried with backoff, and other objects are not affected. Please report it"
