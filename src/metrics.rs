@@ -1,148 +1,106 @@
-//! Prometheus metric families rendered by hand in the text exposition format, for the
-//! controller and the sidecar alike: a dozen families do not justify a metrics crate and its
-//! global registry. Families are `static`s next to the code they count, so the signer and the
-//! Roles Anywhere client stay free of any controller type; the controller's `/metrics`
-//! renders them all.
+//! Prometheus metrics on `prometheus-client`, served in the Prometheus text format (0.0.4) that
+//! every scraper reads. Families are statics next to the code they count, so the signer and the
+//! Roles Anywhere client stay free of any controller type; each `/metrics` handler registers
+//! the families it serves into a [`Registry`] and encodes it.
 
-use std::collections::BTreeMap;
-use std::fmt::Write;
-use std::sync::Mutex;
 use std::time::Duration;
 
-/// Label values of one series, in the order of the family's label names.
-type LabelValues<const N: usize> = [String; N];
+use prometheus_client::encoding::prometheus_text;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
 
-/// A counter family with `N` labels.
-pub struct CounterVec<const N: usize> {
-    name: &'static str,
-    help: &'static str,
-    labels: [&'static str; N],
-    values: Mutex<BTreeMap<LabelValues<N>, u64>>,
-}
+/// The `Content-Type` of what [`encode`] writes.
+pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
 
-impl<const N: usize> CounterVec<N> {
-    pub const fn new(name: &'static str, help: &'static str, labels: [&'static str; N]) -> Self {
-        Self {
-            name,
-            help,
-            labels,
-            values: Mutex::new(BTreeMap::new()),
-        }
-    }
-
-    pub fn inc(&self, values: [&str; N]) {
-        let mut series = self.values.lock().unwrap_or_else(|p| p.into_inner());
-        *series.entry(values.map(str::to_string)).or_default() += 1;
-    }
-
-    pub fn render(&self, out: &mut String) {
-        header(out, self.name, self.help, "counter");
-        let series = self.values.lock().unwrap_or_else(|p| p.into_inner());
-        // A counter without labels exists from the start; labelled series appear when counted.
-        if N == 0 && series.is_empty() {
-            let _ = writeln!(out, "{} 0", self.name);
-        }
-        for (values, count) in series.iter() {
-            let _ = writeln!(
-                out,
-                "{}{} {count}",
-                self.name,
-                label_set(&self.labels, values)
-            );
-        }
-    }
-}
-
-/// A histogram of durations in seconds, without labels.
-pub struct Histogram {
-    name: &'static str,
-    help: &'static str,
-    /// Upper bounds in seconds, ascending; `+Inf` is implied.
-    buckets: &'static [f64],
-    state: Mutex<HistogramState>,
-}
-
-#[derive(Default)]
-struct HistogramState {
-    /// Observations per bucket (not cumulative); one extra slot for `+Inf`.
-    counts: Vec<u64>,
-    sum: f64,
-    count: u64,
-}
+/// Label names and values of one series.
+pub type Labels = Vec<(&'static str, String)>;
 
 /// Buckets for work that is local or one network round trip: 5 ms to 30 s.
 pub const DURATION_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
-impl Histogram {
-    pub const fn new(name: &'static str, help: &'static str, buckets: &'static [f64]) -> Self {
+/// Registers `metric` as `name` (a counter's without its `_total`, which the encoder adds)
+/// with `help` as written here (the encoder adds the final period).
+pub fn register(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+    metric: impl prometheus_client::registry::Metric,
+) {
+    let name = name.strip_suffix("_total").unwrap_or(name);
+    registry.register(name, help.strip_suffix('.').unwrap_or(help), metric);
+}
+
+/// The exposition text of `registry`.
+pub fn encode(registry: &Registry) -> String {
+    let mut out = String::new();
+    // Writing into a String cannot fail.
+    let _ = prometheus_text::encode(&mut out, registry);
+    out
+}
+
+/// A counter family with `N` labels.
+#[derive(Debug)]
+pub struct CounterVec<const N: usize> {
+    name: &'static str,
+    help: &'static str,
+    labels: [&'static str; N],
+    family: Family<Labels, Counter>,
+}
+
+impl<const N: usize> CounterVec<N> {
+    pub fn new(name: &'static str, help: &'static str, labels: [&'static str; N]) -> Self {
         Self {
             name,
             help,
-            buckets,
-            state: Mutex::new(HistogramState {
-                counts: Vec::new(),
-                sum: 0.0,
-                count: 0,
-            }),
+            labels,
+            family: Family::default(),
+        }
+    }
+
+    pub fn inc(&self, values: [&str; N]) {
+        let labels: Labels = self
+            .labels
+            .iter()
+            .zip(values)
+            .map(|(name, value)| (*name, value.to_string()))
+            .collect();
+        self.family.get_or_create(&labels).inc();
+    }
+
+    pub fn register(&self, registry: &mut Registry) {
+        register(registry, self.name, self.help, self.family.clone());
+    }
+}
+
+/// A histogram of durations in seconds, without labels.
+#[derive(Debug)]
+pub struct Histogram {
+    name: &'static str,
+    help: &'static str,
+    histogram: prometheus_client::metrics::histogram::Histogram,
+}
+
+impl Histogram {
+    pub fn new(name: &'static str, help: &'static str, buckets: &'static [f64]) -> Self {
+        Self {
+            name,
+            help,
+            histogram: prometheus_client::metrics::histogram::Histogram::new(
+                buckets.iter().copied(),
+            ),
         }
     }
 
     pub fn observe(&self, duration: Duration) {
-        let seconds = duration.as_secs_f64();
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if state.counts.is_empty() {
-            state.counts = vec![0; self.buckets.len() + 1];
-        }
-        let bucket = self
-            .buckets
-            .iter()
-            .position(|bound| seconds <= *bound)
-            .unwrap_or(self.buckets.len());
-        state.counts[bucket] += 1;
-        state.sum += seconds;
-        state.count += 1;
+        self.histogram.observe(duration.as_secs_f64());
     }
 
-    pub fn render(&self, out: &mut String) {
-        header(out, self.name, self.help, "histogram");
-        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let mut cumulative = 0;
-        for (index, bound) in self.buckets.iter().enumerate() {
-            cumulative += state.counts.get(index).copied().unwrap_or(0);
-            let _ = writeln!(out, "{}_bucket{{le=\"{bound}\"}} {cumulative}", self.name);
-        }
-        let _ = writeln!(out, "{}_bucket{{le=\"+Inf\"}} {}", self.name, state.count);
-        let _ = writeln!(out, "{}_sum {}", self.name, state.sum);
-        let _ = writeln!(out, "{}_count {}", self.name, state.count);
+    pub fn register(&self, registry: &mut Registry) {
+        register(registry, self.name, self.help, self.histogram.clone());
     }
-}
-
-/// Writes the `# HELP` and `# TYPE` lines of a family.
-pub fn header(out: &mut String, name: &str, help: &str, kind: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-}
-
-/// `{a="x",b="y"}`, or nothing without labels.
-pub fn label_set<S: AsRef<str>>(names: &[&str], values: &[S]) -> String {
-    if names.is_empty() {
-        return String::new();
-    }
-    let pairs: Vec<String> = names
-        .iter()
-        .zip(values)
-        .map(|(name, value)| format!("{name}=\"{}\"", escape(value.as_ref())))
-        .collect();
-    format!("{{{}}}", pairs.join(","))
-}
-
-/// Label values escape backslash, double quote and newline (the exposition format's rule).
-fn escape(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 /// The `outcome` label of an AWS SDK call: bounded, so the series count stays bounded.
@@ -202,14 +160,17 @@ mod tests {
         counter.inc(["a", "success"]);
         counter.inc(["a", "success"]);
         counter.inc(["b\"", "error"]);
-        let mut out = String::new();
-        counter.render(&mut out);
-        assert_eq!(
-            out,
-            "# HELP x_total Things.\n# TYPE x_total counter\n\
-             x_total{kind=\"a\",outcome=\"success\"} 2\n\
-             x_total{kind=\"b\\\"\",outcome=\"error\"} 1\n"
-        );
+        let mut registry = Registry::default();
+        counter.register(&mut registry);
+        let out = encode(&registry);
+        for line in [
+            "# HELP x_total Things.",
+            "# TYPE x_total counter",
+            "x_total{kind=\"a\",outcome=\"success\"} 2",
+            "x_total{kind=\"b\\\"\",outcome=\"error\"} 1",
+        ] {
+            assert!(out.lines().any(|l| l == line), "{line} missing in\n{out}");
+        }
     }
 
     #[test]
@@ -218,8 +179,9 @@ mod tests {
         histogram.observe(Duration::from_millis(50));
         histogram.observe(Duration::from_millis(500));
         histogram.observe(Duration::from_secs(5));
-        let mut out = String::new();
-        histogram.render(&mut out);
+        let mut registry = Registry::default();
+        histogram.register(&mut registry);
+        let out = encode(&registry);
         for line in [
             "d_seconds_bucket{le=\"0.1\"} 1",
             "d_seconds_bucket{le=\"1\"} 2",
@@ -229,14 +191,5 @@ mod tests {
         ] {
             assert!(out.lines().any(|l| l == line), "{line} missing in\n{out}");
         }
-    }
-
-    #[test]
-    fn an_empty_histogram_renders_zero_buckets() {
-        let histogram = Histogram::new("e_seconds", "Empty.", &[1.0]);
-        let mut out = String::new();
-        histogram.render(&mut out);
-        assert!(out.contains("e_seconds_bucket{le=\"1\"} 0\n"), "{out}");
-        assert!(out.contains("e_seconds_count 0\n"), "{out}");
     }
 }

@@ -239,6 +239,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_readme_lists_every_reason() {
+        let readme = include_str!("../../README.md");
+        for reason in ALL {
+            assert!(
+                readme.contains(&format!("| `{reason}` |")),
+                "README's reasons table lacks {reason}"
+            );
+        }
+    }
+
+    #[test]
     fn reasons_are_distinct_upper_camel_case() {
         let mut seen = std::collections::HashSet::new();
         for reason in ALL {

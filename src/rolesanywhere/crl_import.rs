@@ -15,6 +15,8 @@ use tokio::time::Instant;
 use crate::api::RolesAnywhereCrlTarget;
 use crate::backoff::jittered_delay;
 use crate::fence::{LeadershipFence, LeadershipLapsed};
+use std::sync::LazyLock;
+
 use crate::metrics::{CounterVec, aws_error_message, aws_outcome};
 
 /// `ImportCrl`/`UpdateCrl` refuse a CRL larger than this (PEM bytes).
@@ -25,11 +27,13 @@ pub const ROLES_ANYWHERE_MAX_CRL_BYTES: usize = 300_000;
 const CRL_API_INTERVAL: Duration = Duration::from_millis(1050);
 
 /// Roles Anywhere CRL calls by operation and outcome, every attempt counted.
-pub static ROLES_ANYWHERE_REQUESTS: CounterVec<2> = CounterVec::new(
-    "iamra_rolesanywhere_requests_total",
-    "IAM Roles Anywhere CRL calls by operation (ImportCrl, UpdateCrl, EnableCrl, GetCrl, ListCrls, DeleteCrl) and outcome.",
-    ["operation", "outcome"],
-);
+pub static ROLES_ANYWHERE_REQUESTS: LazyLock<CounterVec<2>> = LazyLock::new(|| {
+    CounterVec::new(
+        "iamra_rolesanywhere_requests_total",
+        "IAM Roles Anywhere CRL calls by operation (ImportCrl, UpdateCrl, EnableCrl, GetCrl, ListCrls, DeleteCrl) and outcome.",
+        ["operation", "outcome"],
+    )
+});
 
 /// Attempts of one CRL operation, each paced.
 const CRL_CALL_ATTEMPTS: u32 = 4;

@@ -1,13 +1,15 @@
-//! Prometheus metrics of the sidecar, rendered with the crate's hand-written exposition
-//! primitives (`crate::metrics`), as the controller's are.
+//! Prometheus metrics of the sidecar, on the same `prometheus-client` families as the
+//! controller's (`crate::metrics`).
 
-use std::fmt::Write;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
 
-use crate::metrics::{CounterVec, header};
+use crate::metrics::{CounterVec, encode, register};
 use crate::rolesanywhere::errors::CreateSessionError;
 
 pub struct Metrics {
-    refreshes: CounterVec<0>,
+    refreshes: Counter,
     failures: CounterVec<1>,
     requests: CounterVec<2>,
 }
@@ -15,11 +17,7 @@ pub struct Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Self {
-            refreshes: CounterVec::new(
-                "iamra_sidecar_refreshes_total",
-                "Successful CreateSession calls.",
-                [],
-            ),
+            refreshes: Counter::default(),
             failures: CounterVec::new(
                 "iamra_sidecar_refresh_failures_total",
                 "Failed CreateSession attempts by reason.",
@@ -55,7 +53,7 @@ pub fn failure_reason(error: &CreateSessionError) -> &'static str {
 
 impl Metrics {
     pub fn refresh_succeeded(&self) {
-        self.refreshes.inc([]);
+        self.refreshes.inc();
     }
 
     pub fn refresh_failed(&self, reason: &'static str) {
@@ -69,20 +67,25 @@ impl Metrics {
 
     /// The exposition text; `seconds_until_expiry` is `None` before the first credentials.
     pub fn render(&self, seconds_until_expiry: Option<f64>) -> String {
-        let mut out = String::new();
-        self.refreshes.render(&mut out);
-        self.failures.render(&mut out);
-        header(
-            &mut out,
-            "iamra_sidecar_credentials_expiry_seconds",
-            "Seconds until the cached credentials expire.",
-            "gauge",
+        let mut registry = Registry::default();
+        register(
+            &mut registry,
+            "iamra_sidecar_refreshes_total",
+            "Successful CreateSession calls.",
+            self.refreshes.clone(),
         );
+        self.failures.register(&mut registry);
+        // No sample before the first credentials: a 0 would read as "expired".
         if let Some(seconds) = seconds_until_expiry {
-            let _ = writeln!(out, "iamra_sidecar_credentials_expiry_seconds {seconds:.0}");
+            register(
+                &mut registry,
+                "iamra_sidecar_credentials_expiry_seconds",
+                "Seconds until the cached credentials expire.",
+                ConstGauge::new(seconds.round() as i64),
+            );
         }
-        self.requests.render(&mut out);
-        out
+        self.requests.register(&mut registry);
+        encode(&registry)
     }
 }
 

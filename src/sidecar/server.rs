@@ -231,14 +231,7 @@ async fn metrics(State(state): State<Arc<SidecarState>>) -> Response {
     let text = state
         .metrics
         .render(state.seconds_until_expiry(OffsetDateTime::now_utc()));
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        text,
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response()
 }
 
 #[cfg(test)]

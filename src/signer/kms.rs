@@ -8,6 +8,8 @@ use rcgen::{PublicKeyData, SignatureAlgorithm, SigningKey};
 use tokio::sync::Semaphore;
 use x509_parser::prelude::{FromDer, SubjectPublicKeyInfo};
 
+use std::sync::LazyLock;
+
 use crate::metrics::{CounterVec, aws_error_message, aws_outcome};
 
 /// KMS refuses `RAW` messages above 4096 bytes; a larger message (a CRL with ~100 entries) is
@@ -16,11 +18,13 @@ use crate::metrics::{CounterVec, aws_error_message, aws_outcome};
 pub const KMS_RAW_MESSAGE_LIMIT: usize = 4096;
 
 /// KMS calls by operation and outcome (SDK retries included in one call).
-pub static KMS_REQUESTS: CounterVec<2> = CounterVec::new(
-    "iamra_kms_requests_total",
-    "AWS KMS calls by operation (GetPublicKey, Sign) and outcome.",
-    ["operation", "outcome"],
-);
+pub static KMS_REQUESTS: LazyLock<CounterVec<2>> = LazyLock::new(|| {
+    CounterVec::new(
+        "iamra_kms_requests_total",
+        "AWS KMS calls by operation (GetPublicKey, Sign) and outcome.",
+        ["operation", "outcome"],
+    )
+});
 
 /// Why a KMS key cannot be used, or a KMS call failed. Messages are meant for the Issuer's
 /// Ready condition.

@@ -58,10 +58,7 @@ pub async fn serve(
 
 async fn metrics() -> Response {
     (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
+        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
         crate::controller::runtime::metrics::render(),
     )
         .into_response()

@@ -4,9 +4,8 @@
 //! own cache, so a deleted certificate never leaves a stale series behind; a standby replica
 //! runs no controller and reports none (only the leader knows the certificates).
 
-use std::fmt::Write;
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{LazyLock, OnceLock};
 
 use kube::ResourceExt;
 use kube::runtime::reflector::Store;
@@ -14,30 +13,40 @@ use kube::runtime::reflector::Store;
 use crate::api::{CONDITION_READY, WorkloadCertificate};
 use crate::controller::certificate::CONDITION_ISSUING;
 use crate::controller::conditions::is_true;
-use crate::metrics::{CounterVec, DURATION_BUCKETS, Histogram, header, label_set};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::registry::Registry;
+
+use crate::metrics::{CounterVec, DURATION_BUCKETS, Histogram, Labels, encode, register};
 use crate::rolesanywhere::crl_import::ROLES_ANYWHERE_REQUESTS;
 use crate::signer::KMS_REQUESTS;
 
 /// Time from the decision to issue until the Secret and status are written.
-pub static ISSUANCE_SECONDS: Histogram = Histogram::new(
-    "iamra_certificate_issuance_duration_seconds",
-    "Seconds to issue a WorkloadCertificate: key, signature, Secret and status.",
-    DURATION_BUCKETS,
-);
+pub static ISSUANCE_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
+    Histogram::new(
+        "iamra_certificate_issuance_duration_seconds",
+        "Seconds to issue a WorkloadCertificate: key, signature, Secret and status.",
+        DURATION_BUCKETS,
+    )
+});
 
 /// Building and signing one CRL (a KMS Sign included).
-pub static CRL_SIGNING_SECONDS: Histogram = Histogram::new(
-    "iamra_crl_signing_duration_seconds",
-    "Seconds to build and sign one CRL.",
-    DURATION_BUCKETS,
-);
+pub static CRL_SIGNING_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
+    Histogram::new(
+        "iamra_crl_signing_duration_seconds",
+        "Seconds to build and sign one CRL.",
+        DURATION_BUCKETS,
+    )
+});
 
 /// Failed reconciles by controller and the error's metric label.
-pub static RECONCILE_ERRORS: CounterVec<2> = CounterVec::new(
-    "iamra_reconcile_errors_total",
-    "Failed reconciles by controller (issuer, workloadcertificate, revocation) and reason.",
-    ["controller", "reason"],
-);
+pub static RECONCILE_ERRORS: LazyLock<CounterVec<2>> = LazyLock::new(|| {
+    CounterVec::new(
+        "iamra_reconcile_errors_total",
+        "Failed reconciles by controller (issuer, workloadcertificate, revocation) and reason.",
+        ["controller", "reason"],
+    )
+});
 
 /// Whether this replica runs the reconcilers (holds the Lease, or runs without election).
 static LEADER: AtomicBool = AtomicBool::new(false);
@@ -74,48 +83,42 @@ fn certificate_state(certificate: &WorkloadCertificate) -> &'static str {
 
 /// The exposition text of every controller metric.
 pub fn render() -> String {
-    let mut out = String::new();
-    header(
-        &mut out,
+    let mut registry = Registry::default();
+    register(
+        &mut registry,
         "iamra_leader",
         "1 when this replica holds the leader Lease and runs the reconcilers.",
-        "gauge",
+        ConstGauge::new(i64::from(LEADER.load(Ordering::Relaxed))),
     );
-    let _ = writeln!(
-        out,
-        "iamra_leader {}",
-        u8::from(LEADER.load(Ordering::Relaxed))
-    );
-    render_certificates(&mut out, jiff::Timestamp::now().as_second());
-    ISSUANCE_SECONDS.render(&mut out);
-    CRL_SIGNING_SECONDS.render(&mut out);
-    RECONCILE_ERRORS.render(&mut out);
-    KMS_REQUESTS.render(&mut out);
-    ROLES_ANYWHERE_REQUESTS.render(&mut out);
-    out
+    register_certificates(&mut registry, jiff::Timestamp::now().as_second());
+    ISSUANCE_SECONDS.register(&mut registry);
+    CRL_SIGNING_SECONDS.register(&mut registry);
+    RECONCILE_ERRORS.register(&mut registry);
+    KMS_REQUESTS.register(&mut registry);
+    ROLES_ANYWHERE_REQUESTS.register(&mut registry);
+    encode(&registry)
 }
 
-fn render_certificates(out: &mut String, now: i64) {
+/// The certificate gauges, computed from the controller's cache at this scrape.
+fn register_certificates(registry: &mut Registry, now: i64) {
     let certificates = CERTIFICATES.get().map(Store::state).unwrap_or_default();
-    header(
-        out,
-        "iamra_certificates",
-        "WorkloadCertificates by state (reported by the leader).",
-        "gauge",
-    );
+    let by_state = Family::<Labels, Gauge>::default();
     for state in CERTIFICATE_STATES {
         let count = certificates
             .iter()
             .filter(|c| certificate_state(c) == state)
             .count();
-        let _ = writeln!(out, "iamra_certificates{{state=\"{state}\"}} {count}");
+        by_state
+            .get_or_create(&vec![("state", state.to_string())])
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
     }
-    header(
-        out,
-        "iamra_certificate_expiry_seconds",
-        "Seconds until the current certificate of a WorkloadCertificate expires.",
-        "gauge",
+    register(
+        registry,
+        "iamra_certificates",
+        "WorkloadCertificates by state (reported by the leader).",
+        by_state,
     );
+    let expiry = Family::<Labels, Gauge>::default();
     for certificate in &certificates {
         let Some(not_after) = certificate
             .status
@@ -124,16 +127,20 @@ fn render_certificates(out: &mut String, now: i64) {
         else {
             continue;
         };
-        let labels = label_set(
-            &["namespace", "name"],
-            &[
-                certificate.namespace().unwrap_or_default(),
-                certificate.name_any(),
-            ],
-        );
-        let seconds = not_after.0.as_second() - now;
-        let _ = writeln!(out, "iamra_certificate_expiry_seconds{labels} {seconds}");
+        let labels = vec![
+            ("namespace", certificate.namespace().unwrap_or_default()),
+            ("name", certificate.name_any()),
+        ];
+        expiry
+            .get_or_create(&labels)
+            .set(not_after.0.as_second() - now);
     }
+    register(
+        registry,
+        "iamra_certificate_expiry_seconds",
+        "Seconds until the current certificate of a WorkloadCertificate expires.",
+        expiry,
+    );
 }
 
 #[cfg(test)]
