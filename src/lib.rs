@@ -3,6 +3,7 @@
 pub mod accept;
 pub mod api;
 pub mod backoff;
+pub mod clock;
 pub mod connection_slots;
 pub mod controller;
 pub mod fence;

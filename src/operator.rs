@@ -87,6 +87,7 @@ pub async fn run(
         ctx.crl_drift_check_interval = interval;
     }
     ctx.cluster_resource_namespace = options.cluster_resource_namespace.clone();
+    ctx.clock = clock_from_env();
     ctx.fair_share = Arc::new(FairShare::for_concurrency(options.concurrency));
     let ctx = Arc::new(ctx);
     let ready = Arc::new(std::sync::atomic::AtomicBool::new(
@@ -166,4 +167,17 @@ async fn until_stopped(reconcilers: impl std::future::Future<Output = ()>) -> St
         () = reconcilers => Stopped::Finished,
         () = grace_over => Stopped::Abandoned,
     }
+}
+
+/// The system clock; in a dev-tools build, one the tests move through
+/// [`crate::clock::CLOCK_OFFSET_FILE_ENV`].
+fn clock_from_env() -> crate::clock::Clock {
+    #[cfg(feature = "dev-tools")]
+    if let Some(path) = std::env::var_os(crate::clock::CLOCK_OFFSET_FILE_ENV) {
+        let (clock, hand) = crate::clock::Clock::movable();
+        hand.follow_file(path.into());
+        tracing::warn!("the controller's clock follows a test's offset file");
+        return clock;
+    }
+    crate::clock::Clock::system()
 }

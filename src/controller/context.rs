@@ -70,6 +70,8 @@ pub struct Context {
     established_cas: std::sync::Mutex<std::collections::HashSet<(String, String, String)>>,
     /// Stores the reconcilers read instead of the API server.
     pub reads: CachedReads,
+    /// The time renewal, CRL refresh and revocation release go by.
+    pub clock: crate::clock::Clock,
     /// Their writers, until the reconcilers' watches take them.
     cache_writers: std::sync::Mutex<Option<CacheWriters>>,
 }
@@ -92,6 +94,7 @@ impl Context {
         let (reads, cache_writers) = cached_reads();
         Self {
             reads,
+            clock: crate::clock::Clock::system(),
             cache_writers: std::sync::Mutex::new(Some(cache_writers)),
             events: EventPublisher::new(client.clone(), "iamra", &instance),
             ledger: Ledger::new(client.clone()),

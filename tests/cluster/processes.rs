@@ -22,6 +22,8 @@ pub struct TestProcess {
     pub log: PathBuf,
     /// The HTTP address the process serves on, when it has one.
     pub http_address: Option<String>,
+    /// The file a controller's clock follows (`IAMRA_CLOCK_OFFSET_FILE`).
+    clock_offset_file: Option<PathBuf>,
 }
 
 impl TestProcess {
@@ -38,7 +40,22 @@ impl TestProcess {
             child,
             log,
             http_address: None,
+            clock_offset_file: None,
         })
+    }
+
+    /// Moves the controller's clock `ahead` of the system clock (instead of waiting that long):
+    /// the controller revisits every object whose renewal, CRL refresh or release depends on it.
+    pub fn move_clock_ahead(&self, ahead: Duration) -> anyhow::Result<()> {
+        let path = self
+            .clock_offset_file
+            .as_ref()
+            .context("not a controller: it has no clock to move")?;
+        // Written whole, then renamed: the controller never reads half a number.
+        let partial = path.with_extension("partial");
+        std::fs::write(&partial, ahead.as_secs().to_string())?;
+        std::fs::rename(&partial, path)?;
+        Ok(())
     }
 
     /// Kills the process at once (SIGKILL): no graceful shutdown, like a crashed pod.
@@ -120,9 +137,13 @@ pub fn start_controller(
         )
         .envs(AWS_TEST_ENV.iter().copied())
         .envs(extra_env.iter().copied());
-    let log = log_dir.join(format!("controller-{namespace}-{}.log", unique_suffix()));
+    let suffix = unique_suffix();
+    let log = log_dir.join(format!("controller-{namespace}-{suffix}.log"));
+    let clock_offset_file = log_dir.join(format!("controller-{namespace}-{suffix}.clock"));
+    command.env(iamra::clock::CLOCK_OFFSET_FILE_ENV, &clock_offset_file);
     let mut process = TestProcess::spawn(&mut command, log)?;
     process.http_address = Some(format!("127.0.0.1:{port}"));
+    process.clock_offset_file = Some(clock_offset_file);
     Ok(process)
 }
 

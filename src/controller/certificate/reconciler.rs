@@ -13,7 +13,6 @@ use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use rcgen::{KeyPair, PublicKeyData};
 use serde_json::json;
-use time::OffsetDateTime;
 use tracing::instrument;
 
 use crate::api::{
@@ -216,7 +215,7 @@ impl Reconciler {
                 .annotations()
                 .get(REISSUE_ANNOTATION)
                 .cloned(),
-            now: OffsetDateTime::now_utc().unix_timestamp(),
+            now: self.ctx.clock.unix_seconds(),
         };
         match decide(&input) {
             Verdict::UpToDate | Verdict::Adopt => {
@@ -500,7 +499,7 @@ impl Reconciler {
             }
             self.patch_status(&previous, &status).await?;
         }
-        Ok(requeue_at(renewal))
+        Ok(requeue_at(renewal, self.ctx.clock.unix_seconds()))
     }
 
     async fn issue(
@@ -524,7 +523,7 @@ impl Reconciler {
         // issued certificate, or the problem), which is one write fewer per certificate.
         tracing::info!(reason = trigger.reason(), "issuing certificate");
 
-        let now = OffsetDateTime::now_utc();
+        let now = self.ctx.clock.now();
         let not_after = now + settings.duration;
         if not_after.unix_timestamp() > ca.certificate.not_after {
             return Err(ProblemOrError::Problem(Problem::permanent(
@@ -679,7 +678,7 @@ impl Reconciler {
             )
             .await;
         ISSUANCE_SECONDS.observe(started.elapsed());
-        Ok(requeue_at(renewal))
+        Ok(requeue_at(renewal, self.ctx.clock.unix_seconds()))
     }
 
     /// Whether the ledger holds a revoked certificate with this key: a revoked key is never
@@ -948,8 +947,7 @@ fn timestamp(unix_seconds: i64) -> Option<Time> {
 }
 
 /// Requeue at the renewal time, but at least every [`MAX_REQUEUE`].
-fn requeue_at(unix_seconds: i64) -> Action {
-    let now = OffsetDateTime::now_utc().unix_timestamp();
+fn requeue_at(unix_seconds: i64, now: i64) -> Action {
     let wait = Duration::from_secs(unix_seconds.saturating_sub(now).max(1) as u64);
     Action::requeue(wait.min(MAX_REQUEUE))
 }

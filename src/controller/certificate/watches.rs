@@ -127,6 +127,8 @@ pub(crate) async fn run_certificates(
                 })
             },
         )
+        // A moved clock (tests only) may have made renewals, refreshes or releases due.
+        .reconcile_all_on(ctx.clock.moves())
         .shutdown_on_signal()
         .run(
             guarded("workloadcertificate", &ctx, reconcile),

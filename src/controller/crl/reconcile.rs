@@ -67,7 +67,7 @@ pub async fn reconcile_crl(
 ) -> Result<Option<Duration>, Error> {
     let generation = issuer.generation;
     let uid = format!("{}/crl", issuer.uid);
-    let now = OffsetDateTime::now_utc();
+    let now = ctx.clock.now();
     let published = match publish_crl(ctx, issuer, ca, now).await {
         Ok(published) => published,
         Err(problem) => {

@@ -46,6 +46,8 @@ pub(crate) async fn run_issuers(client: kube::Client, scope: &ReconcilerScope, c
                 .map(|namespace| ObjectRef::<Issuer>::new(&reference.name).within(&namespace))
         },
     )
+    // A moved clock (tests only) may have made renewals, refreshes or releases due.
+    .reconcile_all_on(ctx.clock.moves())
     .shutdown_on_signal()
     .run(
         guarded("issuer", &ctx, reconcile),
@@ -96,6 +98,8 @@ pub(crate) async fn run_cluster_issuers(
                 .then(|| ObjectRef::<ClusterIssuer>::new(&reference.name))
         },
     )
+    // A moved clock (tests only) may have made renewals, refreshes or releases due.
+    .reconcile_all_on(ctx.clock.moves())
     .shutdown_on_signal()
     .run(
         panic_safe(reconcile_cluster),

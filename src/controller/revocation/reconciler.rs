@@ -285,7 +285,7 @@ async fn accept(
         revocation_time.clone(),
         requester,
     );
-    let now = jiff::Timestamp::now();
+    let now = ctx.clock.timestamp();
     let legacy_serial = legacy_serial(ctx, revocation, &issuer, &authority).await?;
 
     let mut targets = Vec::new();
@@ -673,7 +673,7 @@ async fn release_when_expired(
     {
         return Ok(Action::await_change());
     }
-    let now = jiff::Timestamp::now();
+    let now = ctx.clock.timestamp();
     let uid = revocation.uid().unwrap_or_default();
     let until = ctx
         .ledger

@@ -22,6 +22,8 @@ pub(crate) async fn run_revocations(
         watcher::Config::default(),
     )
     .with_config(queued())
+    // A moved clock (tests only) may have made renewals, refreshes or releases due.
+    .reconcile_all_on(ctx.clock.moves())
     .shutdown_on_signal()
     .run(
         guarded("revocation", &ctx, reconcile),
