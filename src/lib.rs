@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod operator;
 pub mod pki;
 pub mod rolesanywhere;
+pub mod shared_watch;
 pub mod shutdown;
 pub mod sidecar;
 pub mod signer;

@@ -13,6 +13,7 @@ use crate::controller::{
     reconcile_all,
 };
 use crate::fence::{LeadershipFence, fenced_client};
+use crate::shared_watch::SharedWatches;
 use crate::webhook::{self, WebhookError, WebhookOptions};
 
 /// Where and how the operator runs.
@@ -97,14 +98,16 @@ pub async fn run(
         http::serve(address, ctx.clone(), ready.clone()).await?;
     }
     // Every replica answers admissions; only the leader reconciles.
+    // One watch of certificates and of bindings serves the webhook and the controllers.
+    let watches = Arc::new(SharedWatches::start(&client, &options.namespace).await);
     if let Some(webhook) = options.webhook.clone() {
-        webhook::start(client.clone(), webhook).await?;
+        webhook::start(client.clone(), webhook, &watches).await?;
         ready.store(true, std::sync::atomic::Ordering::Release);
     }
     let Some(election) = options.leader_election.clone() else {
         metrics::set_leader(true);
         if let Stopped::Abandoned =
-            until_stopped(reconcile_all(reconcilers_client, &scope, ctx)).await
+            until_stopped(reconcile_all(reconcilers_client, &scope, ctx, watches)).await
         {
             tracing::warn!(
                 grace = ?SHUTDOWN_GRACE,
@@ -123,7 +126,7 @@ pub async fn run(
     // grace period); the Lease is released only then, so the next leader never overlaps with
     // this one.
     let stopped = tokio::select! {
-        stopped = until_stopped(reconcile_all(reconcilers_client, &scope, ctx)) => Ok(stopped),
+        stopped = until_stopped(reconcile_all(reconcilers_client, &scope, ctx, watches)) => Ok(stopped),
         lost = elector.hold() => Err(lost),
     };
     metrics::set_leader(false);

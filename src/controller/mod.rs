@@ -132,11 +132,13 @@ pub(crate) async fn reconcile_all(
     client: kube::Client,
     scope: &ReconcilerScope,
     ctx: Arc<Context>,
+    watches: Arc<crate::shared_watch::SharedWatches>,
 ) {
     let Some(writers) = ctx.take_cache_writers() else {
         tracing::error!("the reconcilers were started twice in one process; not starting again");
         return;
     };
+    let (certificate_changes, certificate_receiver) = tokio::sync::mpsc::unbounded_channel();
     let filled = {
         let ctx = ctx.clone();
         async move { ctx.reads.mark_filled_when_listed().await }
@@ -151,9 +153,16 @@ pub(crate) async fn reconcile_all(
     futures::join!(
         issuer::run_issuers(client.clone(), scope, ctx.clone()),
         issuer::run_cluster_issuers(client.clone(), scope, ctx.clone()),
-        certificate::run_certificates(client.clone(), scope, ctx.clone(), writers),
+        certificate::run_certificates(
+            client.clone(),
+            scope,
+            ctx.clone(),
+            writers,
+            &watches,
+            certificate_changes
+        ),
         revocation::run_revocations(client.clone(), scope, ctx.clone()),
-        binding::run_bindings(client, scope, ctx),
+        binding::run_bindings(client, scope, ctx, &watches, certificate_receiver),
         filled,
         stop_queues
     );

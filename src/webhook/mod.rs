@@ -32,12 +32,10 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use kube::api::Api;
-use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use time::OffsetDateTime;
 
-use crate::api::scoped_api as api;
-use crate::api::{RolesAnywhereBinding, WorkloadCertificate};
+use crate::shared_watch::SharedWatches;
 
 pub use crate::api::well_known::{INJECTION_LABEL, INJECTION_LABEL_VALUE};
 /// Path the API server posts AdmissionReviews of pods to.
@@ -89,36 +87,13 @@ fn serving_names(endpoint: &WebhookEndpoint) -> Result<ServingNames, WebhookErro
     }
 }
 
-/// A watch cache of `K`, filled before this returns.
-async fn cache<K>(api: Api<K>) -> Store<K>
-where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + std::fmt::Debug
-        + serde::de::DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
-{
-    let (reader, writer) = reflector::store();
-    let stream = reflector::reflector(writer, watcher(api, watcher::Config::default()))
-        .default_backoff()
-        .touched_objects()
-        .for_each(|_| futures::future::ready(()));
-    tokio::spawn(stream);
-    // The caches fill within one list call; a webhook that answered before would miss bindings.
-    if reader.wait_until_ready().await.is_err() {
-        tracing::warn!("webhook cache writer dropped before it was ready");
-    }
-    reader
-}
-
-/// Starts the webhook: serving certificate, watch caches, the TLS server, then the
+/// Starts the webhook: serving certificate, the TLS server (answering from the shared watches), then the
 /// MutatingWebhookConfiguration pointing at it; keeps both current in the background.
 /// Returns the address it listens on.
 pub async fn start(
     client: kube::Client,
     options: WebhookOptions,
+    watches: &SharedWatches,
 ) -> Result<SocketAddr, WebhookError> {
     let names = serving_names(&options.endpoint)?;
     let serving = serving_certificate::ensure(&client, &options.secret_namespace, &names).await?;
@@ -127,8 +102,8 @@ pub async fn start(
         &serving.private_key_pem,
     )?);
     let state = Arc::new(AdmissionState {
-        bindings: cache(api::<RolesAnywhereBinding>(&client, &options.namespace)).await,
-        certificates: cache(api::<WorkloadCertificate>(&client, &options.namespace)).await,
+        bindings: watches.bindings.store(),
+        certificates: watches.certificates.store(),
         image: options.sidecar_image.clone(),
         sidecar_endpoint: options.sidecar_endpoint.clone(),
     });

@@ -6,7 +6,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 use kube::runtime::controller::Controller;
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 
 use super::reconcile;
@@ -14,38 +14,33 @@ use crate::api::scoped_api as api;
 use crate::api::well_known::{INJECTED_BY_ANNOTATION, INJECTED_LABEL};
 use crate::api::{RolesAnywhereBinding, WorkloadCertificate};
 use crate::controller::{Context, ReconcilerScope, error_policy, guarded, log_outcome, queued};
+use crate::shared_watch::SharedWatches;
 
-/// RolesAnywhereBindings, until a shutdown signal.
-pub(crate) async fn run_bindings(client: kube::Client, scope: &ReconcilerScope, ctx: Arc<Context>) {
-    let bindings = Controller::new(
-        api::<RolesAnywhereBinding>(&client, &scope.namespace),
-        watcher::Config::default(),
-    );
-    let binding_store = bindings.store();
-    bindings
+/// RolesAnywhereBindings, until a shutdown signal. Their watch is the webhook's; the
+/// certificates that revisit them arrive from the certificate controller's watch.
+pub(crate) async fn run_bindings(
+    client: kube::Client,
+    scope: &ReconcilerScope,
+    ctx: Arc<Context>,
+    watches: &SharedWatches,
+    certificate_changes: tokio::sync::mpsc::UnboundedReceiver<WorkloadCertificate>,
+) {
+    let binding_store = watches.bindings.store();
+    let Some(bindings) = watches.bindings.take_objects(|_| {}).await else {
+        tracing::error!("the bindings' watch was taken twice; not reconciling bindings");
+        return;
+    };
+    let certificate_changes = futures::stream::unfold(certificate_changes, |mut changes| async {
+        let certificate = changes.recv().await?;
+        Some((Ok(certificate), changes))
+    });
+    Controller::for_stream(bindings, binding_store.clone())
         .with_config(queued())
-        .owns(
-            api::<WorkloadCertificate>(&client, &scope.namespace),
-            watcher::Config::default(),
-        )
-        // A referenced certificate becoming Ready (or not) changes the binding's Ready.
-        .watches(
-            api::<WorkloadCertificate>(&client, &scope.namespace),
-            watcher::Config::default(),
-            move |certificate| {
-                let namespace = certificate.namespace();
-                let name = certificate.name_any();
-                binding_store
-                    .state()
-                    .into_iter()
-                    .filter(|binding| {
-                        binding.namespace() == namespace
-                            && binding.spec.certificate_ref.as_ref().map(|r| &r.name) == Some(&name)
-                    })
-                    .map(|binding| ObjectRef::from_obj(binding.as_ref()))
-                    .collect::<Vec<_>>()
-            },
-        )
+        // A certificate it created changed or went (it is made again), or a referenced one
+        // became Ready or not (the binding's Ready follows).
+        .watches_stream(certificate_changes, move |certificate| {
+            bindings_of(&binding_store, &certificate)
+        })
         // Injected pods (labelled by the webhook) update the count of the binding they name.
         .watches(
             api::<Pod>(&client, &scope.namespace),
@@ -64,4 +59,41 @@ pub(crate) async fn run_bindings(client: kube::Client, scope: &ReconcilerScope, 
         )
         .for_each(log_outcome("binding"))
         .await;
+}
+
+/// The bindings a certificate matters to: the one that created it, and those that refer to it.
+fn bindings_of(
+    store: &Store<RolesAnywhereBinding>,
+    certificate: &WorkloadCertificate,
+) -> Vec<ObjectRef<RolesAnywhereBinding>> {
+    let namespace = certificate.namespace();
+    let name = certificate.name_any();
+    let creators = certificate
+        .owner_references()
+        .iter()
+        .filter(|owner| owner.kind == "RolesAnywhereBinding")
+        .map(|owner| owner.name.clone());
+    let mut names: Vec<String> = creators.collect();
+    names.extend(
+        store
+            .state()
+            .into_iter()
+            .filter(|binding| {
+                binding.namespace() == namespace
+                    && binding.spec.certificate_ref.as_ref().map(|r| &r.name) == Some(&name)
+            })
+            .map(|binding| binding.name_any()),
+    );
+    names.sort();
+    names.dedup();
+    names
+        .into_iter()
+        .map(|binding| {
+            let reference = ObjectRef::new(&binding);
+            match &namespace {
+                Some(namespace) => reference.within(namespace),
+                None => reference,
+            }
+        })
+        .collect()
 }

@@ -534,31 +534,9 @@ impl Reconciler {
                 ),
             )));
         }
-        // A revoked certificate's key is never reused.
-        let reusable_key = match (settings.rotation, &secret) {
-            (PrivateKeyRotationPolicy::Never, Some(current))
-                if trigger != IssuanceTrigger::Revoked =>
-            {
-                // The cache keeps no keys: the one to reuse is read.
-                let body = match &current.body {
-                    Some(body) => Some(body.clone()),
-                    None => self.secrets.get_opt(&spec.secret_name).await?,
-                };
-                body.as_ref()
-                    .and_then(|body| secret_text(body, TLS_PRIVATE_KEY_KEY))
-                    .and_then(|pem| KeyPair::from_pem(&pem).ok())
-                    .filter(|key| key_matches_algorithm(key, settings.key_algorithm.into()))
-                    .map(|key| key.serialize_pem())
-            }
-            _ => None,
-        };
-        let reusable_key = match reusable_key {
-            Some(pem) if self.key_revoked(ca, &pem).await? => {
-                tracing::info!("the key in the Secret is revoked; a new one is generated");
-                None
-            }
-            other => other,
-        };
+        let reusable_key = self
+            .reusable_key(settings, trigger, secret.as_ref(), ca)
+            .await?;
         let leaf_spec = LeafCertificateSpec {
             subject: (&identity.subject).into(),
             uris: identity.uris.clone(),
@@ -570,43 +548,11 @@ impl Reconciler {
             not_after,
             crl_distribution_point,
         };
-        let signer = ca.signer.clone();
-        let ca_pem = ca.certificate_pem.clone();
-        let key_algorithm = settings.key_algorithm;
-        let signed = tokio::task::spawn_blocking(move || {
-            sign_leaf(&leaf_spec, reusable_key, key_algorithm, &ca_pem, &signer)
-        })
-        .await
-        .map_err(|e| Error::SigningTask(e.to_string()))?;
-        let (leaf_pem, key_pem) = match signed {
-            Ok(pair) => pair,
-            Err(message) => {
-                return Err(ProblemOrError::Problem(Problem::transient(
-                    reasons::SIGNING_FAILED,
-                    message,
-                )));
-            }
-        };
+        let (leaf_pem, key_pem) = sign(leaf_spec, reusable_key, settings.key_algorithm, ca).await?;
         let issued = parse_certificate_pem(&leaf_pem).map_err(Error::from)?;
         // Into the ledger before any workload can read it: no certificate exists that a
         // Revocation could not find.
-        let namespace = self.certificate.namespace().unwrap_or_default();
-        self.ctx
-            .ledger
-            .record_issuance(
-                &authority_id(&ca.certificate.public_key_info),
-                &issued.serial_hex,
-                timestamp(issued.not_after).ok_or(Error::MissingObjectKey("notAfter"))?,
-                IssuedCertificate {
-                    namespace,
-                    certificate: self.certificate.name_any(),
-                    key_fingerprint: key_fingerprint(&issued.public_key_info),
-                    issued_at: k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(
-                        jiff::Timestamp::now(),
-                    ),
-                },
-            )
-            .await?;
+        self.record_issuance(ca, &issued).await?;
         let revision = previous.revision.unwrap_or(0).max(
             secret
                 .as_ref()
@@ -632,36 +578,7 @@ impl Reconciler {
         .await?;
 
         let renewal = issued.not_after - settings.renew_before.as_secs() as i64;
-        let status = WorkloadCertificateStatus {
-            conditions: vec![
-                condition(
-                    &[],
-                    CONDITION_READY,
-                    true,
-                    reasons::ISSUED,
-                    format!(
-                        "Certificate {} issued ({})",
-                        issued.serial_hex,
-                        trigger.message()
-                    ),
-                    generation,
-                ),
-                condition(
-                    &previous.conditions,
-                    CONDITION_ISSUING,
-                    false,
-                    reasons::ISSUED,
-                    "No issuance needed",
-                    generation,
-                ),
-            ],
-            observed_generation: generation,
-            serial_number: Some(issued.serial_hex.clone()),
-            not_before: timestamp(issued.not_before),
-            not_after: timestamp(issued.not_after),
-            renewal_time: timestamp(renewal),
-            revision: Some(revision),
-        };
+        let status = issued_status(&previous, generation, &issued, trigger, renewal, revision);
         self.patch_status(&previous, &status).await?;
         self.ctx
             .publish_event(
@@ -679,6 +596,71 @@ impl Reconciler {
             .await;
         ISSUANCE_SECONDS.observe(started.elapsed());
         Ok(requeue_at(renewal, self.ctx.clock.unix_seconds()))
+    }
+
+    /// The key in the Secret, when the rotation policy keeps it, it is of the requested algorithm,
+    /// and no revoked certificate ever had it: a revoked key is never reused.
+    async fn reusable_key(
+        &self,
+        settings: &CertificateSettings,
+        trigger: IssuanceTrigger,
+        secret: Option<&CurrentSecret>,
+        ca: &LoadedCa,
+    ) -> Result<Option<String>, Error> {
+        let (PrivateKeyRotationPolicy::Never, Some(current)) = (settings.rotation, secret) else {
+            return Ok(None);
+        };
+        if trigger == IssuanceTrigger::Revoked {
+            return Ok(None);
+        }
+        // The cache keeps no keys: the one to reuse is read.
+        let body = match &current.body {
+            Some(body) => Some(body.clone()),
+            None => {
+                self.secrets
+                    .get_opt(&self.certificate.spec.secret_name)
+                    .await?
+            }
+        };
+        let Some(pem) = body
+            .as_ref()
+            .and_then(|body| secret_text(body, TLS_PRIVATE_KEY_KEY))
+            .and_then(|pem| KeyPair::from_pem(&pem).ok())
+            .filter(|key| key_matches_algorithm(key, settings.key_algorithm.into()))
+            .map(|key| key.serialize_pem())
+        else {
+            return Ok(None);
+        };
+        if self.key_revoked(ca, &pem).await? {
+            tracing::info!("the key in the Secret is revoked; a new one is generated");
+            return Ok(None);
+        }
+        Ok(Some(pem))
+    }
+
+    async fn record_issuance(
+        &self,
+        ca: &LoadedCa,
+        issued: &crate::pki::ParsedCertificate,
+    ) -> Result<(), Error> {
+        let namespace = self.certificate.namespace().unwrap_or_default();
+        self.ctx
+            .ledger
+            .record_issuance(
+                &authority_id(&ca.certificate.public_key_info),
+                &issued.serial_hex,
+                timestamp(issued.not_after).ok_or(Error::MissingObjectKey("notAfter"))?,
+                IssuedCertificate {
+                    namespace,
+                    certificate: self.certificate.name_any(),
+                    key_fingerprint: key_fingerprint(&issued.public_key_info),
+                    issued_at: k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(
+                        jiff::Timestamp::now(),
+                    ),
+                },
+            )
+            .await?;
+        Ok(())
     }
 
     /// Whether the ledger holds a revoked certificate with this key: a revoked key is never
@@ -864,6 +846,67 @@ impl Reconciler {
             ),
             None => Action::await_change(),
         })
+    }
+}
+
+/// Signs the leaf on a blocking thread (a KMS signature is a network call): PEM certificate and
+/// PEM PKCS#8 key.
+async fn sign(
+    leaf_spec: LeafCertificateSpec,
+    reusable_key: Option<String>,
+    key_algorithm: WorkloadKeyAlgorithm,
+    ca: &LoadedCa,
+) -> Result<(String, String), ProblemOrError> {
+    let signer = ca.signer.clone();
+    let ca_pem = ca.certificate_pem.clone();
+    tokio::task::spawn_blocking(move || {
+        sign_leaf(&leaf_spec, reusable_key, key_algorithm, &ca_pem, &signer)
+    })
+    .await
+    .map_err(|e| Error::SigningTask(e.to_string()))?
+    .map_err(|message| {
+        ProblemOrError::Problem(Problem::transient(reasons::SIGNING_FAILED, message))
+    })
+}
+
+/// The status after issuing `issued`: Ready, not Issuing, and the certificate's facts.
+fn issued_status(
+    previous: &WorkloadCertificateStatus,
+    generation: Option<i64>,
+    issued: &crate::pki::ParsedCertificate,
+    trigger: IssuanceTrigger,
+    renewal: i64,
+    revision: i64,
+) -> WorkloadCertificateStatus {
+    WorkloadCertificateStatus {
+        conditions: vec![
+            condition(
+                &[],
+                CONDITION_READY,
+                true,
+                reasons::ISSUED,
+                format!(
+                    "Certificate {} issued ({})",
+                    issued.serial_hex,
+                    trigger.message()
+                ),
+                generation,
+            ),
+            condition(
+                &previous.conditions,
+                CONDITION_ISSUING,
+                false,
+                reasons::ISSUED,
+                "No issuance needed",
+                generation,
+            ),
+        ],
+        observed_generation: generation,
+        serial_number: Some(issued.serial_hex.clone()),
+        not_before: timestamp(issued.not_before),
+        not_after: timestamp(issued.not_after),
+        renewal_time: timestamp(renewal),
+        revision: Some(revision),
     }
 }
 

@@ -19,6 +19,7 @@ use crate::controller::runtime::{metrics, triggers};
 use crate::controller::{
     Context, ReconcilerScope, error_policy, guarded, log_outcome, managed_objects, queued,
 };
+use crate::shared_watch::SharedWatches;
 
 /// WorkloadCertificates, until a shutdown signal.
 pub(crate) async fn run_certificates(
@@ -26,34 +27,38 @@ pub(crate) async fn run_certificates(
     scope: &ReconcilerScope,
     ctx: Arc<Context>,
     writers: CacheWriters,
+    watches: &SharedWatches,
+    certificate_changes: tokio::sync::mpsc::UnboundedSender<WorkloadCertificate>,
 ) {
-    // The certificates' store holds every WorkloadCertificate; their managedFields (a few KB
-    // each, read by nothing here) are dropped on the way in.
-    let (certificate_store, certificate_writer) = kube::runtime::reflector::store();
-    let certificates = Controller::for_stream(
-        watcher::watcher(
-            api::<WorkloadCertificate>(&client, &scope.namespace),
-            watcher::Config::default(),
-        )
-        .default_backoff()
-        .modify(|certificate| certificate.metadata.managed_fields = None)
-        .reflect(certificate_writer)
-        .inspect({
-            // What was remembered of a deleted certificate goes with it.
-            let ctx = ctx.clone();
-            move |event| {
-                if let Ok(watcher::Event::Delete(certificate)) = event {
-                    ctx.reads.forget_certificate(
+    // The certificates come from the watch the webhook shares; every change of one is passed on
+    // to the binding controller too, which would otherwise watch them twice more.
+    let certificate_store = watches.certificates.store();
+    let forget = ctx.clone();
+    let Some(certificate_objects) = watches
+        .certificates
+        .take_objects(move |event| {
+            match event {
+                // What was remembered of a deleted certificate goes with it.
+                watcher::Event::Delete(certificate) => {
+                    forget.reads.forget_certificate(
                         &certificate.namespace().unwrap_or_default(),
                         &certificate.spec.secret_name,
                         &certificate.uid().unwrap_or_default(),
                     );
+                    let _ = certificate_changes.send(certificate.clone());
                 }
+                watcher::Event::Apply(certificate) | watcher::Event::InitApply(certificate) => {
+                    let _ = certificate_changes.send(certificate.clone());
+                }
+                watcher::Event::Init | watcher::Event::InitDone => {}
             }
         })
-        .applied_objects(),
-        certificate_store.clone(),
-    );
+        .await
+    else {
+        tracing::error!("the certificates' watch was taken twice; not reconciling certificates");
+        return;
+    };
+    let certificates = Controller::for_stream(certificate_objects, certificate_store.clone());
     metrics::watch_certificates(certificate_store.clone());
     // Every stream below fills a store the reconciler reads instead of the API server; the
     // Secrets' and namespaces' bodies are not needed, only their metadata.

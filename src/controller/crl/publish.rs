@@ -257,34 +257,26 @@ pub async fn publish_crl(
             ca_public_key_info: ca.certificate.public_key_info.clone(),
         };
 
-    if let Some(published) = &record.spec.published
-        && published.content_hash == content_hash
-        && let Some(der) = verified_copy(existing.as_ref(), published)
+    if let Some((number, der, imports, this_update, refresh_in)) = still_current(
+        &config_maps,
+        &shards_name,
+        &record,
+        existing.as_ref(),
+        &content_hash,
+        entries.len(),
+        (now, refresh),
+    )
+    .await?
     {
-        let this_update = published.this_update.0.as_second();
-        let age =
-            Duration::from_secs(now.unix_timestamp().saturating_sub(this_update).max(0) as u64);
-        let imports = if published.shards.is_empty() {
-            Some(vec![ImportableCrl {
-                pem: crate::pki::pem::encode_pem("X509 CRL", &der),
-                entries: entries.len(),
-            }])
-        } else {
-            verified_shards(config_maps.get_opt(&shards_name).await?.as_ref(), published)
-        };
-        if let Some(imports) = imports
-            && age < refresh
-        {
-            return Ok(current(
-                published.number,
-                der,
-                imports,
-                this_update,
-                false,
-                refresh - age,
-                record.clone(),
-            ));
-        }
+        return Ok(current(
+            number,
+            der,
+            imports,
+            this_update,
+            false,
+            refresh_in,
+            record.clone(),
+        ));
     }
 
     // Reserve the next number before signing anything with it.
@@ -315,66 +307,30 @@ pub async fn publish_crl(
         .published
         .as_ref()
         .is_some_and(|p| !p.shards.is_empty());
-    let signer = ca.signer.clone();
-    let ca_pem = ca.certificate_pem.clone();
-    let signed = tokio::task::spawn_blocking(move || {
-        let (der, pem) = sign_crl(&spec, &ca_pem, &signer)?;
-        let shards = if split_for_import(has_import_target, pem.len(), split_before) {
-            split_into_shards(&spec.revoked)
-                .into_iter()
-                .map(|revoked| {
-                    let entries = revoked.len();
-                    let shard = CrlSpec {
-                        revoked,
-                        ..spec.clone()
-                    };
-                    sign_crl(&shard, &ca_pem, &signer)
-                        .map(|(_, pem)| ImportableCrl { pem, entries })
-                })
-                .collect::<Result<Vec<_>, _>>()?
-        } else {
-            Vec::new()
-        };
-        Ok::<_, String>((der, pem, shards))
-    })
-    .await
-    .map_err(|e| Problem::transient(reasons::SIGNING_FAILED, e.to_string()))?
-    .map_err(|message| Problem::transient(reasons::SIGNING_FAILED, message))?;
-    let (der, pem, shards) = signed;
+    let (der, pem, shards) = sign(spec, ca, has_import_target, split_before).await?;
     let this_update = status_time(now.unix_timestamp()).ok_or_else(|| {
         Problem::transient(reasons::INVALID_TIME, "the current time is out of range")
     })?;
-    // Only the writer whose reservation is still the latest may publish.
-    let authority_record = ctx
-        .ledger
-        .record_published(
-            &reserved,
-            PublishedCrlRecord {
-                number,
-                sha256: sha256_hex(&der),
-                content_hash,
-                this_update,
-                entries: entry_count as i64,
-                shards: shards
-                    .iter()
-                    .map(|shard| PublishedShardRecord {
-                        pem_sha256: sha256_hex(shard.pem.as_bytes()),
-                        entries: shard.entries as i64,
-                    })
-                    .collect(),
-            },
-        )
-        .await?;
-    // A split CRL's PEM is left out of the main ConfigMap: with the shards beside it, the whole
-    // would pass a ConfigMap's 1 MiB limit at the entry counts that call for splitting.
-    let whole_pem = shards.is_empty().then_some(pem.as_str());
-    write_config_map(&config_maps, issuer, &name, number, &der, whole_pem).await?;
-    write_shards_config_map(
-        &config_maps,
-        issuer,
-        &shards_name,
+    let published = PublishedCrlRecord {
         number,
-        &shards,
+        sha256: sha256_hex(&der),
+        content_hash,
+        this_update,
+        entries: entry_count as i64,
+        shards: shards
+            .iter()
+            .map(|shard| PublishedShardRecord {
+                pem_sha256: sha256_hex(shard.pem.as_bytes()),
+                entries: shard.entries as i64,
+            })
+            .collect(),
+    };
+    let authority_record = persist(
+        ctx,
+        issuer,
+        &reserved,
+        published,
+        (&der, &pem, &shards),
         split_before,
     )
     .await?;
@@ -401,6 +357,108 @@ pub async fn publish_crl(
         refresh,
         authority_record,
     ))
+}
+
+/// The CRL published last, when it holds what a new one would and is younger than `refresh`:
+/// its number, DER, importable PEMs, thisUpdate and how long until it is due.
+async fn still_current(
+    config_maps: &Api<ConfigMap>,
+    shards_name: &str,
+    record: &CertificateAuthorityRecord,
+    existing: Option<&ConfigMap>,
+    content_hash: &str,
+    entries: usize,
+    (now, refresh): (OffsetDateTime, Duration),
+) -> Result<Option<(i64, Vec<u8>, Vec<ImportableCrl>, i64, Duration)>, Problem> {
+    let Some(published) = &record.spec.published else {
+        return Ok(None);
+    };
+    if published.content_hash != content_hash {
+        return Ok(None);
+    }
+    let Some(der) = verified_copy(existing, published) else {
+        return Ok(None);
+    };
+    let this_update = published.this_update.0.as_second();
+    let age = Duration::from_secs(now.unix_timestamp().saturating_sub(this_update).max(0) as u64);
+    if age >= refresh {
+        return Ok(None);
+    }
+    let imports = if published.shards.is_empty() {
+        Some(vec![ImportableCrl {
+            pem: crate::pki::pem::encode_pem("X509 CRL", &der),
+            entries,
+        }])
+    } else {
+        verified_shards(config_maps.get_opt(shards_name).await?.as_ref(), published)
+    };
+    Ok(imports.map(|imports| (published.number, der, imports, this_update, refresh - age)))
+}
+
+/// Signs the CRL, and its two halves when it is split for import, on a blocking thread (a KMS
+/// signature is a network call): the whole CRL's DER and PEM, and the halves' PEMs.
+async fn sign(
+    spec: CrlSpec,
+    ca: &LoadedCa,
+    has_import_target: bool,
+    split_before: bool,
+) -> Result<(Vec<u8>, String, Vec<ImportableCrl>), Problem> {
+    let signer = ca.signer.clone();
+    let ca_pem = ca.certificate_pem.clone();
+    tokio::task::spawn_blocking(move || {
+        let (der, pem) = sign_crl(&spec, &ca_pem, &signer)?;
+        let shards = if split_for_import(has_import_target, pem.len(), split_before) {
+            split_into_shards(&spec.revoked)
+                .into_iter()
+                .map(|revoked| {
+                    let entries = revoked.len();
+                    let shard = CrlSpec {
+                        revoked,
+                        ..spec.clone()
+                    };
+                    sign_crl(&shard, &ca_pem, &signer)
+                        .map(|(_, pem)| ImportableCrl { pem, entries })
+                })
+                .collect::<Result<Vec<_>, _>>()?
+        } else {
+            Vec::new()
+        };
+        Ok::<_, String>((der, pem, shards))
+    })
+    .await
+    .map_err(|e| Problem::transient(reasons::SIGNING_FAILED, e.to_string()))?
+    .map_err(|message| Problem::transient(reasons::SIGNING_FAILED, message))
+}
+
+/// Records the CRL as published in the ledger (only the writer whose reservation is still the
+/// latest may), then writes it where it is served from. Returns the updated authority record.
+async fn persist(
+    ctx: &Context,
+    issuer: &CaIssuer,
+    reserved: &crate::controller::ledger::CrlNumberReserved,
+    published: PublishedCrlRecord,
+    (der, pem, shards): (&[u8], &str, &[ImportableCrl]),
+    split_before: bool,
+) -> Result<CertificateAuthorityRecord, Problem> {
+    let number = published.number;
+    let authority_record = ctx.ledger.record_published(reserved, published).await?;
+    let config_maps: Api<ConfigMap> =
+        Api::namespaced(ctx.client.clone(), &issuer.resource_namespace);
+    let name = issuer.crl_config_map_name();
+    // A split CRL's PEM is left out of the main ConfigMap: with the shards beside it, the whole
+    // would pass a ConfigMap's 1 MiB limit at the entry counts that call for splitting.
+    let whole_pem = shards.is_empty().then_some(pem);
+    write_config_map(&config_maps, issuer, &name, number, der, whole_pem).await?;
+    write_shards_config_map(
+        &config_maps,
+        issuer,
+        &shards_config_map_name(&name),
+        number,
+        shards,
+        split_before,
+    )
+    .await?;
+    Ok(authority_record)
 }
 
 /// The ConfigMap holding the shards of a split CRL: `<issuer>-crl-shards`.

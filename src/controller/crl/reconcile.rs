@@ -57,7 +57,8 @@ pub fn default_crl_name(namespace: &str, name: &str) -> String {
 }
 
 /// Publishes (and imports) the CRL, writing the outcome into `status`; returns when to look
-/// again.
+/// again. Each step reports its own outcome: publish, forget expired records, mark the
+/// Revocations, import.
 pub async fn reconcile_crl(
     ctx: &Context,
     issuer: &CaIssuer,
@@ -65,36 +66,136 @@ pub async fn reconcile_crl(
     previous: &IssuerStatus,
     status: &mut IssuerStatus,
 ) -> Result<Option<Duration>, Error> {
-    let generation = issuer.generation;
     let uid = format!("{}/crl", issuer.uid);
     let now = ctx.clock.now();
     let published = match publish_crl(ctx, issuer, ca, now).await {
         Ok(published) => published,
         Err(problem) => {
             tracing::warn!(reason = problem.reason, message = %problem.message, "CRL publish failed");
-            status.conditions.push(condition(
-                &previous.conditions,
+            report_failure(
+                ctx,
+                issuer,
+                previous,
+                status,
                 CONDITION_CRL_PUBLISHED,
-                false,
-                problem.reason,
-                problem.message.clone(),
-                generation,
-            ));
-            ctx.publish_event_about(
-                &issuer.reference,
-                true,
-                problem.reason,
                 "PublishCRL",
-                problem.message,
+                problem,
+                Announce::Always,
             )
             .await;
-            return Ok(Some(ctx.backoff.next_delay(
-                &uid,
-                crate::controller::runtime::backoff::TRANSIENT_RETRY,
-            )));
+            return Ok(Some(retry_soon(ctx, &uid)));
         }
     };
-    ctx.store_crl(issuer.ledger_namespace(), &issuer.name, &published);
+    report_published(ctx, issuer, previous, status, &published).await;
+    if published.new {
+        forget_expired_records(ctx, &published, now).await;
+    }
+    mark_revocations(ctx, issuer, &published, false).await?;
+    let Some(target) = &issuer.spec.roles_anywhere else {
+        ctx.backoff.reset(&uid);
+        return Ok(Some(published.refresh_in));
+    };
+    if issuer.kind == IssuerKind::Issuer
+        && !ctx
+            .platform
+            .grants_trust_anchor(&issuer.resource_namespace, &target.trust_anchor_arn)
+    {
+        refuse_ungranted_trust_anchor(ctx, issuer, target, previous, status).await;
+        ctx.backoff.reset(&uid);
+        return Ok(Some(published.refresh_in));
+    }
+    let crl_name = target
+        .crl_name
+        .clone()
+        .unwrap_or_else(|| default_crl_name(issuer.ledger_namespace(), &issuer.name));
+    match import_all(ctx, target, &crl_name, &published, now).await {
+        Ok(slots) => {
+            let second_slot_refused = slots.second_slot_refused.is_some();
+            if !second_slot_refused {
+                ctx.backoff.reset(&uid);
+            }
+            report_imported(ctx, issuer, previous, status, &published, slots).await;
+            mark_revocations(ctx, issuer, &published, true).await?;
+            if second_slot_refused {
+                // Split as soon as the second slot is free again.
+                return Ok(Some(retry_soon(ctx, &uid)));
+            }
+            Ok(Some(published.refresh_in.min(ctx.crl_drift_check_interval)))
+        }
+        Err(problem) => {
+            tracing::warn!(reason = problem.reason, message = %problem.message, "CRL import failed");
+            report_failure(
+                ctx,
+                issuer,
+                previous,
+                status,
+                CONDITION_CRL_IMPORTED,
+                "ImportCRL",
+                problem,
+                Announce::OnChange,
+            )
+            .await;
+            Ok(Some(retry_soon(ctx, &uid)))
+        }
+    }
+}
+
+fn retry_soon(ctx: &Context, uid: &str) -> Duration {
+    ctx.backoff
+        .next_delay(uid, crate::controller::runtime::backoff::TRANSIENT_RETRY)
+}
+
+/// When a failure is announced as a Warning event.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Announce {
+    Always,
+    /// Only when the conditions changed (an import retried with the same outcome is quiet).
+    OnChange,
+}
+
+/// `condition_type` False with the problem, and a Warning event as `announce` says.
+#[allow(clippy::too_many_arguments)]
+async fn report_failure(
+    ctx: &Context,
+    issuer: &CaIssuer,
+    previous: &IssuerStatus,
+    status: &mut IssuerStatus,
+    condition_type: &str,
+    action: &str,
+    problem: Problem,
+    announce: Announce,
+) {
+    status.conditions.push(condition(
+        &previous.conditions,
+        condition_type,
+        false,
+        problem.reason,
+        problem.message.clone(),
+        issuer.generation,
+    ));
+    if announce == Announce::Always || status_changed(&previous.conditions, &status.conditions) {
+        ctx.publish_event_about(
+            &issuer.reference,
+            true,
+            problem.reason,
+            action,
+            problem.message,
+        )
+        .await;
+    }
+}
+
+/// The published CRL in the status (number, time, the `CrlPublished` and `CrlCapacity`
+/// conditions) and its events.
+async fn report_published(
+    ctx: &Context,
+    issuer: &CaIssuer,
+    previous: &IssuerStatus,
+    status: &mut IssuerStatus,
+    published: &PublishedCrl,
+) {
+    let generation = issuer.generation;
+    ctx.store_crl(issuer.ledger_namespace(), &issuer.name, published);
     status.crl_number = Some(published.number);
     status.last_crl_publish_time = status_time(published.this_update);
     let unusable = if published.unusable_records.is_empty() {
@@ -148,7 +249,7 @@ pub async fn reconcile_crl(
         .await;
     }
 
-    let capacity = crl_capacity(&published, issuer.generation, &previous.conditions);
+    let capacity = crl_capacity(published, issuer.generation, &previous.conditions);
     let was_near_limit = previous
         .conditions
         .iter()
@@ -164,142 +265,101 @@ pub async fn reconcile_crl(
         .await;
     }
     status.conditions.push(capacity);
-    if published.new {
-        // Once per new CRL is often enough: records only matter until their notAfter.
-        let authority = &published.authority.spec.authority;
-        match ctx
-            .ledger
-            .delete_expired(authority, now.unix_timestamp())
-            .await
-        {
-            Ok(0) => {}
-            Ok(deleted) => tracing::info!(deleted, "expired ledger records removed"),
-            Err(error) => tracing::warn!(%error, "expired ledger records could not be removed"),
-        }
-    }
-    mark_revocations(ctx, issuer, &published, false).await?;
-    let Some(target) = &issuer.spec.roles_anywhere else {
-        ctx.backoff.reset(&uid);
-        return Ok(Some(published.refresh_in));
-    };
-    if issuer.kind == IssuerKind::Issuer
-        && !ctx
-            .platform
-            .grants_trust_anchor(&issuer.resource_namespace, &target.trust_anchor_arn)
+}
+
+/// Ledger records past their notAfter go: once per new CRL is often enough, since they only
+/// matter until then.
+async fn forget_expired_records(
+    ctx: &Context,
+    published: &PublishedCrl,
+    now: time::OffsetDateTime,
+) {
+    let authority = &published.authority.spec.authority;
+    match ctx
+        .ledger
+        .delete_expired(authority, now.unix_timestamp())
+        .await
     {
-        refuse_ungranted_trust_anchor(ctx, issuer, target, previous, status).await;
-        ctx.backoff.reset(&uid);
-        return Ok(Some(published.refresh_in));
+        Ok(0) => {}
+        Ok(deleted) => tracing::info!(deleted, "expired ledger records removed"),
+        Err(error) => tracing::warn!(%error, "expired ledger records could not be removed"),
     }
-    let crl_name = target
-        .crl_name
-        .clone()
-        .unwrap_or_else(|| default_crl_name(issuer.ledger_namespace(), &issuer.name));
-    match import_all(ctx, target, &crl_name, &published, now).await {
-        Ok(ImportedSlots {
-            slots: imported,
-            second_slot_refused,
-        }) => {
-            if second_slot_refused.is_none() {
-                ctx.backoff.reset(&uid);
-            }
-            let ids: Vec<String> = imported.iter().map(|i| i.crl_id.clone()).collect();
-            status.crl_id = ids.first().cloned();
-            status.crl_ids = ids.clone();
-            status.imported_crl_number = Some(published.number);
-            status.last_crl_import_time =
-                imported.iter().filter_map(|i| i.imported_at.clone()).max();
-            let held_as = match (&second_slot_refused, ids.len() > 1) {
-                (_, true) => format!("split by serial as {}", ids.join(" and ")),
-                (Some(problem), false) => format!(
-                    "whole as {}: it is due to be split, but the trust anchor's second slot was refused ({}: {})",
-                    ids.join(""),
-                    problem.reason,
-                    problem.message
-                ),
-                (None, false) => format!("as {}", ids.join("")),
-            };
-            let message = format!("Roles Anywhere holds CRL {} {held_as}", published.number);
-            let repeated = previous
-                .conditions
-                .iter()
-                .any(|c| c.type_ == CONDITION_CRL_IMPORTED && c.message == message);
-            if let Some(problem) = &second_slot_refused
-                && !repeated
-            {
-                ctx.publish_event_about(
-                    &issuer.reference,
-                    true,
-                    reasons::CRL_SPLIT_REFUSED,
-                    "ImportCRL",
-                    format!(
-                        "CRL {} is due to be split, but the second CRL slot was refused: {}",
-                        published.number, problem.message
-                    ),
-                )
-                .await;
-            }
-            status.conditions.push(condition(
-                &previous.conditions,
-                CONDITION_CRL_IMPORTED,
-                true,
-                reasons::IMPORTED,
-                message,
-                generation,
-            ));
-            for imported in &imported {
-                let Some(how) = imported.action else {
-                    continue;
-                };
-                ctx.publish_event_about(
-                    &issuer.reference,
-                    how == ImportAction::RepairedDrift,
-                    how.reason(),
-                    "ImportCRL",
-                    format!(
-                        "Roles Anywhere {} CRL {} ({})",
-                        how.verb(),
-                        published.number,
-                        imported.crl_id
-                    ),
-                )
-                .await;
-            }
-            mark_revocations(ctx, issuer, &published, true).await?;
-            if second_slot_refused.is_some() {
-                // Split as soon as the second slot is free again.
-                return Ok(Some(ctx.backoff.next_delay(
-                    &uid,
-                    crate::controller::runtime::backoff::TRANSIENT_RETRY,
-                )));
-            }
-            Ok(Some(published.refresh_in.min(ctx.crl_drift_check_interval)))
-        }
-        Err(problem) => {
-            tracing::warn!(reason = problem.reason, message = %problem.message, "CRL import failed");
-            status.conditions.push(condition(
-                &previous.conditions,
-                CONDITION_CRL_IMPORTED,
-                false,
-                problem.reason,
-                problem.message.clone(),
-                generation,
-            ));
-            if status_changed(&previous.conditions, &status.conditions) {
-                ctx.publish_event_about(
-                    &issuer.reference,
-                    true,
-                    problem.reason,
-                    "ImportCRL",
-                    problem.message,
-                )
-                .await;
-            }
-            Ok(Some(ctx.backoff.next_delay(
-                &uid,
-                crate::controller::runtime::backoff::TRANSIENT_RETRY,
-            )))
-        }
+}
+
+/// What Roles Anywhere holds, in the status (`CrlImported`, the CRL ids) and as events.
+async fn report_imported(
+    ctx: &Context,
+    issuer: &CaIssuer,
+    previous: &IssuerStatus,
+    status: &mut IssuerStatus,
+    published: &PublishedCrl,
+    slots: ImportedSlots,
+) {
+    let generation = issuer.generation;
+    let ImportedSlots {
+        slots: imported,
+        second_slot_refused,
+    } = slots;
+    let ids: Vec<String> = imported.iter().map(|i| i.crl_id.clone()).collect();
+    status.crl_id = ids.first().cloned();
+    status.crl_ids = ids.clone();
+    status.imported_crl_number = Some(published.number);
+    status.last_crl_import_time = imported.iter().filter_map(|i| i.imported_at.clone()).max();
+    let held_as = match (&second_slot_refused, ids.len() > 1) {
+        (_, true) => format!("split by serial as {}", ids.join(" and ")),
+        (Some(problem), false) => format!(
+            "whole as {}: it is due to be split, but the trust anchor's second slot was refused ({}: {})",
+            ids.join(""),
+            problem.reason,
+            problem.message
+        ),
+        (None, false) => format!("as {}", ids.join("")),
+    };
+    let message = format!("Roles Anywhere holds CRL {} {held_as}", published.number);
+    let repeated = previous
+        .conditions
+        .iter()
+        .any(|c| c.type_ == CONDITION_CRL_IMPORTED && c.message == message);
+    if let Some(problem) = &second_slot_refused
+        && !repeated
+    {
+        ctx.publish_event_about(
+            &issuer.reference,
+            true,
+            reasons::CRL_SPLIT_REFUSED,
+            "ImportCRL",
+            format!(
+                "CRL {} is due to be split, but the second CRL slot was refused: {}",
+                published.number, problem.message
+            ),
+        )
+        .await;
+    }
+    status.conditions.push(condition(
+        &previous.conditions,
+        CONDITION_CRL_IMPORTED,
+        true,
+        reasons::IMPORTED,
+        message,
+        generation,
+    ));
+    for imported in &imported {
+        let Some(how) = imported.action else {
+            continue;
+        };
+        ctx.publish_event_about(
+            &issuer.reference,
+            how == ImportAction::RepairedDrift,
+            how.reason(),
+            "ImportCRL",
+            format!(
+                "Roles Anywhere {} CRL {} ({})",
+                how.verb(),
+                published.number,
+                imported.crl_id
+            ),
+        )
+        .await;
     }
 }
 

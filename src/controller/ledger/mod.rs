@@ -18,7 +18,7 @@
 mod authority;
 mod records;
 
-pub use authority::ClaimOutcome;
+pub use authority::{ClaimOutcome, CrlNumberReserved};
 pub use records::{revocation_for, revoked_entries};
 
 use kube::Api;

@@ -208,14 +208,12 @@ struct Accepted {
     revocation_time: Time,
 }
 
-/// Resolves the request against the ledger and records the revocation of every target there.
-/// Deterministic: a certificate issued after the Revocation was created is never a target, so
-/// resolving again (after a status was wiped, or a restore) revokes nothing new by mistake.
-async fn accept(
+/// The Issuer or ClusterIssuer the Revocation names, and its CA.
+async fn issuer_and_ca(
     revocation: &Revocation,
     ctx: &Context,
     namespace: &str,
-) -> Result<Result<Accepted, Problem>, Error> {
+) -> Result<Result<(CaIssuer, crate::controller::ca::LoadedCa), Problem>, Error> {
     let reference = &revocation.spec.issuer_ref;
     let issuer_name = &reference.name;
     let issuer = match reference.kind() {
@@ -242,6 +240,120 @@ async fn accept(
                 format!("{}: {}", issuer.display(), problem.message),
             )));
         }
+    };
+    Ok(Ok((issuer, ca)))
+}
+
+/// What a `certificateRef` Revocation revokes.
+struct CertificateScope<'a> {
+    authority: &'a str,
+    namespace: &'a str,
+    certificate: &'a str,
+    /// Only certificates issued before this are targets.
+    cutoff: jiff::Timestamp,
+    now: jiff::Timestamp,
+}
+
+/// The records a `certificateRef` Revocation revokes, and the newest of them (to re-issue).
+struct CertificateTargets {
+    targets: Vec<CertificateRecord>,
+    newest: Option<String>,
+}
+
+/// Every unexpired certificate of the WorkloadCertificate issued before the cut-off, and every
+/// unexpired certificate of the namespace with one of their keys.
+async fn certificate_targets(
+    ctx: &Context,
+    scope: &CertificateScope<'_>,
+) -> Result<CertificateTargets, Error> {
+    let CertificateScope {
+        authority,
+        namespace,
+        certificate,
+        cutoff,
+        now,
+    } = *scope;
+    let issued: Vec<CertificateRecord> = ctx
+        .ledger
+        .records_of_certificate(authority, namespace, certificate)
+        .await?
+        .into_iter()
+        .filter(|r| r.spec.not_after.0 > now)
+        .filter(|r| {
+            r.spec
+                .issued
+                .as_ref()
+                .is_some_and(|i| i.issued_at.0 < cutoff)
+        })
+        .collect();
+    let newest = issued
+        .iter()
+        .max_by_key(|r| r.spec.issued.as_ref().map(|i| i.issued_at.0))
+        .map(|r| r.spec.serial_number.clone());
+    let keys: BTreeSet<String> = issued
+        .iter()
+        .filter_map(|r| r.spec.issued.as_ref().map(|i| i.key_fingerprint.clone()))
+        .collect();
+    let mut targets = issued;
+    for key in keys {
+        for record in ctx.ledger.records_with_key(authority, &key).await? {
+            let same_namespace = record
+                .spec
+                .issued
+                .as_ref()
+                .is_some_and(|i| i.namespace == namespace);
+            if same_namespace
+                && record.spec.not_after.0 > now
+                && !targets.iter().any(|t| t.name_any() == record.name_any())
+            {
+                targets.push(record);
+            }
+        }
+    }
+    Ok(CertificateTargets { targets, newest })
+}
+
+/// Records every target as revoked in the ledger (once: a record already revoked keeps its
+/// first revocation); the status entries, by serial, and the records as they are now.
+async fn record_revocations(
+    ctx: &Context,
+    targets: &[CertificateRecord],
+    recorded: &crate::api::RecordedRevocation,
+    uid: &str,
+) -> Result<(Vec<RevokedCertificateStatus>, Vec<CertificateRecord>), Error> {
+    let mut revoked = Vec::new();
+    let mut records = Vec::new();
+    for target in targets {
+        let record = ctx.ledger.revoke(target, recorded).await?;
+        records.push(record.clone());
+        let first_revoked_by = record
+            .spec
+            .revocation
+            .as_ref()
+            .filter(|r| r.requested_by.uid != uid)
+            .map(|r| r.requested_by.name.clone());
+        revoked.push(RevokedCertificateStatus {
+            serial_number: record.spec.serial_number.clone(),
+            not_after: Some(record.spec.not_after.clone()),
+            certificate: record.spec.issued.as_ref().map(|i| i.certificate.clone()),
+            first_revoked_by,
+        });
+    }
+    revoked.sort_by(|a, b| a.serial_number.cmp(&b.serial_number));
+    Ok((revoked, records))
+}
+
+/// Resolves the request against the ledger and records the revocation of every target there.
+/// Deterministic: a certificate issued after the Revocation was created is never a target, so
+/// resolving again (after a status was wiped, or a restore) revokes nothing new by mistake.
+async fn accept(
+    revocation: &Revocation,
+    ctx: &Context,
+    namespace: &str,
+) -> Result<Result<Accepted, Problem>, Error> {
+    let (issuer, ca) = match issuer_and_ca(revocation, ctx, namespace).await? {
+        Ok(found) => found,
+        Err(problem) => return Ok(Err(problem)),
     };
     // Under a shared CA only the platform team (a Revocation in the cluster resource namespace)
     // may revoke what was issued to another namespace, or a serial the CA never issued.
@@ -292,20 +404,15 @@ async fn accept(
     let mut serial_known = true;
     let mut newest_of_certificate = None;
     if let Some(reference) = &revocation.spec.certificate_ref {
-        let issued: Vec<CertificateRecord> = ctx
-            .ledger
-            .records_of_certificate(&authority, namespace, &reference.name)
-            .await?
-            .into_iter()
-            .filter(|r| r.spec.not_after.0 > now)
-            .filter(|r| {
-                r.spec
-                    .issued
-                    .as_ref()
-                    .is_some_and(|i| i.issued_at.0 < cutoff)
-            })
-            .collect();
-        if issued.is_empty() && legacy_serial.is_none() {
+        let of_certificate = CertificateScope {
+            authority: &authority,
+            namespace,
+            certificate: &reference.name,
+            cutoff,
+            now,
+        };
+        let issued = certificate_targets(ctx, &of_certificate).await?;
+        if issued.targets.is_empty() && legacy_serial.is_none() {
             return Ok(Err(Problem::transient(
                 reasons::TARGET_NOT_ISSUED,
                 format!(
@@ -315,30 +422,8 @@ async fn accept(
                 ),
             )));
         }
-        newest_of_certificate = issued
-            .iter()
-            .max_by_key(|r| r.spec.issued.as_ref().map(|i| i.issued_at.0))
-            .map(|r| r.spec.serial_number.clone());
-        let keys: BTreeSet<String> = issued
-            .iter()
-            .filter_map(|r| r.spec.issued.as_ref().map(|i| i.key_fingerprint.clone()))
-            .collect();
-        targets.extend(issued);
-        for key in keys {
-            for record in ctx.ledger.records_with_key(&authority, &key).await? {
-                let same_namespace = record
-                    .spec
-                    .issued
-                    .as_ref()
-                    .is_some_and(|i| i.namespace == namespace);
-                if same_namespace
-                    && record.spec.not_after.0 > now
-                    && !targets.iter().any(|t| t.name_any() == record.name_any())
-                {
-                    targets.push(record);
-                }
-            }
-        }
+        newest_of_certificate = issued.newest;
+        targets.extend(issued.targets);
     } else if let Some(requested) = &revocation.spec.serial_number {
         let serial = match parse_serial_hex(requested) {
             Ok(bytes) => serial_hex(&bytes),
@@ -418,25 +503,7 @@ async fn accept(
         }
     }
 
-    let mut revoked = Vec::new();
-    let mut records = Vec::new();
-    for target in &targets {
-        let record = ctx.ledger.revoke(target, &recorded).await?;
-        records.push(record.clone());
-        let first_revoked_by = record
-            .spec
-            .revocation
-            .as_ref()
-            .filter(|r| r.requested_by.uid != uid)
-            .map(|r| r.requested_by.name.clone());
-        revoked.push(RevokedCertificateStatus {
-            serial_number: record.spec.serial_number.clone(),
-            not_after: Some(record.spec.not_after.clone()),
-            certificate: record.spec.issued.as_ref().map(|i| i.certificate.clone()),
-            first_revoked_by,
-        });
-    }
-    revoked.sort_by(|a, b| a.serial_number.cmp(&b.serial_number));
+    let (revoked, records) = record_revocations(ctx, &targets, &recorded, &uid).await?;
     Ok(Ok(Accepted {
         revoked,
         records,
