@@ -25,7 +25,7 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
 use support::api_requests::{RequestCounts, request_counts};
-use support::{cpu_seconds, vm_hwm_kib};
+use support::{cpu_seconds, vm_hwm_kib, vm_rss_kib};
 
 const NAMESPACE: &str = "bench";
 /// Requests in flight from the bench, in both phases.
@@ -100,6 +100,13 @@ struct Phase {
     peak_rss_kib: Option<u64>,
     /// The controller's CPU seconds from the first apply to the last Ready.
     controller_cpu_seconds: Option<f64>,
+    /// Resident memory once every certificate is Ready and the steady window is over.
+    settled_rss_kib: Option<u64>,
+    /// One Revocation with every certificate issued: time to the CRL signed, and the requests.
+    crl_publish: Option<(f64, RequestCounts)>,
+    /// Every certificate due at once (the controller's clock moved to their renewal time): time
+    /// to all renewed, and the requests.
+    renewal_storm: Option<(f64, RequestCounts)>,
 }
 
 async fn bare_secrets(binaries: &ControlPlaneBinaries, count: usize) -> anyhow::Result<Phase> {
@@ -128,6 +135,9 @@ async fn bare_secrets(binaries: &ControlPlaneBinaries, count: usize) -> anyhow::
         steady: None,
         peak_rss_kib: None,
         controller_cpu_seconds: None,
+        settled_rss_kib: None,
+        crl_publish: None,
+        renewal_storm: None,
     })
 }
 
@@ -138,6 +148,82 @@ async fn ready_certificates(metrics_url: &str) -> Option<usize> {
     body.lines()
         .find_map(|line| line.strip_prefix("iamra_certificates{state=\"ready\"} "))
         .and_then(|count| count.trim().parse().ok())
+}
+
+/// A counter or gauge sample of the controller's metrics (the first series of that name).
+async fn metric(metrics_url: &str, series: &str) -> Option<f64> {
+    let body = http_get_text(metrics_url).await?;
+    body.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|value| value.trim().parse().ok())
+}
+
+/// Polls `series` until it reaches `at_least`; seconds taken.
+async fn until_metric(metrics_url: &str, series: &str, at_least: f64) -> anyhow::Result<f64> {
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(3600);
+    loop {
+        if metric(metrics_url, series).await.unwrap_or(0.0) >= at_least {
+            return Ok(started.elapsed().as_secs_f64());
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "{series} below {at_least} after an hour"
+        );
+        tokio::time::sleep(READY_POLL).await;
+    }
+}
+
+const CRL_SIGNED: &str = "iamra_crl_signing_duration_seconds_count";
+const ISSUED: &str = "iamra_certificate_issuance_duration_seconds_count";
+
+/// Revokes one certificate among `count` and waits for the CRL that carries it: its requests
+/// stay O(1) in the number of certificates.
+async fn crl_publish(
+    client: &kube::Client,
+    metrics_url: &str,
+) -> anyhow::Result<(f64, RequestCounts)> {
+    let revocations: Api<Revocation> = Api::namespaced(client.clone(), NAMESPACE);
+    let signed = metric(metrics_url, CRL_SIGNED).await.unwrap_or(0.0);
+    let before = request_counts(client).await?;
+    let revocation = Revocation::new(
+        "bench",
+        RevocationSpec {
+            issuer_ref: IssuerReference::issuer("ca"),
+            serial_number: None,
+            certificate_ref: Some(CertificateReference {
+                name: "workload-0".into(),
+            }),
+            reason: Some(RevocationReason::KeyCompromise),
+            revocation_time: None,
+            reissue: Some(false),
+        },
+    );
+    revocations
+        .create(&PostParams::default(), &revocation)
+        .await?;
+    let seconds = until_metric(metrics_url, CRL_SIGNED, signed + 1.0).await?;
+    // The Revocation's own status and events land just after.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let mut requests = request_counts(client).await?.since(&before);
+    requests.subtract("POST", 1.0);
+    Ok((seconds, requests))
+}
+
+/// Moves the controller's clock to the renewal time of every certificate (24 h certificates
+/// renew 8 h before expiry) and waits until each was issued again.
+async fn renewal_storm(
+    client: &kube::Client,
+    metrics_url: &str,
+    clock_file: &std::path::Path,
+    count: usize,
+) -> anyhow::Result<(f64, RequestCounts)> {
+    let issued = metric(metrics_url, ISSUED).await.unwrap_or(0.0);
+    let before = request_counts(client).await?;
+    std::fs::write(clock_file, (16 * 3600 + 60).to_string())?;
+    let seconds = until_metric(metrics_url, ISSUED, issued + count as f64).await?;
+    let requests = request_counts(client).await?.since(&before);
+    Ok((seconds, requests))
 }
 
 async fn http_get_text(url: &str) -> Option<String> {
@@ -175,7 +261,18 @@ async fn iamra(
     let client = control_plane.client().await?;
     let log = std::fs::File::create(control_plane.workdir().join("controller.log"))?;
     let http_port = free_loopback_port()?;
-    let mut controller = Command::new(env!("CARGO_BIN_EXE_iamra"))
+    let clock_file = control_plane.workdir().join("controller.clock");
+    // IAMRA_BENCH_PROFILER=heaptrack (or another program taking the command after it) runs the
+    // controller under a profiler; the figures of that run are the profiler's, not iamra's.
+    let mut command = match std::env::var("IAMRA_BENCH_PROFILER") {
+        Ok(profiler) => {
+            let mut command = Command::new(profiler);
+            command.arg(env!("CARGO_BIN_EXE_iamra"));
+            command
+        }
+        Err(_) => Command::new(env!("CARGO_BIN_EXE_iamra")),
+    };
+    let mut controller = command
         .args([
             "controller",
             "--namespace",
@@ -185,6 +282,7 @@ async fn iamra(
         .arg(format!("--http-address=127.0.0.1:{http_port}"))
         .env("KUBECONFIG", control_plane.kubeconfig_path())
         .env("RUST_LOG", "warn")
+        .env(iamra::clock::CLOCK_OFFSET_FILE_ENV, &clock_file)
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
@@ -225,7 +323,9 @@ async fn iamra(
             Instant::now() < deadline,
             "only {ready} of {count} Ready after an hour"
         );
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        // Once a second: each scrape renders every certificate's expiry series, and a scraper
+        // polling faster than Prometheus would (15-30 s) would be most of what is measured.
+        tokio::time::sleep(READY_POLL).await;
     }
     let seconds = started.elapsed().as_secs_f64();
     let controller_cpu_seconds = Some(cpu_seconds(controller.id()) - cpu_before);
@@ -236,6 +336,9 @@ async fn iamra(
     tokio::time::sleep(steady_for).await;
     let steady = request_counts(&client).await?.since(&after);
     let peak_rss_kib = vm_hwm_kib(controller.id());
+    let settled_rss_kib = vm_rss_kib(controller.id());
+    let crl_publish = crl_publish(&client, &metrics_url).await?;
+    let renewal_storm = renewal_storm(&client, &metrics_url, &clock_file, count).await?;
     let _ = controller.kill();
     let _ = controller.wait();
     Ok(Phase {
@@ -244,6 +347,9 @@ async fn iamra(
         steady: Some((steady_for, steady)),
         peak_rss_kib: Some(peak_rss_kib),
         controller_cpu_seconds,
+        settled_rss_kib: Some(settled_rss_kib),
+        crl_publish: Some(crl_publish),
+        renewal_storm: Some(renewal_storm),
     })
 }
 
@@ -267,6 +373,9 @@ fn print_phase(name: &str, phase: &Phase, count: usize, limit: f64) {
         phase.requests.per_verb(count),
     );
 }
+
+/// How often the bench asks the controller how many certificates are Ready.
+const READY_POLL: Duration = Duration::from_secs(1);
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -305,6 +414,28 @@ async fn main() -> anyhow::Result<()> {
             window.as_secs_f64(),
             (steady.total() / count as f64 / minutes).max(0.0),
             steady.per_verb(count),
+        );
+    }
+    if let (Some(peak), Some(settled)) = (iamra.peak_rss_kib, iamra.settled_rss_kib) {
+        println!(
+            "controller memory: peak {:.1} MiB while issuing, {:.1} MiB resident once all were Ready",
+            peak as f64 / 1024.0,
+            settled as f64 / 1024.0
+        );
+    }
+    if let Some((seconds, requests)) = &iamra.crl_publish {
+        println!(
+            "a CRL publish with {count} certificates (one Revocation): CRL signed {seconds:.1} s after the apply; {:.0} API requests in all ({})",
+            requests.total(),
+            requests.per_verb(1),
+        );
+    }
+    if let Some((seconds, requests)) = &iamra.renewal_storm {
+        println!(
+            "renewal storm, {count} certificates due at once: all renewed in {seconds:.1} s ({:.0}/s), {:.1} API requests per certificate ({}); a local CA, so no KMS or Roles Anywhere call is made",
+            count as f64 / seconds,
+            requests.total() / count as f64,
+            requests.per_verb(count),
         );
     }
     Ok(())

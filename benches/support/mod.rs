@@ -17,12 +17,22 @@ pub const HELPER: &str =
 
 /// Peak resident memory (VmHWM) of `pid`, in KiB; 0 when unreadable.
 pub fn vm_hwm_kib(pid: u32) -> u64 {
+    proc_status_kib(pid, "VmHWM:")
+}
+
+/// Resident memory now (VmRSS) of `pid`, in KiB; 0 when unreadable.
+#[allow(dead_code)] // not every bench reads it
+pub fn vm_rss_kib(pid: u32) -> u64 {
+    proc_status_kib(pid, "VmRSS:")
+}
+
+fn proc_status_kib(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|status| {
             status
                 .lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))?
+                .find_map(|l| l.strip_prefix(field))?
                 .split_whitespace()
                 .next()?
                 .parse()
