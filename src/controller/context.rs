@@ -68,6 +68,8 @@ pub struct Context {
     /// (ledger namespace, issuer, authority) found to be a CA the Issuer established: an Issuer
     /// stays listed on its CA's ledger record, so the check need not be made again.
     established_cas: std::sync::Mutex<std::collections::HashSet<(String, String, String)>>,
+    /// When each CA's expired ledger records were last swept (Unix seconds, the clock's).
+    pub expired_swept_at: std::sync::Mutex<HashMap<String, i64>>,
     /// Stores the reconcilers read instead of the API server.
     pub reads: CachedReads,
     /// The time renewal, CRL refresh and revocation release go by.
@@ -115,6 +117,7 @@ impl Context {
             platform,
             published_crls: Default::default(),
             established_cas: Default::default(),
+            expired_swept_at: Default::default(),
         }
     }
 

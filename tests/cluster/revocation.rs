@@ -771,6 +771,26 @@ async fn expired_entries_leave_and_release(cluster: TestCluster) -> anyhow::Resu
         Ok((!openssl::crl_serials(&s.published_crl().await?.0)?.contains(&serial)).then_some(()))
     })
     .await?;
+
+    // Its ledger record stays an hour past notAfter; the sweep after that (at the next CRL,
+    // at most hourly) removes it.
+    let records: Api<CertificateRecord> = Api::all(s.client.clone());
+    let recorded = || async {
+        Ok::<_, anyhow::Error>(
+            records
+                .list(&Default::default())
+                .await?
+                .items
+                .into_iter()
+                .any(|r| r.spec.serial_number == serial),
+        )
+    };
+    anyhow::ensure!(recorded().await?, "the record went before its grace hour");
+    controller.move_clock_ahead(Duration::from_secs(90 + 3600 + 120))?;
+    wait_for("the expired record swept", SETTLE, || async {
+        Ok((!recorded().await?).then_some(()))
+    })
+    .await?;
     Ok(())
 }
 

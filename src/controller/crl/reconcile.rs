@@ -3,8 +3,6 @@
 
 use std::time::Duration;
 
-
-
 use super::import::{ImportAction, ImportedSlots, default_crl_name, import_all};
 use super::mark::mark_revocations;
 use crate::api::{IssuerKind, IssuerStatus, RolesAnywhereCrlTarget};
@@ -240,14 +238,31 @@ async fn report_published(
     status.conditions.push(capacity);
 }
 
-/// Ledger records past their notAfter go: once per new CRL is often enough, since they only
-/// matter until then.
+/// How often a CA's expired ledger records are swept: a sweep lists every record of the CA, and
+/// a record is kept an hour past its notAfter anyway.
+const EXPIRED_SWEEP_INTERVAL_SECONDS: i64 = 3600;
+
+/// Ledger records past their notAfter (and its grace) go, at most once per
+/// [`EXPIRED_SWEEP_INTERVAL_SECONDS`] per CA, so a CRL published among many certificates does
+/// not list them all each time.
 async fn forget_expired_records(
     ctx: &Context,
     published: &PublishedCrl,
     now: time::OffsetDateTime,
 ) {
     let authority = &published.authority.spec.authority;
+    {
+        let Ok(mut swept) = ctx.expired_swept_at.lock() else {
+            return;
+        };
+        let due = swept
+            .get(authority)
+            .is_none_or(|last| now.unix_timestamp() - last >= EXPIRED_SWEEP_INTERVAL_SECONDS);
+        if !due {
+            return;
+        }
+        swept.insert(authority.clone(), now.unix_timestamp());
+    }
     match ctx
         .ledger
         .delete_expired(authority, now.unix_timestamp())

@@ -241,21 +241,31 @@ impl Ledger {
     /// [`EXPIRY_GRACE_SECONDS`] ago; returns how many.
     pub async fn delete_expired(&self, authority: &str, now: i64) -> Result<usize, LedgerError> {
         let mut deleted = 0;
-        for record in self.list(&format!("{AUTHORITY_LABEL}={authority}")).await? {
-            if record.spec.not_after.0.as_second() + EXPIRY_GRACE_SECONDS >= now {
-                continue;
+        // Page by page: a CA has as many records as the certificates it issued.
+        let mut params = ListParams::default()
+            .labels(&format!("{AUTHORITY_LABEL}={authority}"))
+            .limit(500);
+        loop {
+            let page = self.records.list(&params).await?;
+            for record in &page.items {
+                if record.spec.not_after.0.as_second() + EXPIRY_GRACE_SECONDS >= now {
+                    continue;
+                }
+                match self
+                    .records
+                    .delete(&record.name_any(), &Default::default())
+                    .await
+                {
+                    Ok(_) => deleted += 1,
+                    Err(kube::Error::Api(status)) if status.code == 404 => {}
+                    Err(error) => return Err(error.into()),
+                }
             }
-            match self
-                .records
-                .delete(&record.name_any(), &Default::default())
-                .await
-            {
-                Ok(_) => deleted += 1,
-                Err(kube::Error::Api(status)) if status.code == 404 => {}
-                Err(error) => return Err(error.into()),
+            match page.metadata.continue_.filter(|token| !token.is_empty()) {
+                Some(token) => params = params.continue_token(&token),
+                None => return Ok(deleted),
             }
         }
-        Ok(deleted)
     }
 }
 
