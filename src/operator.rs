@@ -37,7 +37,7 @@ pub struct OperatorOptions {
     /// that watches every namespace does).
     pub reconcile_cluster_issuers: bool,
     /// How often a CRL Roles Anywhere holds is checked for drift; None: the default
-    /// ([`DRIFT_CHECK_INTERVAL`]).
+    /// ([`crate::controller::DRIFT_CHECK_INTERVAL`]).
     pub crl_drift_check_interval: Option<Duration>,
 }
 

@@ -11,7 +11,7 @@ use rcgen::{KeyPair, PublicKeyData};
 
 use time::OffsetDateTime;
 
-use crate::api::{IssuerKind, Subject, parse_duration};
+use crate::api::{IssuerKind, KmsKeySource, LocalKeySource, Subject, parse_duration};
 use crate::controller::certificate::{
     CA_CERTIFICATE_KEY, MANAGED_BY_LABEL, MANAGED_BY_VALUE, TLS_CERTIFICATE_KEY,
     TLS_PRIVATE_KEY_KEY, secret_text,
@@ -56,158 +56,152 @@ async fn load_key_and_certificate(
     issuer: &CaIssuer,
     create_missing: bool,
 ) -> Result<LoadedCa, Problem> {
-    let namespace = issuer.resource_namespace.clone();
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
     match (&issuer.spec.local, &issuer.spec.kms) {
-        (Some(local), None) => {
-            let existing = secrets.get_opt(&local.secret_name).await?;
-            match existing {
-                Some(secret) => load_local(&secret, &local.secret_name),
-                None if create_missing && local.bootstrap.unwrap_or(true) => {
-                    refuse_replacing_established_ca(ctx, issuer, local).await?;
-                    let key = generate_key(local.key_algorithm.unwrap_or_default().into())
-                        .map_err(|e| {
-                            Problem::permanent(reasons::CA_KEY_GENERATION_FAILED, e.to_string())
-                        })?;
-                    let spec = ca_spec(issuer)?;
-                    let certificate = self_signed_ca(&spec, &key).map_err(|e| {
-                        Problem::permanent(reasons::CA_SIGNING_FAILED, e.to_string())
-                    })?;
-                    let data = BTreeMap::from([
-                        (TLS_CERTIFICATE_KEY.to_string(), certificate.pem()),
-                        (TLS_PRIVATE_KEY_KEY.to_string(), key.serialize_pem()),
-                    ]);
-                    let (stored, created) = create_ca_secret(
-                        &secrets,
-                        issuer,
-                        &local.secret_name,
-                        "kubernetes.io/tls",
-                        data,
-                    )
-                    .await?;
-                    let mut loaded = load_local(&stored, &local.secret_name)?;
-                    loaded.created = created;
-                    Ok(loaded)
-                }
-                None => Err(Problem::permanent(
-                    reasons::SECRET_NOT_FOUND,
-                    format!(
-                        "CA Secret {namespace}/{} does not exist and spec.local.bootstrap is false",
-                        local.secret_name
-                    ),
-                )),
-            }
-        }
-        (None, Some(kms)) => {
-            // A ClusterIssuer is the platform's own; a namespaced Issuer needs a grant.
-            if issuer.kind == IssuerKind::Issuer
-                && !ctx.platform.grants_kms_key(&namespace, &kms.key_id)
-            {
-                return Err(Problem::permanent(
-                    reasons::KMS_KEY_NOT_GRANTED,
-                    format!(
-                        "KMS key {:?} is not granted to namespace {namespace}: the platform team grants it with the controller flag --kms-key-grant {namespace}={}",
-                        kms.key_id, kms.key_id
-                    ),
-                ));
-            }
-            let location = KmsKeyLocation {
-                key_id: kms.key_id.clone(),
-                region: kms.region.clone(),
-            };
-            let key = match ctx.kms_key(&location).await {
-                Ok(key) => key,
-                Err(error) => {
-                    let transient = matches!(error, crate::signer::KmsError::GetPublicKey { .. });
-                    let retry = if transient {
-                        Retry::Soon
-                    } else {
-                        Retry::Slowly
-                    };
-                    return Err(Problem::new(
-                        reasons::KMS_KEY_UNUSABLE,
-                        error.to_string(),
-                        retry,
-                    ));
-                }
-            };
-            let signer = Arc::new(CaSigner::Kms(key.clone()));
-            let existing = secrets.get_opt(&kms.certificate_secret_name).await?;
-            let (pem, created) = match existing {
-                Some(secret) => (
-                    secret_text(&secret, CA_CERTIFICATE_KEY).ok_or_else(|| {
-                        Problem::permanent(
-                            reasons::INVALID_CA_SECRET,
-                            format!(
-                                "Secret {} has no {CA_CERTIFICATE_KEY}",
-                                kms.certificate_secret_name
-                            ),
-                        )
-                    })?,
-                    false,
-                ),
-                None if create_missing => {
-                    let spec = ca_spec(issuer)?;
-                    let signing_key = signer.clone();
-                    let certificate = tokio::task::spawn_blocking(move || {
-                        self_signed_ca(&spec, signing_key.as_ref())
-                    })
-                    .await
-                    .map_err(|e| Problem::transient(reasons::CA_SIGNING_FAILED, e.to_string()))?
-                    .map_err(|e| {
-                        Problem::transient(
-                            reasons::CA_SIGNING_FAILED,
-                            key.take_last_error()
-                                .map(|k| k.to_string())
-                                .unwrap_or_else(|| e.to_string()),
-                        )
-                    })?;
-                    let data =
-                        BTreeMap::from([(CA_CERTIFICATE_KEY.to_string(), certificate.pem())]);
-                    let (stored, created) = create_ca_secret(
-                        &secrets,
-                        issuer,
-                        &kms.certificate_secret_name,
-                        "Opaque",
-                        data,
-                    )
-                    .await?;
-                    let pem = secret_text(&stored, CA_CERTIFICATE_KEY).ok_or_else(|| {
-                        Problem::permanent(
-                            reasons::INVALID_CA_SECRET,
-                            format!(
-                                "Secret {} has no {CA_CERTIFICATE_KEY}",
-                                kms.certificate_secret_name
-                            ),
-                        )
-                    })?;
-                    (pem, created)
-                }
-                None => {
-                    return Err(Problem::transient(
-                        reasons::ISSUER_NOT_READY,
-                        format!(
-                            "CA certificate Secret {} does not exist yet",
-                            kms.certificate_secret_name
-                        ),
-                    ));
-                }
-            };
-            let certificate = check_ca_certificate(&pem, key.public_key_info())?;
-            let self_signed = certificate.is_signed_by(&certificate.public_key_info);
-            Ok(LoadedCa {
-                signer,
-                certificate_pem: pem,
-                certificate,
-                self_signed,
-                created,
-            })
-        }
+        (Some(local), None) => load_local_ca(ctx, issuer, local, create_missing).await,
+        (None, Some(kms)) => load_kms_ca(ctx, issuer, kms, create_missing).await,
         _ => Err(Problem::permanent(
             reasons::INVALID_SPEC,
             "exactly one of spec.local and spec.kms must be set",
         )),
     }
+}
+
+/// A CA whose key is in a Secret: read, or (with `bootstrap`) created the first time.
+async fn load_local_ca(
+    ctx: &Context,
+    issuer: &CaIssuer,
+    local: &LocalKeySource,
+    create_missing: bool,
+) -> Result<LoadedCa, Problem> {
+    let namespace = &issuer.resource_namespace;
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
+    match secrets.get_opt(&local.secret_name).await? {
+        Some(secret) => load_local(&secret, &local.secret_name),
+        None if create_missing && local.bootstrap.unwrap_or(true) => {
+            refuse_replacing_established_ca(ctx, issuer, local).await?;
+            let key =
+                generate_key(local.key_algorithm.unwrap_or_default().into()).map_err(|e| {
+                    Problem::permanent(reasons::CA_KEY_GENERATION_FAILED, e.to_string())
+                })?;
+            let spec = ca_spec(issuer)?;
+            let certificate = self_signed_ca(&spec, &key)
+                .map_err(|e| Problem::permanent(reasons::CA_SIGNING_FAILED, e.to_string()))?;
+            let data = BTreeMap::from([
+                (TLS_CERTIFICATE_KEY.to_string(), certificate.pem()),
+                (TLS_PRIVATE_KEY_KEY.to_string(), key.serialize_pem()),
+            ]);
+            let (stored, created) = create_ca_secret(
+                &secrets,
+                issuer,
+                &local.secret_name,
+                "kubernetes.io/tls",
+                data,
+            )
+            .await?;
+            let mut loaded = load_local(&stored, &local.secret_name)?;
+            loaded.created = created;
+            Ok(loaded)
+        }
+        None => Err(Problem::permanent(
+            reasons::SECRET_NOT_FOUND,
+            format!(
+                "CA Secret {namespace}/{} does not exist and spec.local.bootstrap is false",
+                local.secret_name
+            ),
+        )),
+    }
+}
+
+/// A CA whose key is in KMS (granted to the namespace): its certificate read from its Secret,
+/// or self-signed through KMS the first time.
+async fn load_kms_ca(
+    ctx: &Context,
+    issuer: &CaIssuer,
+    kms: &KmsKeySource,
+    create_missing: bool,
+) -> Result<LoadedCa, Problem> {
+    let namespace = &issuer.resource_namespace;
+    // A ClusterIssuer is the platform's own; a namespaced Issuer needs a grant.
+    if issuer.kind == IssuerKind::Issuer && !ctx.platform.grants_kms_key(namespace, &kms.key_id) {
+        return Err(Problem::permanent(
+            reasons::KMS_KEY_NOT_GRANTED,
+            format!(
+                "KMS key {:?} is not granted to namespace {namespace}: the platform team grants it with the controller flag --kms-key-grant {namespace}={}",
+                kms.key_id, kms.key_id
+            ),
+        ));
+    }
+    let location = KmsKeyLocation {
+        key_id: kms.key_id.clone(),
+        region: kms.region.clone(),
+    };
+    let key = ctx.kms_key(&location).await.map_err(|error| {
+        let retry = if matches!(error, crate::signer::KmsError::GetPublicKey { .. }) {
+            Retry::Soon
+        } else {
+            Retry::Slowly
+        };
+        Problem::new(reasons::KMS_KEY_UNUSABLE, error.to_string(), retry)
+    })?;
+    let signer = Arc::new(CaSigner::Kms(key.clone()));
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
+    let certificate_of = |secret: &Secret| {
+        secret_text(secret, CA_CERTIFICATE_KEY).ok_or_else(|| {
+            Problem::permanent(
+                reasons::INVALID_CA_SECRET,
+                format!(
+                    "Secret {} has no {CA_CERTIFICATE_KEY}",
+                    kms.certificate_secret_name
+                ),
+            )
+        })
+    };
+    let (pem, created) = match secrets.get_opt(&kms.certificate_secret_name).await? {
+        Some(secret) => (certificate_of(&secret)?, false),
+        None if create_missing => {
+            let spec = ca_spec(issuer)?;
+            let signing_key = signer.clone();
+            let certificate =
+                tokio::task::spawn_blocking(move || self_signed_ca(&spec, signing_key.as_ref()))
+                    .await
+                    .map_err(|e| Problem::transient(reasons::CA_SIGNING_FAILED, e.to_string()))?
+                    .map_err(|e| {
+                        let message = key
+                            .take_last_error()
+                            .map(|k| k.to_string())
+                            .unwrap_or_else(|| e.to_string());
+                        Problem::transient(reasons::CA_SIGNING_FAILED, message)
+                    })?;
+            let data = BTreeMap::from([(CA_CERTIFICATE_KEY.to_string(), certificate.pem())]);
+            let (stored, created) = create_ca_secret(
+                &secrets,
+                issuer,
+                &kms.certificate_secret_name,
+                "Opaque",
+                data,
+            )
+            .await?;
+            (certificate_of(&stored)?, created)
+        }
+        None => {
+            return Err(Problem::transient(
+                reasons::ISSUER_NOT_READY,
+                format!(
+                    "CA certificate Secret {} does not exist yet",
+                    kms.certificate_secret_name
+                ),
+            ));
+        }
+    };
+    let certificate = check_ca_certificate(&pem, key.public_key_info())?;
+    let self_signed = certificate.is_signed_by(&certificate.public_key_info);
+    Ok(LoadedCa {
+        signer,
+        certificate_pem: pem,
+        certificate,
+        self_signed,
+        created,
+    })
 }
 
 /// A CA this Issuer established is never replaced silently: bootstrapping again needs
