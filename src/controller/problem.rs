@@ -67,6 +67,23 @@ impl Problem {
     pub fn is_transient(&self) -> bool {
         self.retry == Retry::Soon
     }
+
+    /// The problem as condition `type_` (False), keeping the transition time of `previous`.
+    pub fn condition(
+        &self,
+        previous: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+        type_: &str,
+        generation: Option<i64>,
+    ) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+        crate::controller::conditions::condition(
+            previous,
+            type_,
+            false,
+            self.reason,
+            self.message.clone(),
+            generation,
+        )
+    }
 }
 
 impl std::fmt::Display for Problem {

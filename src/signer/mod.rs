@@ -17,6 +17,18 @@ pub enum CaSigner {
 }
 
 impl CaSigner {
+    /// Why signing failed: rcgen's error carries no detail for a remote key, so for a KMS key
+    /// the KMS error of the last failed call is told instead.
+    pub fn signing_failure(&self, error: impl std::fmt::Display) -> String {
+        match self {
+            CaSigner::Kms(kms) => kms
+                .take_last_error()
+                .map(|e| e.to_string())
+                .unwrap_or_else(|| error.to_string()),
+            CaSigner::Local(_) => error.to_string(),
+        }
+    }
+
     /// Where the key is, as the Issuer status says it: `Local` or `KMS`.
     pub fn source_name(&self) -> &'static str {
         match self {

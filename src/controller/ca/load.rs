@@ -166,11 +166,7 @@ async fn load_kms_ca(
                     .await
                     .map_err(|e| Problem::transient(reasons::CA_SIGNING_FAILED, e.to_string()))?
                     .map_err(|e| {
-                        let message = key
-                            .take_last_error()
-                            .map(|k| k.to_string())
-                            .unwrap_or_else(|| e.to_string());
-                        Problem::transient(reasons::CA_SIGNING_FAILED, message)
+                        Problem::transient(reasons::CA_SIGNING_FAILED, signer.signing_failure(e))
                     })?;
             let data = BTreeMap::from([(CA_CERTIFICATE_KEY.to_string(), certificate.pem())]);
             let (stored, created) = create_ca_secret(

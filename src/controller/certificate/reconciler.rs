@@ -809,22 +809,8 @@ impl Reconciler {
         let mut status = previous.clone();
         status.observed_generation = generation;
         status.conditions = vec![
-            condition(
-                &previous.conditions,
-                CONDITION_READY,
-                false,
-                problem.reason,
-                problem.message.clone(),
-                generation,
-            ),
-            condition(
-                &previous.conditions,
-                CONDITION_ISSUING,
-                false,
-                problem.reason,
-                problem.message.clone(),
-                generation,
-            ),
+            problem.condition(&previous.conditions, CONDITION_READY, generation),
+            problem.condition(&previous.conditions, CONDITION_ISSUING, generation),
         ];
         if self.status_needs_writing(&previous, &status) {
             self.patch_status(&previous, &status).await?;
@@ -923,14 +909,8 @@ fn sign_leaf(
         Some(key) => key,
         None => generate_key(algorithm.into()).map_err(|e| e.to_string())?,
     };
-    let certificate =
-        issue_leaf(spec, &key, ca_pem, signer.as_ref()).map_err(|error| match signer.as_ref() {
-            CaSigner::Kms(kms) => kms
-                .take_last_error()
-                .map(|e| e.to_string())
-                .unwrap_or_else(|| error.to_string()),
-            CaSigner::Local(_) => error.to_string(),
-        })?;
+    let certificate = issue_leaf(spec, &key, ca_pem, signer.as_ref())
+        .map_err(|error| signer.signing_failure(error))?;
     Ok((certificate.pem(), key.serialize_pem()))
 }
 

@@ -577,13 +577,8 @@ fn sign_crl(
     signer: &std::sync::Arc<CaSigner>,
 ) -> Result<(Vec<u8>, String), String> {
     let started = std::time::Instant::now();
-    let crl = build_crl(spec, ca_pem, signer.as_ref()).map_err(|error| match signer.as_ref() {
-        CaSigner::Kms(kms) => kms
-            .take_last_error()
-            .map(|e| e.to_string())
-            .unwrap_or_else(|| error.to_string()),
-        CaSigner::Local(_) => error.to_string(),
-    })?;
+    let crl =
+        build_crl(spec, ca_pem, signer.as_ref()).map_err(|error| signer.signing_failure(error))?;
     let pem = crl.pem().map_err(|e| e.to_string())?;
     CRL_SIGNING_SECONDS.observe(started.elapsed());
     Ok((crl.der().to_vec(), pem))

@@ -136,12 +136,9 @@ async fn report_failure(
     problem: Problem,
     announce: Announce,
 ) {
-    status.conditions.push(condition(
+    status.conditions.push(problem.condition(
         &previous.conditions,
         condition_type,
-        false,
-        problem.reason,
-        problem.message.clone(),
         issuer.generation,
     ));
     if announce == Announce::Always || status_changed(&previous.conditions, &status.conditions) {

@@ -115,12 +115,9 @@ where
         Err(problem) => {
             tracing::warn!(reason = problem.reason, message = %problem.message, "issuer not ready");
             let status = IssuerStatus {
-                conditions: vec![condition(
+                conditions: vec![problem.condition(
                     &previous.conditions,
                     CONDITION_READY,
-                    false,
-                    problem.reason,
-                    problem.message.clone(),
                     generation,
                 )],
                 observed_generation: generation,
