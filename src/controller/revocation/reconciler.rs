@@ -343,6 +343,81 @@ async fn record_revocations(
     Ok((revoked, records))
 }
 
+/// What a `serialNumber` Revocation may revoke, and under whom.
+struct SerialScope<'a> {
+    authority: &'a str,
+    namespace: &'a str,
+    /// A Revocation of the platform team (in the cluster resource namespace, for a ClusterIssuer).
+    platform: bool,
+    issuer: &'a CaIssuer,
+    ca_not_after: &'a Time,
+    recorded: &'a crate::api::RecordedRevocation,
+}
+
+/// The record a `serialNumber` Revocation revokes, and whether this CA issued that serial: an
+/// unknown serial is revoked anyway (until the CA expires), except under a shared CA, where only
+/// the platform team may; one issued to another namespace is refused.
+async fn serial_target(
+    ctx: &Context,
+    scope: &SerialScope<'_>,
+    requested: &str,
+) -> Result<Result<(CertificateRecord, bool), Problem>, Error> {
+    let SerialScope {
+        authority,
+        namespace,
+        platform,
+        issuer,
+        ca_not_after,
+        recorded,
+    } = *scope;
+    let serial = match parse_serial_hex(requested) {
+        Ok(bytes) => serial_hex(&bytes),
+        Err(error) => {
+            return Ok(Err(Problem::until_changed(
+                reasons::INVALID_SERIAL_NUMBER,
+                error.to_string(),
+            )));
+        }
+    };
+    match ctx.ledger.record(authority, &serial).await? {
+        Some(record) => {
+            if let Some(issued) = &record.spec.issued
+                && issued.namespace != namespace
+                && !platform
+            {
+                return Ok(Err(Problem::until_changed(
+                    reasons::NOT_YOUR_CERTIFICATE,
+                    format!(
+                        "serial {serial} of {} was issued to another namespace; a Revocation may revoke only certificates issued to its own namespace (the platform team revokes any from namespace {})",
+                        issuer.display(),
+                        ctx.cluster_resource_namespace
+                    ),
+                )));
+            }
+            // A record made by an earlier revocation of a serial never issued here.
+            let known = record.spec.issued.is_some();
+            Ok(Ok((record, known)))
+        }
+        None if issuer.kind == IssuerKind::ClusterIssuer && !platform => {
+            Ok(Err(Problem::until_changed(
+                reasons::UNKNOWN_SERIAL,
+                format!(
+                    "{} never issued serial {serial} to namespace {namespace}; only the platform team (a Revocation in namespace {}) may revoke a serial the shared CA has no record of",
+                    issuer.display(),
+                    ctx.cluster_resource_namespace
+                ),
+            )))
+        }
+        None => {
+            let record = ctx
+                .ledger
+                .revoke_unissued(authority, &serial, ca_not_after.clone(), recorded)
+                .await?;
+            Ok(Ok((record, false)))
+        }
+    }
+}
+
 /// Resolves the request against the ledger and records the revocation of every target there.
 /// Deterministic: a certificate issued after the Revocation was created is never a target, so
 /// resolving again (after a status was wiped, or a restore) revokes nothing new by mistake.
@@ -425,52 +500,20 @@ async fn accept(
         newest_of_certificate = issued.newest;
         targets.extend(issued.targets);
     } else if let Some(requested) = &revocation.spec.serial_number {
-        let serial = match parse_serial_hex(requested) {
-            Ok(bytes) => serial_hex(&bytes),
-            Err(error) => {
-                return Ok(Err(Problem::until_changed(
-                    reasons::INVALID_SERIAL_NUMBER,
-                    error.to_string(),
-                )));
-            }
+        let scope = SerialScope {
+            authority: &authority,
+            namespace,
+            platform,
+            issuer: &issuer,
+            ca_not_after: &ca_not_after,
+            recorded: &recorded,
         };
-        match ctx.ledger.record(&authority, &serial).await? {
-            Some(record) => {
-                if let Some(issued) = &record.spec.issued
-                    && issued.namespace != namespace
-                    && !platform
-                {
-                    return Ok(Err(Problem::until_changed(
-                        reasons::NOT_YOUR_CERTIFICATE,
-                        format!(
-                            "serial {serial} of {} was issued to another namespace; a Revocation may revoke only certificates issued to its own namespace (the platform team revokes any from namespace {})",
-                            issuer.display(),
-                            ctx.cluster_resource_namespace
-                        ),
-                    )));
-                }
-                // A record made by an earlier revocation of a serial never issued here.
-                serial_known = record.spec.issued.is_some();
+        match serial_target(ctx, &scope, requested).await? {
+            Ok((record, known)) => {
+                serial_known = known;
                 targets.push(record);
             }
-            None if issuer.kind == IssuerKind::ClusterIssuer && !platform => {
-                return Ok(Err(Problem::until_changed(
-                    reasons::UNKNOWN_SERIAL,
-                    format!(
-                        "{} never issued serial {serial} to namespace {namespace}; only the platform team (a Revocation in namespace {}) may revoke a serial the shared CA has no record of",
-                        issuer.display(),
-                        ctx.cluster_resource_namespace
-                    ),
-                )));
-            }
-            None => {
-                serial_known = false;
-                let record = ctx
-                    .ledger
-                    .revoke_unissued(&authority, &serial, ca_not_after.clone(), &recorded)
-                    .await?;
-                targets.push(record);
-            }
+            Err(problem) => return Ok(Err(problem)),
         }
     } else {
         return Ok(Err(Problem::until_changed(
