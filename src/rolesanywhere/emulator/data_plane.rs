@@ -16,6 +16,7 @@ use time::OffsetDateTime;
 use time::macros::format_description;
 
 use super::attributes::{CertificateNames, PrincipalTags, default_principal_tags};
+use super::state::{Crl, Profile, TrustAnchor};
 use super::trust_policy::{
     ACTION_ASSUME_ROLE, ACTION_SET_SOURCE_IDENTITY, ACTION_TAG_SESSION, KEY_PRINCIPAL_TAG_PREFIX,
     KEY_SOURCE_ARN, KEY_SOURCE_IDENTITY, Refusal, RequestContext, TrustPolicy,
@@ -114,6 +115,97 @@ pub fn handle_create_session(
     let serial_decimal = verified.serial_decimal;
 
     // 2. The parameters: ARNs in the query string or the JSON body.
+    let SessionParameters {
+        trust_anchor_arn,
+        profile_arn,
+        role_arn,
+        duration,
+        role_session_name,
+    } = session_parameters(&query, body)?;
+
+    // 3. Trust anchor, profile and role.
+    let Resolved {
+        anchor,
+        profile,
+        crls,
+        trust_policy,
+    } = resolve(shared, &trust_anchor_arn, &profile_arn, &role_arn)?;
+    if role_session_name.is_some() && !profile.accept_role_session_name {
+        return Err(ServiceError::validation(
+            "The profile does not accept role session names",
+        ));
+    }
+
+    // 4. The certificate: profile, path to the anchor, validity, revocation.
+    let reject = |r: CertificateRejection| {
+        tracing::info!(reason = %r, serial = %serial_decimal, "certificate refused");
+        ServiceError::access_denied(r.service_message())
+    };
+    verify_certificate(&leaf, headers, &anchor, &crls, now)?.map_err(reject)?;
+
+    // 5. The role's trust policy: what IAM decides when the service assumes the role with the
+    //    certificate's attributes as session tags and its subject CN as source identity.
+    let names = CertificateNames::from_certificate(&leaf)
+        .map_err(|e| reject(CertificateRejection::Unacceptable(e.to_string())))?;
+    let tags = default_principal_tags(&names);
+    // "Sessions issued by IAM Roles Anywhere have the source identity set to the common name(s)
+    // (CN) of the subject(s) you use in end-entity certificate(s)" (Roles Anywhere User Guide,
+    // "The IAM Roles Anywhere trust model",
+    // https://docs.aws.amazon.com/rolesanywhere/latest/userguide/trust-model.html).
+    let source_identity = names.subject_common_name();
+    if let Some(document) = &trust_policy {
+        authorize_role(
+            &role_arn,
+            document,
+            &tags,
+            source_identity,
+            &trust_anchor_arn,
+        )?;
+    }
+
+    // 6. Credentials (fake, in the shapes and lengths STS uses).
+    let duration = profile
+        .duration_seconds
+        .map_or(duration, |max| duration.min(max));
+    // "IAM Roles Anywhere sets this [the session name] automatically, using the hex-encoded
+    // serial number of the authenticating certificate" (same page). Hex of the serial's value,
+    // without DER sign padding: the form WorkloadCertificate status.serialNumber holds, so a
+    // session ARN can be matched to the certificate it came from.
+    let session_name = role_session_name
+        .clone()
+        .unwrap_or_else(|| crate::pki::serial_hex(leaf.tbs_certificate.raw_serial()));
+    let reply = credential_set(
+        &region,
+        &role_arn,
+        &session_name,
+        source_identity,
+        duration,
+        now,
+    )?;
+    tracing::info!(
+        serial = %serial_decimal,
+        role = %role_arn,
+        access_key_id = %reply["credentialSet"][0]["credentials"]["accessKeyId"],
+        "CreateSession granted"
+    );
+    Ok(reply)
+}
+
+/// What a CreateSession asks for.
+struct SessionParameters {
+    trust_anchor_arn: String,
+    profile_arn: String,
+    role_arn: String,
+    duration: u32,
+    role_session_name: Option<String>,
+}
+
+/// The parameters, from the query string or the JSON body (the SDK sends the body, the helper
+/// both).
+fn session_parameters(
+    query: &[(String, String)],
+    body: &[u8],
+) -> Result<SessionParameters, ServiceError> {
     let json: Value = if body.is_empty() {
         json!({})
     } else {
@@ -145,18 +237,44 @@ pub fn handle_create_session(
                 ))
             })?,
     };
-    let role_session_name = json.get("roleSessionName").and_then(Value::as_str);
+    let role_session_name = json
+        .get("roleSessionName")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    Ok(SessionParameters {
+        trust_anchor_arn,
+        profile_arn,
+        role_arn,
+        duration,
+        role_session_name,
+    })
+}
 
-    // 3. Trust anchor, profile and role.
+/// The trust anchor, profile, enabled CRLs and role trust policy a session names.
+struct Resolved {
+    anchor: TrustAnchor,
+    profile: Profile,
+    crls: Vec<Crl>,
+    trust_policy: Option<serde_json::Value>,
+}
+
+/// Looks up what the session names: each must exist and be enabled, and the role must be in the
+/// profile.
+fn resolve(
+    shared: &Shared,
+    trust_anchor_arn: &str,
+    profile_arn: &str,
+    role_arn: &str,
+) -> Result<Resolved, ServiceError> {
     let (anchor, profile, crls, trust_policy) = shared.read(|state| {
-        let anchor = state.trust_anchor_by_arn(&trust_anchor_arn).cloned();
-        let profile = state.profile_by_arn(&profile_arn).cloned();
+        let anchor = state.trust_anchor_by_arn(trust_anchor_arn).cloned();
+        let profile = state.profile_by_arn(profile_arn).cloned();
         let crls: Vec<_> = state
-            .crls_of(&trust_anchor_arn)
+            .crls_of(trust_anchor_arn)
             .filter(|c| c.enabled)
             .cloned()
             .collect();
-        let trust_policy = state.role_trust_policies.get(&role_arn).cloned();
+        let trust_policy = state.role_trust_policies.get(role_arn).cloned();
         (anchor, profile, crls, trust_policy)
     });
     let anchor = anchor.ok_or_else(|| {
@@ -170,23 +288,32 @@ pub fn handle_create_session(
     if !profile.enabled {
         return Err(ServiceError::access_denied("Profile is disabled"));
     }
-    if !profile.role_arns.contains(&role_arn) {
+    if !profile.role_arns.iter().any(|arn| arn == role_arn) {
         return Err(ServiceError::access_denied(format!(
             "Role {role_arn} is not in profile {profile_arn}"
         )));
     }
-    if role_session_name.is_some() && !profile.accept_role_session_name {
-        return Err(ServiceError::validation(
-            "The profile does not accept role session names",
-        ));
-    }
+    Ok(Resolved {
+        anchor,
+        profile,
+        crls,
+        trust_policy,
+    })
+}
 
-    // 4. The certificate: profile, path to the anchor, validity, revocation.
-    let reject = |r: CertificateRejection| {
-        tracing::info!(reason = %r, serial = %serial_decimal, "certificate refused");
-        ServiceError::access_denied(r.service_message())
-    };
-    check_leaf_profile(&leaf).map_err(reject)?;
+/// The certificate as the service checks it: its profile, a path to the trust anchor (with the
+/// chain the client sent), validity, and the anchor's enabled CRLs. The outer error is a
+/// malformed request; the inner one the certificate's refusal.
+fn verify_certificate(
+    leaf: &x509_parser::certificate::X509Certificate<'_>,
+    headers: &HeaderMap,
+    anchor: &TrustAnchor,
+    crls: &[Crl],
+    now: OffsetDateTime,
+) -> Result<Result<(), CertificateRejection>, ServiceError> {
+    if let Err(rejection) = check_leaf_profile(leaf) {
+        return Ok(Err(rejection));
+    }
     let chain_der: Vec<Vec<u8>> = match header_values(headers, HEADER_X509_CHAIN) {
         Some(chain) => chain
             .split(',')
@@ -210,8 +337,10 @@ pub fn handle_create_session(
                 .map(|(_, c)| c)
         })
         .collect::<Vec<_>>();
-    let issuer =
-        verify_path(&leaf, &intermediates, &anchors, now.unix_timestamp()).map_err(reject)?;
+    let issuer = match verify_path(leaf, &intermediates, &anchors, now.unix_timestamp()) {
+        Ok(issuer) => issuer,
+        Err(rejection) => return Ok(Err(rejection)),
+    };
     let crl_der: Vec<(String, Vec<u8>)> = crls
         .iter()
         .filter_map(|c| super::control_plane::crl_der(&c.crl_data).map(|der| (c.name.clone(), der)))
@@ -224,54 +353,7 @@ pub fn handle_create_session(
                 .map(|(_, crl)| (name.clone(), crl))
         })
         .collect();
-    check_not_revoked(&leaf, issuer, &parsed_crls).map_err(reject)?;
-
-    // 5. The role's trust policy: what IAM decides when the service assumes the role with the
-    //    certificate's attributes as session tags and its subject CN as source identity.
-    let names = CertificateNames::from_certificate(&leaf)
-        .map_err(|e| reject(CertificateRejection::Unacceptable(e.to_string())))?;
-    let tags = default_principal_tags(&names);
-    // "Sessions issued by IAM Roles Anywhere have the source identity set to the common name(s)
-    // (CN) of the subject(s) you use in end-entity certificate(s)" (Roles Anywhere User Guide,
-    // "The IAM Roles Anywhere trust model",
-    // https://docs.aws.amazon.com/rolesanywhere/latest/userguide/trust-model.html).
-    let source_identity = names.subject_common_name();
-    if let Some(document) = &trust_policy {
-        authorize_role(
-            &role_arn,
-            document,
-            &tags,
-            source_identity,
-            &trust_anchor_arn,
-        )?;
-    }
-
-    // 6. Credentials (fake, in the shapes and lengths STS uses).
-    let duration = profile
-        .duration_seconds
-        .map_or(duration, |max| duration.min(max));
-    // "IAM Roles Anywhere sets this [the session name] automatically, using the hex-encoded
-    // serial number of the authenticating certificate" (same page). Hex of the serial's value,
-    // without DER sign padding: the form WorkloadCertificate status.serialNumber holds, so a
-    // session ARN can be matched to the certificate it came from.
-    let session_name = role_session_name
-        .map(str::to_owned)
-        .unwrap_or_else(|| crate::pki::serial_hex(leaf.tbs_certificate.raw_serial()));
-    let reply = credential_set(
-        &region,
-        &role_arn,
-        &session_name,
-        source_identity,
-        duration,
-        now,
-    )?;
-    tracing::info!(
-        serial = %serial_decimal,
-        role = %role_arn,
-        access_key_id = %reply["credentialSet"][0]["credentials"]["accessKeyId"],
-        "CreateSession granted"
-    );
-    Ok(reply)
+    Ok(check_not_revoked(leaf, issuer, &parsed_crls))
 }
 
 /// Evaluates the role's trust policy for the actions this session needs: `sts:AssumeRole`, plus
