@@ -101,6 +101,26 @@ fn redact(json: &str) -> String {
     }
 }
 
+/// What every step of the demo works with.
+struct Demo {
+    client: kube::Client,
+    /// The control plane's work directory: files the demo writes, and the logs.
+    work: PathBuf,
+    /// This binary: the controller, the sidecar and `credential-process` are its subcommands.
+    iamra: PathBuf,
+    apply: PatchParams,
+}
+
+/// The injected sidecar, running as the kubelet would run it.
+struct RunningSidecar {
+    _process: ChildGuard,
+    credentials_url: String,
+    token: String,
+    /// The credentials it served first.
+    first: String,
+    certificate_dir: PathBuf,
+}
+
 /// Runs the demo, printing each step; returns the seconds from applying the Revocation to the
 /// first refused CreateSession.
 pub async fn run(binaries: BinariesSource) -> anyhow::Result<f64> {
@@ -113,11 +133,15 @@ pub async fn run(binaries: BinariesSource) -> anyhow::Result<f64> {
     };
     step("starting etcd and kube-apiserver on loopback, installing the CRDs");
     let control_plane = ControlPlane::start(&binaries).await?;
-    let client = control_plane.client().await?;
-    let work = control_plane.workdir().to_path_buf();
+    let demo = Demo {
+        client: control_plane.client().await?,
+        work: control_plane.workdir().to_path_buf(),
+        iamra: std::env::current_exe().context("locating this binary")?,
+        apply: PatchParams::apply("iamra-demo").force(),
+    };
     println!(
         "    data and logs in {} (removed at the end)",
-        work.display()
+        demo.work.display()
     );
 
     step("starting the IAM Roles Anywhere emulator");
@@ -129,12 +153,51 @@ pub async fn run(binaries: BinariesSource) -> anyhow::Result<f64> {
         enforce_session_quota: true,
     })
     .await?;
+    create_namespace(&demo).await?;
 
-    let namespaces: Api<Namespace> = Api::all(client.clone());
+    step("starting `iamra controller`");
+    let (_controller, controller_log) =
+        start_controller(&demo, &control_plane, &emulator.endpoint())?;
+
+    step("applying an Issuer: the controller bootstraps a self-signed CA");
+    let arns = bootstrap_issuer(&demo, &emulator).await?;
+
+    step("applying a WorkloadCertificate");
+    let (serial, args) = issue_certificate(&demo, &arns, &emulator.endpoint()).await?;
+
+    step("getting AWS credentials with `iamra credential-process`");
+    match credential_process(&demo.iamra, &args)? {
+        Ok(json) => println!("    {}", redact(&json)),
+        Err(error) => anyhow::bail!("credential-process failed before any revocation: {error}"),
+    }
+
+    step(
+        "applying a RolesAnywhereBinding and creating a pod it selects: the webhook injects the sidecar",
+    );
+    let sidecar_args = inject_pod(&demo, &arns).await?;
+
+    step("running the injected sidecar as the kubelet would (Secret mounted, same arguments)");
+    let sidecar = run_sidecar(&demo, &sidecar_args).await?;
+
+    step("applying a Revocation of the workload's certificate (reason keyCompromise, reissue)");
+    let seconds = revoke(&demo, &args, &controller_log).await?;
+
+    step(
+        "the controller reissued the certificate with a fresh key; the sidecar follows the volume",
+    );
+    follow_reissue(&demo, &serial, &sidecar).await?;
+
+    emulator.shutdown().await;
+    step("cleaning up (controller, emulator, kube-apiserver, etcd and their data)");
+    Ok(seconds)
+}
+
+/// The demo's namespace, opted in to sidecar injection.
+async fn create_namespace(demo: &Demo) -> anyhow::Result<()> {
+    let namespaces: Api<Namespace> = Api::all(demo.client.clone());
     let namespace = Namespace {
         metadata: ObjectMeta {
             name: Some(NAMESPACE.into()),
-            // Opts the namespace's pods in to sidecar injection.
             labels: Some([(INJECTION_LABEL.into(), INJECTION_LABEL_VALUE.into())].into()),
             ..Default::default()
         },
@@ -143,14 +206,21 @@ pub async fn run(binaries: BinariesSource) -> anyhow::Result<f64> {
     namespaces
         .create(&PostParams::default(), &namespace)
         .await?;
+    Ok(())
+}
 
-    step("starting `iamra controller`");
-    let iamra = std::env::current_exe().context("locating this binary")?;
-    let controller_log = work.join("controller.log");
+/// `iamra controller` for the demo's namespace, with the webhook on loopback and the emulator as
+/// the platform's Roles Anywhere endpoint; and its log file.
+fn start_controller(
+    demo: &Demo,
+    control_plane: &ControlPlane,
+    emulator_endpoint: &str,
+) -> anyhow::Result<(ChildGuard, PathBuf)> {
+    let controller_log = demo.work.join("controller.log");
     let log = std::fs::File::create(&controller_log)?;
     let webhook_port = free_loopback_port()?;
-    let _controller = ChildGuard(
-        Command::new(&iamra)
+    let controller = ChildGuard(
+        Command::new(&demo.iamra)
             .args(["controller", "--namespace", NAMESPACE])
             .arg(format!(
                 "--http-address=127.0.0.1:{}",
@@ -163,7 +233,7 @@ pub async fn run(binaries: BinariesSource) -> anyhow::Result<f64> {
             .arg("--webhook-configuration=iamra-local-demo")
             .arg(format!("--webhook-secret-namespace={NAMESPACE}"))
             // The platform's endpoint, for CRL imports and the injected sidecars alike.
-            .arg(format!("--rolesanywhere-endpoint={}", emulator.endpoint()))
+            .arg(format!("--rolesanywhere-endpoint={}", emulator_endpoint))
             // The demo's namespace is the only tenant: it may import into the emulator's anchor.
             .arg(format!("--trust-anchor-grant={NAMESPACE}=*"))
             .env("KUBECONFIG", control_plane.kubeconfig_path())
@@ -178,13 +248,19 @@ pub async fn run(binaries: BinariesSource) -> anyhow::Result<f64> {
             .spawn()
             .context("starting the controller")?,
     );
+    Ok((controller, controller_log))
+}
 
-    let apply = PatchParams::apply("iamra-demo").force();
-    let issuers: Api<Issuer> = Api::namespaced(client.clone(), NAMESPACE);
-    step("applying an Issuer: the controller bootstraps a self-signed CA");
+/// The Issuer, Ready with its bootstrapped CA, which the emulator then trusts; the Issuer then
+/// imports its CRL into that trust anchor.
+async fn bootstrap_issuer(
+    demo: &Demo,
+    emulator: &emulator::RunningEmulator,
+) -> anyhow::Result<emulator::SeededArns> {
+    let issuers: Api<Issuer> = Api::namespaced(demo.client.clone(), NAMESPACE);
     let mut issuer = Issuer::new("demo-ca", IssuerSpec::local("demo-ca"));
     issuers
-        .patch("demo-ca", &apply, &Patch::Apply(&issuer))
+        .patch("demo-ca", &demo.apply, &Patch::Apply(&issuer))
         .await?;
     let ca_pem = wait_until("the Issuer to be Ready", || async {
         let issuer = issuers.get("demo-ca").await?;
@@ -205,11 +281,19 @@ pub async fn run(binaries: BinariesSource) -> anyhow::Result<f64> {
         crl_name: None,
     });
     issuers
-        .patch("demo-ca", &apply, &Patch::Apply(&issuer))
+        .patch("demo-ca", &demo.apply, &Patch::Apply(&issuer))
         .await?;
+    Ok(arns)
+}
 
-    step("applying a WorkloadCertificate");
-    let certificates: Api<WorkloadCertificate> = Api::namespaced(client.clone(), NAMESPACE);
+/// The workload's certificate, issued into its Secret: its serial, and the `credential-process`
+/// arguments that use it (the Secret's files written into the work directory).
+async fn issue_certificate(
+    demo: &Demo,
+    arns: &emulator::SeededArns,
+    emulator_endpoint: &str,
+) -> anyhow::Result<(String, Vec<String>)> {
+    let certificates: Api<WorkloadCertificate> = Api::namespaced(demo.client.clone(), NAMESPACE);
     let certificate = WorkloadCertificate::new(
         "payments-api",
         WorkloadCertificateSpec {
@@ -232,7 +316,7 @@ pub async fn run(binaries: BinariesSource) -> anyhow::Result<f64> {
         },
     );
     certificates
-        .patch("payments-api", &apply, &Patch::Apply(&certificate))
+        .patch("payments-api", &demo.apply, &Patch::Apply(&certificate))
         .await?;
     let serial = wait_until("the certificate to be issued", || async {
         let certificate = certificates.get("payments-api").await?;
@@ -243,7 +327,7 @@ pub async fn run(binaries: BinariesSource) -> anyhow::Result<f64> {
     })
     .await?;
     println!("    certificate {serial} in Secret {NAMESPACE}/payments-api-tls");
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), NAMESPACE);
+    let secrets: Api<Secret> = Api::namespaced(demo.client.clone(), NAMESPACE);
     let secret = secrets.get("payments-api-tls").await?;
     let file = |key: &str| -> anyhow::Result<PathBuf> {
         let bytes = secret
@@ -251,7 +335,7 @@ pub async fn run(binaries: BinariesSource) -> anyhow::Result<f64> {
             .as_ref()
             .and_then(|d| d.get(key))
             .with_context(|| format!("Secret has no {key}"))?;
-        let path = work.join(key);
+        let path = demo.work.join(key);
         std::fs::write(&path, &bytes.0)?;
         Ok(path)
     };
@@ -268,19 +352,15 @@ pub async fn run(binaries: BinariesSource) -> anyhow::Result<f64> {
         "--role-arn".into(),
         ROLE_ARN.into(),
         "--endpoint".into(),
-        emulator.endpoint(),
+        emulator_endpoint.to_string(),
     ];
+    Ok((serial, args))
+}
 
-    step("getting AWS credentials with `iamra credential-process`");
-    match credential_process(&iamra, &args)? {
-        Ok(json) => println!("    {}", redact(&json)),
-        Err(error) => anyhow::bail!("credential-process failed before any revocation: {error}"),
-    }
-
-    step(
-        "applying a RolesAnywhereBinding and creating a pod it selects: the webhook injects the sidecar",
-    );
-    let bindings: Api<RolesAnywhereBinding> = Api::namespaced(client.clone(), NAMESPACE);
+/// The binding, Ready, and a pod it selects created through the webhook: the sidecar's
+/// arguments as injected.
+async fn inject_pod(demo: &Demo, arns: &emulator::SeededArns) -> anyhow::Result<Vec<String>> {
+    let bindings: Api<RolesAnywhereBinding> = Api::namespaced(demo.client.clone(), NAMESPACE);
     let binding = RolesAnywhereBinding::new(
         "payments-api",
         RolesAnywhereBindingSpec {
@@ -302,7 +382,7 @@ pub async fn run(binaries: BinariesSource) -> anyhow::Result<f64> {
         },
     );
     bindings
-        .patch("payments-api", &apply, &Patch::Apply(&binding))
+        .patch("payments-api", &demo.apply, &Patch::Apply(&binding))
         .await?;
     wait_until("the RolesAnywhereBinding to be Ready", || async {
         let binding = bindings.get("payments-api").await?;
@@ -312,7 +392,7 @@ pub async fn run(binaries: BinariesSource) -> anyhow::Result<f64> {
     // The webhook's configuration is written once the webhook serves.
     let configurations: Api<
         k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration,
-    > = Api::all(client.clone());
+    > = Api::all(demo.client.clone());
     wait_until("the webhook to be configured", || async {
         Ok(configurations
             .get_opt("iamra-local-demo")
@@ -320,7 +400,7 @@ pub async fn run(binaries: BinariesSource) -> anyhow::Result<f64> {
             .map(|_| ()))
     })
     .await?;
-    let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
+    let pods: Api<Pod> = Api::namespaced(demo.client.clone(), NAMESPACE);
     let pod = pods
         .create(
             &PostParams::default(),
@@ -351,24 +431,29 @@ pub async fn run(binaries: BinariesSource) -> anyhow::Result<f64> {
         .map(|e| format!("{}={}", e.name, e.value.clone().unwrap_or_default()))
         .collect();
     println!("    pod payments-api: native sidecar {SIDECAR_CONTAINER}; app env {app_env:?}");
+    Ok(sidecar_args)
+}
 
-    step("running the injected sidecar as the kubelet would (Secret mounted, same arguments)");
-    let pod_dir = work.join("pod");
+/// The injected sidecar, started with the Secret mounted as the kubelet would, once it serves
+/// credentials (and refuses a request without its token).
+async fn run_sidecar(demo: &Demo, sidecar_args: &[String]) -> anyhow::Result<RunningSidecar> {
+    let secrets: Api<Secret> = Api::namespaced(demo.client.clone(), NAMESPACE);
+    let pod_dir = demo.work.join("pod");
     let certificate_dir = pod_dir.join("certificate");
     let token_file = pod_dir.join("token");
     mount_secret(&secrets.get("payments-api-tls").await?, &certificate_dir)?;
     let listen = format!("127.0.0.1:{}", free_loopback_port()?);
     let health = format!("127.0.0.1:{}", free_loopback_port()?);
-    let _sidecar = ChildGuard(start_sidecar(
-        &iamra,
+    let process = ChildGuard(start_sidecar(
+        &demo.iamra,
         &localize(
-            &sidecar_args,
+            sidecar_args,
             &certificate_dir,
             &token_file,
             &listen,
             &health,
         ),
-        &work.join("sidecar.log"),
+        &demo.work.join("sidecar.log"),
     )?);
     let credentials_url = format!("http://{listen}/credentials");
     let first = wait_until("the sidecar to serve credentials", || async {
@@ -388,9 +473,19 @@ pub async fn run(binaries: BinariesSource) -> anyhow::Result<f64> {
         redact(&first)
     );
     println!("    without the token file's value: HTTP {unauthorized}");
+    Ok(RunningSidecar {
+        _process: process,
+        credentials_url,
+        token,
+        first,
+        certificate_dir,
+    })
+}
 
-    step("applying a Revocation of the workload's certificate (reason keyCompromise, reissue)");
-    let revocations: Api<Revocation> = Api::namespaced(client.clone(), NAMESPACE);
+/// The Revocation, applied; returns the seconds until Roles Anywhere refused the certificate.
+async fn revoke(demo: &Demo, args: &[String], controller_log: &Path) -> anyhow::Result<f64> {
+    let issuers: Api<Issuer> = Api::namespaced(demo.client.clone(), NAMESPACE);
+    let revocations: Api<Revocation> = Api::namespaced(demo.client.clone(), NAMESPACE);
     let revocation = Revocation::new(
         "payments-api-key-leak",
         RevocationSpec {
@@ -406,10 +501,14 @@ pub async fn run(binaries: BinariesSource) -> anyhow::Result<f64> {
     );
     let started = Instant::now();
     revocations
-        .patch("payments-api-key-leak", &apply, &Patch::Apply(&revocation))
+        .patch(
+            "payments-api-key-leak",
+            &demo.apply,
+            &Patch::Apply(&revocation),
+        )
         .await?;
     let refusal = wait_until("Roles Anywhere to refuse the certificate", || async {
-        match credential_process(&iamra, &args)? {
+        match credential_process(&demo.iamra, args)? {
             Err(error) if error.contains("Certificate revoked") => Ok(Some(error)),
             Err(error) => anyhow::bail!("credential-process failed for another reason: {error}"),
             Ok(_) => Ok(None),
@@ -441,39 +540,45 @@ pub async fn run(binaries: BinariesSource) -> anyhow::Result<f64> {
     println!(
         "==> revoked in {seconds:.2} s: apply of the Revocation to the first refused CreateSession"
     );
+    Ok(seconds)
+}
 
-    step(
-        "the controller reissued the certificate with a fresh key; the sidecar follows the volume",
-    );
+/// The reissued certificate, mounted again: the sidecar, not restarted, serves credentials of
+/// the new certificate.
+async fn follow_reissue(demo: &Demo, serial: &str, sidecar: &RunningSidecar) -> anyhow::Result<()> {
+    let certificates: Api<WorkloadCertificate> = Api::namespaced(demo.client.clone(), NAMESPACE);
+    let secrets: Api<Secret> = Api::namespaced(demo.client.clone(), NAMESPACE);
     let reissued = wait_until("the reissued certificate", || async {
         let certificate = certificates.get("payments-api").await?;
         Ok(certificate
             .status
             .filter(|s| ready(Some(&s.conditions)))
             .and_then(|s| s.serial_number)
-            .filter(|new| *new != serial))
+            .filter(|new| new != serial))
     })
     .await?;
-    mount_secret(&secrets.get("payments-api-tls").await?, &certificate_dir)?;
+    mount_secret(
+        &secrets.get("payments-api-tls").await?,
+        &sidecar.certificate_dir,
+    )?;
     let access_key = |body: &str| {
         serde_json::from_str::<serde_json::Value>(body)
             .ok()
             .and_then(|v| v["AccessKeyId"].as_str().map(String::from))
     };
-    let before = access_key(&first);
+    let before = access_key(&sidecar.first);
     let rotated = wait_until("the sidecar to use the reissued certificate", || async {
-        Ok(match get(&credentials_url, Some(token.trim())).await {
-            Ok((200, body)) if access_key(&body) != before => Some(body),
-            _ => None,
-        })
+        Ok(
+            match get(&sidecar.credentials_url, Some(sidecar.token.trim())).await {
+                Ok((200, body)) if access_key(&body) != before => Some(body),
+                _ => None,
+            },
+        )
     })
     .await?;
     println!(
         "    certificate {reissued}; sidecar, not restarted: {}",
         redact(&rotated)
     );
-
-    emulator.shutdown().await;
-    step("cleaning up (controller, emulator, kube-apiserver, etcd and their data)");
-    Ok(seconds)
+    Ok(())
 }
