@@ -47,37 +47,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the operator against the current kubeconfig (or in-cluster configuration).
-    Controller {
-        /// Watch only this namespace instead of the whole cluster.
-        #[arg(long, env = "IAMRA_NAMESPACE")]
-        namespace: Option<String>,
-        /// Reconciles of one kind running at once; one namespace gets at most a quarter of them.
-        #[arg(long, env = "IAMRA_CONCURRENCY", default_value_t = iamra::controller::DEFAULT_CONCURRENCY)]
-        concurrency: u16,
-        /// Address of the HTTP server: CRL distribution points (/crl/<namespace>/<issuer>.crl),
-        /// Prometheus metrics (/metrics) and health (/healthz, /readyz).
-        #[arg(long, default_value = "0.0.0.0:8080", env = "IAMRA_HTTP_ADDRESS")]
-        http_address: std::net::SocketAddr,
-        #[command(flatten)]
-        webhook: WebhookArgs,
-        #[command(flatten)]
-        leader_election: LeaderElectionArgs,
-        #[command(flatten)]
-        platform: PlatformArgs,
-        /// Namespace of ClusterIssuers' CA Secrets and CRL ConfigMaps; a Revocation here is the
-        /// platform team's and may revoke any serial of a ClusterIssuer. Default: the
-        /// controller's own ($POD_NAMESPACE), else `iamra-system`.
-        #[arg(long, env = "IAMRA_CLUSTER_RESOURCE_NAMESPACE")]
-        cluster_resource_namespace: Option<String>,
-        /// Reconcile ClusterIssuers (their CA and CRL). Default: true when watching every
-        /// namespace, false with --namespace (cluster-scoped objects belong to one controller).
-        #[arg(long, env = "IAMRA_RECONCILE_CLUSTER_ISSUERS", num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
-        reconcile_cluster_issuers: Option<bool>,
-        /// How often each CRL imported into Roles Anywhere is checked (GetCrl) and repaired if it
-        /// was disabled, deleted or overwritten out of band.
-        #[arg(long, env = "IAMRA_CRL_DRIFT_CHECK_INTERVAL", default_value = "5m", value_parser = parse_duration)]
-        crl_drift_check_interval: Duration,
-    },
+    Controller(ControllerArgs),
     /// Run the whole story locally: control plane, Roles Anywhere emulator, controller, a
     /// certificate traded for credentials, then a Revocation refused within seconds.
     #[cfg(feature = "dev-tools")]
@@ -102,6 +72,40 @@ enum Command {
     /// Serve temporary AWS credentials on loopback (container-credentials endpoint and IMDSv2),
     /// refreshed before expiry from the mounted certificate, following its rotation.
     Sidecar(SidecarArgs),
+}
+
+/// Where and how the controller runs.
+#[derive(clap::Args)]
+struct ControllerArgs {
+    /// Watch only this namespace instead of the whole cluster.
+    #[arg(long, env = "IAMRA_NAMESPACE")]
+    namespace: Option<String>,
+    /// Reconciles of one kind running at once; one namespace gets at most a quarter of them.
+    #[arg(long, env = "IAMRA_CONCURRENCY", default_value_t = iamra::controller::DEFAULT_CONCURRENCY)]
+    concurrency: u16,
+    /// Address of the HTTP server: CRL distribution points (/crl/<namespace>/<issuer>.crl),
+    /// Prometheus metrics (/metrics) and health (/healthz, /readyz).
+    #[arg(long, default_value = "0.0.0.0:8080", env = "IAMRA_HTTP_ADDRESS")]
+    http_address: std::net::SocketAddr,
+    #[command(flatten)]
+    webhook: WebhookArgs,
+    #[command(flatten)]
+    leader_election: LeaderElectionArgs,
+    #[command(flatten)]
+    platform: PlatformArgs,
+    /// Namespace of ClusterIssuers' CA Secrets and CRL ConfigMaps; a Revocation here is the
+    /// platform team's and may revoke any serial of a ClusterIssuer. Default: the
+    /// controller's own ($POD_NAMESPACE), else `iamra-system`.
+    #[arg(long, env = "IAMRA_CLUSTER_RESOURCE_NAMESPACE")]
+    cluster_resource_namespace: Option<String>,
+    /// Reconcile ClusterIssuers (their CA and CRL). Default: true when watching every
+    /// namespace, false with --namespace (cluster-scoped objects belong to one controller).
+    #[arg(long, env = "IAMRA_RECONCILE_CLUSTER_ISSUERS", num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    reconcile_cluster_issuers: Option<bool>,
+    /// How often each CRL imported into Roles Anywhere is checked (GetCrl) and repaired if it
+    /// was disabled, deleted or overwritten out of band.
+    #[arg(long, env = "IAMRA_CRL_DRIFT_CHECK_INTERVAL", default_value = "5m", value_parser = parse_duration)]
+    crl_drift_check_interval: Duration,
 }
 
 /// What only the platform team decides: where AWS requests go and which KMS keys namespaces may
@@ -342,84 +346,9 @@ fn main() -> anyhow::Result<()> {
             runtime()?.block_on(demo::run(source))?;
             Ok(())
         }
-        Command::Controller {
-            namespace,
-            concurrency,
-            http_address,
-            webhook,
-            leader_election,
-            platform,
-            cluster_resource_namespace,
-            reconcile_cluster_issuers,
-            crl_drift_check_interval,
-        } => {
+        Command::Controller(args) => {
             telemetry::init(cli.log_format, "info");
-            let runtime = runtime()?;
-            let result = runtime.block_on(async {
-                let mut config = kube::Config::infer()
-                    .await
-                    .context("no usable kubeconfig or in-cluster configuration")?;
-                // Which replica made a request, in the API server's audit log.
-                config.headers.push((
-                    http::header::USER_AGENT,
-                    http::HeaderValue::from_str(&format!(
-                        "iamra/{} ({})",
-                        env!("CARGO_PKG_VERSION"),
-                        iamra::controller::default_identity()
-                    ))
-                    .context(
-                        "the replica's identity (POD_NAME or hostname) is not a header value",
-                    )?,
-                ));
-                let client = kube::Client::try_from(config)
-                    .context("no usable kubeconfig or in-cluster configuration")?;
-                let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
-                    .timeout_config(iamra::controller::aws_timeouts())
-                    .load()
-                    .await;
-                tracing::info!(
-                    namespace = namespace.as_deref().unwrap_or("<all>"),
-                    "controller starting"
-                );
-                let platform = platform.config();
-                let webhook =
-                    webhook.options(namespace.clone(), platform.rolesanywhere_endpoint.clone())?;
-                let cluster_resource_namespace = cluster_resource_namespace
-                    .or_else(|| std::env::var("POD_NAMESPACE").ok())
-                    .unwrap_or_else(|| {
-                        iamra::controller::DEFAULT_CLUSTER_RESOURCE_NAMESPACE.to_string()
-                    });
-                let options = OperatorOptions {
-                    reconcile_cluster_issuers: reconcile_cluster_issuers
-                        .unwrap_or(namespace.is_none()),
-                    cluster_resource_namespace,
-                    webhook,
-                    leader_election: leader_election.config(namespace.as_deref()),
-                    namespace,
-                    concurrency,
-                    http_address: Some(http_address),
-                    crl_drift_check_interval: Some(crl_drift_check_interval),
-                    platform,
-                };
-                match iamra::operator::run(client, aws, options).await {
-                    Ok(()) => {
-                        tracing::info!("controller stopped");
-                        Ok(())
-                    }
-                    // Exit at once: no reconcile of this replica may outlive its leadership,
-                    // and tearing the runtime down would wait for in-flight KMS calls.
-                    // Kubernetes restarts the container, which then campaigns again.
-                    Err(RunError::LeaderElection(error)) => {
-                        tracing::error!(%error, "stopping");
-                        std::process::exit(1);
-                    }
-                    Err(error) => Err(error.into()),
-                }
-            });
-            // A KMS signature runs on a blocking thread; waiting for one that hangs would keep
-            // the process alive past SIGTERM.
-            runtime.shutdown_timeout(Duration::from_millis(500));
-            result
+            run_controller(args)
         }
         Command::CredentialProcess(args) => {
             // stdout carries only the credentials JSON; logs (off unless RUST_LOG) go to stderr.
@@ -461,6 +390,82 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
+/// `iamra controller`: until a shutdown signal, or exits at once when leadership is lost.
+fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
+    let ControllerArgs {
+        namespace,
+        concurrency,
+        http_address,
+        webhook,
+        leader_election,
+        platform,
+        cluster_resource_namespace,
+        reconcile_cluster_issuers,
+        crl_drift_check_interval,
+    } = args;
+    let runtime = runtime()?;
+    let result = runtime.block_on(async {
+        let mut config = kube::Config::infer()
+            .await
+            .context("no usable kubeconfig or in-cluster configuration")?;
+        // Which replica made a request, in the API server's audit log.
+        config.headers.push((
+            http::header::USER_AGENT,
+            http::HeaderValue::from_str(&format!(
+                "iamra/{} ({})",
+                env!("CARGO_PKG_VERSION"),
+                iamra::controller::default_identity()
+            ))
+            .context("the replica's identity (POD_NAME or hostname) is not a header value")?,
+        ));
+        let client = kube::Client::try_from(config)
+            .context("no usable kubeconfig or in-cluster configuration")?;
+        let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .timeout_config(iamra::controller::aws_timeouts())
+            .load()
+            .await;
+        tracing::info!(
+            namespace = namespace.as_deref().unwrap_or("<all>"),
+            "controller starting"
+        );
+        let platform = platform.config();
+        let webhook =
+            webhook.options(namespace.clone(), platform.rolesanywhere_endpoint.clone())?;
+        let cluster_resource_namespace = cluster_resource_namespace
+            .or_else(|| std::env::var("POD_NAMESPACE").ok())
+            .unwrap_or_else(|| iamra::controller::DEFAULT_CLUSTER_RESOURCE_NAMESPACE.to_string());
+        let options = OperatorOptions {
+            reconcile_cluster_issuers: reconcile_cluster_issuers.unwrap_or(namespace.is_none()),
+            cluster_resource_namespace,
+            webhook,
+            leader_election: leader_election.config(namespace.as_deref()),
+            namespace,
+            concurrency,
+            http_address: Some(http_address),
+            crl_drift_check_interval: Some(crl_drift_check_interval),
+            platform,
+        };
+        match iamra::operator::run(client, aws, options).await {
+            Ok(()) => {
+                tracing::info!("controller stopped");
+                Ok(())
+            }
+            // Exit at once: no reconcile of this replica may outlive its leadership,
+            // and tearing the runtime down would wait for in-flight KMS calls.
+            // Kubernetes restarts the container, which then campaigns again.
+            Err(RunError::LeaderElection(error)) => {
+                tracing::error!(%error, "stopping");
+                std::process::exit(1);
+            }
+            Err(error) => Err(error.into()),
+        }
+    });
+    // A KMS signature runs on a blocking thread; waiting for one that hangs would keep
+    // the process alive past SIGTERM.
+    runtime.shutdown_timeout(Duration::from_millis(500));
+    result
+}
+
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -498,9 +503,7 @@ mod tests {
             let cli = super::Cli::try_parse_from([&["iamra", "controller"], args].concat())
                 .expect("valid arguments");
             match cli.command {
-                super::Command::Controller {
-                    leader_election, ..
-                } => leader_election.enabled,
+                super::Command::Controller(args) => args.leader_election.enabled,
                 _ => unreachable!("parsed the controller subcommand"),
             }
         };
