@@ -138,7 +138,7 @@ pub(crate) async fn reconcile_all(
         tracing::error!("the reconcilers were started twice in one process; not starting again");
         return;
     };
-    let (certificate_changes, certificate_receiver) = tokio::sync::mpsc::unbounded_channel();
+    let (binding_triggers, binding_receiver) = tokio::sync::mpsc::unbounded_channel();
     let filled = {
         let ctx = ctx.clone();
         async move { ctx.reads.mark_filled_when_listed().await }
@@ -159,10 +159,10 @@ pub(crate) async fn reconcile_all(
             ctx.clone(),
             writers,
             &watches,
-            certificate_changes
+            binding_triggers
         ),
         revocation::run_revocations(client.clone(), scope, ctx.clone()),
-        binding::run_bindings(client, scope, ctx, &watches, certificate_receiver),
+        binding::run_bindings(client, scope, ctx, &watches, binding_receiver),
         filled,
         stop_queues
     );

@@ -23,24 +23,22 @@ pub(crate) async fn run_bindings(
     scope: &ReconcilerScope,
     ctx: Arc<Context>,
     watches: &SharedWatches,
-    certificate_changes: tokio::sync::mpsc::UnboundedReceiver<WorkloadCertificate>,
+    binding_triggers: tokio::sync::mpsc::UnboundedReceiver<ObjectRef<RolesAnywhereBinding>>,
 ) {
     let binding_store = watches.bindings.store();
     let Some(bindings) = watches.bindings.take_objects(|_| {}).await else {
         tracing::error!("the bindings' watch was taken twice; not reconciling bindings");
         return;
     };
-    let certificate_changes = futures::stream::unfold(certificate_changes, |mut changes| async {
-        let certificate = changes.recv().await?;
-        Some((Ok(certificate), changes))
+    let binding_triggers = futures::stream::unfold(binding_triggers, |mut triggers| async {
+        let binding = triggers.recv().await?;
+        Some((binding, triggers))
     });
     Controller::for_stream(bindings, binding_store.clone())
         .with_config(queued())
         // A certificate it created changed or went (it is made again), or a referenced one
-        // became Ready or not (the binding's Ready follows).
-        .watches_stream(certificate_changes, move |certificate| {
-            bindings_of(&binding_store, &certificate)
-        })
+        // became Ready or not (the binding's Ready follows): sent by the certificates' watch.
+        .reconcile_on(binding_triggers)
         // Injected pods (labelled by the webhook) update the count of the binding they name.
         .watches(
             api::<Pod>(&client, &scope.namespace),
@@ -62,7 +60,7 @@ pub(crate) async fn run_bindings(
 }
 
 /// The bindings a certificate matters to: the one that created it, and those that refer to it.
-fn bindings_of(
+pub(crate) fn bindings_of(
     store: &Store<RolesAnywhereBinding>,
     certificate: &WorkloadCertificate,
 ) -> Vec<ObjectRef<RolesAnywhereBinding>> {

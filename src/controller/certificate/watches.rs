@@ -14,7 +14,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 
 use super::{CacheWriters, reconcile};
 use crate::api::scoped_api as api;
-use crate::api::{ClusterIssuer, Issuer, IssuerKind, WorkloadCertificate};
+use crate::api::{ClusterIssuer, Issuer, IssuerKind, RolesAnywhereBinding, WorkloadCertificate};
 use crate::controller::runtime::{metrics, triggers};
 use crate::controller::{
     Context, ReconcilerScope, error_policy, guarded, log_outcome, managed_objects, queued,
@@ -28,16 +28,17 @@ pub(crate) async fn run_certificates(
     ctx: Arc<Context>,
     writers: CacheWriters,
     watches: &SharedWatches,
-    certificate_changes: tokio::sync::mpsc::UnboundedSender<WorkloadCertificate>,
+    binding_triggers: tokio::sync::mpsc::UnboundedSender<ObjectRef<RolesAnywhereBinding>>,
 ) {
-    // The certificates come from the watch the webhook shares; every change of one is passed on
-    // to the binding controller too, which would otherwise watch them twice more.
+    // The certificates come from the watch the webhook shares; a change of one revisits the
+    // bindings it matters to, which would otherwise watch certificates twice more.
     let certificate_store = watches.certificates.store();
     let forget = ctx.clone();
+    let bindings = watches.bindings.store();
     let Some(certificate_objects) = watches
         .certificates
         .take_objects(move |event| {
-            match event {
+            let certificate = match event {
                 // What was remembered of a deleted certificate goes with it.
                 watcher::Event::Delete(certificate) => {
                     forget.reads.forget_certificate(
@@ -45,12 +46,17 @@ pub(crate) async fn run_certificates(
                         &certificate.spec.secret_name,
                         &certificate.uid().unwrap_or_default(),
                     );
-                    let _ = certificate_changes.send(certificate.clone());
+                    certificate
                 }
                 watcher::Event::Apply(certificate) | watcher::Event::InitApply(certificate) => {
-                    let _ = certificate_changes.send(certificate.clone());
+                    certificate
                 }
-                watcher::Event::Init | watcher::Event::InitDone => {}
+                watcher::Event::Init | watcher::Event::InitDone => return,
+            };
+            // Only the bindings it matters to are passed on, so 10,000 certificates without a
+            // binding queue nothing.
+            for binding in crate::controller::binding::bindings_of(&bindings, certificate) {
+                let _ = binding_triggers.send(binding);
             }
         })
         .await
