@@ -97,18 +97,26 @@ pub async fn run(
     if let Some(address) = options.http_address {
         http::serve(address, ctx.clone(), ready.clone()).await?;
     }
-    // Every replica answers admissions; only the leader reconciles.
-    // One watch of certificates and of bindings serves the webhook and the controllers.
-    let watches = Arc::new(SharedWatches::start(&client, &options.namespace).await);
+    // Every replica answers admissions; only the leader reconciles. One watch of certificates
+    // and of bindings serves the webhook and the controllers: started here when the webhook
+    // needs it, else only once this replica reconciles (a standby then watches nothing).
+    let mut watches = None;
     if let Some(webhook) = options.webhook.clone() {
-        webhook::start(client.clone(), webhook, &watches).await?;
+        let started = Arc::new(SharedWatches::start(&client, &options.namespace).await);
+        webhook::start(client.clone(), webhook, &started).await?;
+        watches = Some(started);
         ready.store(true, std::sync::atomic::Ordering::Release);
     }
+    let reconcilers = async {
+        let watches = match watches {
+            Some(watches) => watches,
+            None => Arc::new(SharedWatches::start(&client, &options.namespace).await),
+        };
+        reconcile_all(reconcilers_client, &scope, ctx, watches).await
+    };
     let Some(election) = options.leader_election.clone() else {
         metrics::set_leader(true);
-        if let Stopped::Abandoned =
-            until_stopped(reconcile_all(reconcilers_client, &scope, ctx, watches)).await
-        {
+        if let Stopped::Abandoned = until_stopped(reconcilers).await {
             tracing::warn!(
                 grace = ?SHUTDOWN_GRACE,
                 "reconciles still in flight after the shutdown grace period; exiting anyway"
@@ -126,7 +134,7 @@ pub async fn run(
     // grace period); the Lease is released only then, so the next leader never overlaps with
     // this one.
     let stopped = tokio::select! {
-        stopped = until_stopped(reconcile_all(reconcilers_client, &scope, ctx, watches)) => Ok(stopped),
+        stopped = until_stopped(reconcilers) => Ok(stopped),
         lost = elector.hold() => Err(lost),
     };
     metrics::set_leader(false);
